@@ -1,0 +1,63 @@
+# Third-party dependencies. Debian packages (scripts/setup.sh installs them)
+# or, on a CUDA host without apt, the same packages unpacked into a prefix
+# given through CMAKE_PREFIX_PATH (scripts/build_cuda_host.sh).
+
+find_package(tomlplusplus REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(fmt REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+
+# CAF 0.17 ships no CMake package in Debian: find headers and libraries.
+find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)
+find_library(CAF_CORE_LIBRARY caf_core REQUIRED)
+find_library(CAF_IO_LIBRARY caf_io REQUIRED)
+add_library(caf::core UNKNOWN IMPORTED)
+set_target_properties(caf::core PROPERTIES IMPORTED_LOCATION ${CAF_CORE_LIBRARY}
+                      INTERFACE_INCLUDE_DIRECTORIES ${CAF_INCLUDE_DIR}
+                      INTERFACE_LINK_LIBRARIES Threads::Threads)
+add_library(caf::io UNKNOWN IMPORTED)
+set_target_properties(caf::io PROPERTIES IMPORTED_LOCATION ${CAF_IO_LIBRARY}
+                      INTERFACE_LINK_LIBRARIES caf::core)
+
+if(QERL_TESTS)
+  find_package(doctest REQUIRED)
+endif()
+
+# LibTorch from the torch==2.11.0 wheel. The CPU build links torch_cpu + c10
+# only (no CUDA toolchain needed at configure time); QERL_CUDA uses the full
+# TorchConfig with CUDA.
+if(NOT QERL_PYTHON)
+  find_program(QERL_PYTHON NAMES python3 REQUIRED)
+endif()
+execute_process(
+  COMMAND ${QERL_PYTHON} -c "import os,torch;print(os.path.dirname(torch.__file__));print(torch.utils.cmake_prefix_path);print(torch.__version__)"
+  OUTPUT_VARIABLE _torch_info OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _torch_rc)
+if(NOT _torch_rc EQUAL 0)
+  message(FATAL_ERROR "torch is not importable by ${QERL_PYTHON}: run scripts/setup.sh")
+endif()
+string(REPLACE "\n" ";" _torch_info "${_torch_info}")
+list(GET _torch_info 0 TORCH_PY_DIR)
+list(GET _torch_info 1 TORCH_CMAKE_PREFIX)
+list(GET _torch_info 2 TORCH_PY_VERSION)
+message(STATUS "LibTorch ${TORCH_PY_VERSION} from ${TORCH_PY_DIR}")
+
+if(QERL_CUDA)
+  enable_language(CUDA)
+  list(APPEND CMAKE_PREFIX_PATH ${TORCH_CMAKE_PREFIX})
+  find_package(Torch REQUIRED)
+  add_library(qerl_torch INTERFACE)
+  target_link_libraries(qerl_torch INTERFACE ${TORCH_LIBRARIES})
+  target_compile_definitions(qerl_torch INTERFACE QERL_CUDA=1)
+else()
+  find_library(TORCH_CPU_LIBRARY torch_cpu PATHS ${TORCH_PY_DIR}/lib NO_DEFAULT_PATH REQUIRED)
+  find_library(C10_LIBRARY c10 PATHS ${TORCH_PY_DIR}/lib NO_DEFAULT_PATH REQUIRED)
+  add_library(qerl_torch INTERFACE)
+  target_include_directories(qerl_torch SYSTEM INTERFACE
+    ${TORCH_PY_DIR}/include ${TORCH_PY_DIR}/include/torch/csrc/api/include)
+  target_link_libraries(qerl_torch INTERFACE ${TORCH_CPU_LIBRARY} ${C10_LIBRARY})
+  target_link_options(qerl_torch INTERFACE "-Wl,-rpath,${TORCH_PY_DIR}/lib")
+endif()

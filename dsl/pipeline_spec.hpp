@@ -1,0 +1,150 @@
+// PipelineSpec: the typed, validated form of a pipeline file. Every field
+// here is declared exactly once in the schema (dsl/schema_builtin.cpp) with
+// its type, default, range and documentation; the loader fills this struct
+// from TOML through that schema, so docs, validation and the struct agree.
+// Stage-specific keys stay in StageSpec::options (validated against the
+// stage type's KeySpecs) because stage types can come from plugins.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dsl/diagnostic.hpp"
+#include "dsl/value.hpp"
+
+namespace qerl::dsl {
+
+struct RunSpec {
+  std::string name;
+  int64_t steps = 0;
+  int64_t seed = 0;
+  std::string out_dir;
+  int64_t checkpoint_every = 0;  // 0 = never
+  int64_t keep_checkpoints = 0;
+};
+
+struct ModelSpec {
+  std::string path;       // HF folder (relative paths resolve against the pipeline file)
+  std::string dtype;      // fp32 | bf16 | fp16
+  std::string tokenizer;  // empty = <path>/tokenizer.json
+  int64_t max_seq_len = 0;
+};
+
+struct DataSpec {
+  std::string source;  // "builtin:arith" or a GSM8K-style .jsonl path
+  int64_t prompts_per_step = 0;
+  int64_t samples_per_prompt = 0;  // GRPO group size G
+  int64_t heldout_size = 0;
+  bool shuffle = true;
+  int64_t max_prompt_len = 0;
+};
+
+struct AlgorithmSpec {
+  std::string name;  // grpo | ppo
+  bool norm_adv_by_std = true;  // false = Dr.GRPO
+  double lr = 0;
+  std::string lr_schedule;  // constant | linear | cosine
+  int64_t warmup_steps = 0;
+  double weight_decay = 0;
+  double clip_low = 0;
+  double clip_high = 0;
+  std::string loss_agg;  // token-mean | seq-mean-token-mean | seq-mean-token-sum
+  double kl_coef = 0;
+  std::string kl_estimator;  // k1 | k3
+  double entropy_coef = 0;
+  int64_t ppo_epochs = 0;
+  int64_t mini_batch_size = 0;  // 0 = whole batch
+  double max_grad_norm = 0;
+};
+
+struct QuantizationSpec {
+  std::string scheme;  // none | nvfp4 | mxfp4
+  std::string mode;    // w4a16 | w4a4
+  int64_t group_size = 0;  // 16 for nvfp4, 32 for mxfp4
+  std::string train;   // none | qat | lora
+  std::vector<std::string> ignore;  // exact module names or "re:<python regex>"
+  bool fuse_scales = true;  // q/k/v and gate/up share one global scale
+};
+
+struct LoraSpec {
+  int64_t rank = 0;  // 0 = no LoRA
+  double alpha = 0;
+  double dropout = 0;
+  std::vector<std::string> target_modules;
+};
+
+struct AqnSpec {
+  bool enabled = false;
+  double sigma_start = 0;
+  double sigma_end = 0;
+  int64_t num_stages = 0;
+  std::vector<std::string> targets;
+  std::vector<std::string> exclude;
+  std::vector<std::string> layer_types;  // rmsnorm | linear
+  std::string apply_to;  // rollout | training | both
+};
+
+struct RouterReplaySpec {
+  std::string mode;  // disabled | R1 | R2 | R3
+};
+
+struct ClusterSpec {
+  std::string device;  // auto | cuda | cpu
+  int64_t num_gpus = 0;  // 0 = every visible GPU (or, with no GPU, as many logical slots as used)
+};
+
+// One declared input of a stage: `port = "producer.port"` or
+// `port = { from = "producer.port", staleness = k }` (a back-edge).
+struct InputSpec {
+  std::string port;           // consumer's input port name
+  std::string from_stage;     // producer stage name
+  std::string from_port;      // producer output port; empty = its only output port
+  std::optional<int64_t> staleness;  // set = back-edge allowing k steps of lag
+  SourcePos pos;
+};
+
+struct StageSpec {
+  std::string name;  // the <name> in [stages.<name>]
+  std::string uses;  // stage type, e.g. "rollout", "reward.gsm8k", or a plugin's type
+  std::vector<InputSpec> inputs;
+  std::vector<int64_t> gpus;  // logical GPU slots; empty = host CPU
+  int64_t replicas = 1;
+  // Stage-type-specific keys, validated against the type's KeySpecs with
+  // defaults filled in; read through option<T>().
+  std::map<std::string, Value> options;
+  SourcePos pos;  // of the [stages.<name>] header
+
+  template <class T>
+  const T& option(const std::string& key) const;  // throws qerl::Error if absent / wrong type
+};
+
+struct PipelineSpec {
+  std::string source_file;  // the file given to the loader
+  std::vector<std::string> plugins;  // shared libraries, resolved to absolute paths
+  RunSpec run;
+  ModelSpec model;
+  DataSpec data;
+  AlgorithmSpec algorithm;
+  QuantizationSpec quantization;
+  LoraSpec lora;
+  AqnSpec aqn;
+  RouterReplaySpec router_replay;
+  ClusterSpec cluster;
+  std::vector<StageSpec> stages;  // in declaration order
+  std::vector<Diagnostic> warnings;  // non-fatal findings of the loader
+
+  const StageSpec* find_stage(const std::string& name) const;
+};
+
+template <class T>
+const T& StageSpec::option(const std::string& key) const {
+  auto it = options.find(key);
+  if (it == options.end()) throw Error("stage '" + name + "': no option '" + key + "'");
+  if (const T* v = std::get_if<T>(&it->second)) return *v;
+  throw Error("stage '" + name + "': option '" + key + "' has another type");
+}
+
+}  // namespace qerl::dsl

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything a fresh Debian 12 machine lacks to build and test qerl:
+# Debian packages (compilers, CAF, toml++, spdlog, doctest, ...) and the
+# torch==2.11.0 wheel from PyPI (LibTorch for C++, plus the Python oracles).
+# Idempotent: each step checks first and does nothing when already satisfied.
+# Prints the python interpreter to use on its last line (consumed by build.sh).
+set -euo pipefail
+
+apt_packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  clang libclang-rt-14-dev
+  libcaf-dev libtomlplusplus-dev libspdlog-dev libfmt-dev doctest-dev
+  nlohmann-json3-dev libcli11-dev libpcre2-dev
+  python3 python3-pip python3-venv
+)
+torch_version="2.11.0"
+
+log() { echo "[setup] $*" >&2; }
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt: installing ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+  log "apt: all packages present"
+fi
+
+# Python: prefer an interpreter that already has the right torch; else pip into
+# python3 when it is not externally managed (pyenv, venvs); else a private venv.
+has_torch() { "$1" -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$torch_version' else 1)" 2>/dev/null; }
+py=""
+for cand in "${QERL_PYTHON:-}" python3 "$HOME/.local/share/qerl/venv/bin/python"; do
+  [ -n "$cand" ] && command -v "$cand" >/dev/null 2>&1 && has_torch "$cand" && { py=$(command -v "$cand"); break; }
+done
+if [ -z "$py" ]; then
+  if python3 -c 'import sys,sysconfig,os; sys.exit(1 if os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"],"EXTERNALLY-MANAGED")) and sys.prefix==sys.base_prefix else 0)'; then
+    py=$(command -v python3)
+  else
+    venv="$HOME/.local/share/qerl/venv"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+    py="$venv/bin/python"
+  fi
+  log "pip: installing torch==$torch_version into $py (large download, once)"
+  "$py" -m pip install -q "torch==$torch_version" numpy >&2
+fi
+log "python with torch $torch_version: $py"
+echo "$py"
