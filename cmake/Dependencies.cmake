@@ -8,8 +8,14 @@ find_package(fmt REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(Threads REQUIRED)
-find_package(PkgConfig REQUIRED)
-pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+# PCRE2 (8-bit code units, UTF-8 mode): Python-compatible `re:` patterns and
+# the tokenizer's split rule. Found by path so an unpacked prefix works too.
+find_path(PCRE2_INCLUDE_DIR pcre2.h REQUIRED)
+find_library(PCRE2_LIBRARY pcre2-8 REQUIRED)
+add_library(pcre2::pcre2 UNKNOWN IMPORTED)
+set_target_properties(pcre2::pcre2 PROPERTIES IMPORTED_LOCATION ${PCRE2_LIBRARY}
+                      INTERFACE_INCLUDE_DIRECTORIES ${PCRE2_INCLUDE_DIR}
+                      INTERFACE_COMPILE_DEFINITIONS PCRE2_CODE_UNIT_WIDTH=8)
 
 # CAF 0.17 ships no CMake package in Debian: find headers and libraries.
 find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)

@@ -4,6 +4,7 @@
 // PipelineError; nothing is printed here.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,11 +27,23 @@ std::vector<std::string> read_plugin_list(const std::string& path, const Overrid
 PipelineSpec load_pipeline(const std::string& path, const Overrides& overrides,
                            const Schema& schema);
 
+struct LoadOptions {
+  // When set, `extends` of a text pipeline resolves against this directory
+  // instead of the current one, and no base may lie outside it (the fuzzer
+  // uses this so that arbitrary input cannot read arbitrary files).
+  std::optional<std::string> extends_root;
+};
+
 // Same, from text held in memory; `name` stands in for the file name in
 // diagnostics, and `extends` resolves against the current directory.
 PipelineSpec load_pipeline_text(std::string_view text, const std::string& name,
-                                const Overrides& overrides, const Schema& schema);
+                                const Overrides& overrides, const Schema& schema,
+                                const LoadOptions& options = {});
 
+// Relative model.path, model.tokenizer and data.source (a file path) come out
+// absolute, resolved against the file that set them, so the spec does not
+// depend on where it was loaded from.
+//
 // The resolved pipeline as TOML (every key, defaults filled in, no extends):
 // what qerl-run writes to <out_dir>/resolved.toml. Loading it back yields an
 // equal spec (to_toml of both is identical).

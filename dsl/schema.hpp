@@ -29,6 +29,8 @@ struct KeySpec {
   std::vector<std::string> one_of;  // allowed strings (for string and string_list keys)
   // Section keys only: stores a validated value into the typed spec.
   std::function<void(PipelineSpec&, const Value&)> assign;
+  // Section keys only: reads the typed member back (to_toml, explain).
+  std::function<Value(const PipelineSpec&)> read;
 };
 
 struct PortSpec {
@@ -45,12 +47,18 @@ struct StageTypeSchema {
   std::vector<PortSpec> outputs;
   std::vector<KeySpec> keys;  // stage-specific keys (beyond uses/inputs/gpus/replicas)
   bool needs_device = false;  // true: must be given `gpus` (model-holding stages)
+
+  const KeySpec* find_key(const std::string& key) const;
+  const PortSpec* find_input(const std::string& port) const;
+  const PortSpec* find_output(const std::string& port) const;
 };
 
 struct SectionSchema {
   std::string name;  // "algorithm"
   std::string doc;
   std::vector<KeySpec> keys;
+
+  const KeySpec* find_key(const std::string& key) const;
 };
 
 class Schema {
@@ -68,6 +76,7 @@ class Schema {
 
   // Keys every [stages.<name>] table accepts, for docs and suggestions.
   const std::vector<KeySpec>& common_stage_keys() const { return common_stage_keys_; }
+  const KeySpec* find_common_stage_key(const std::string& key) const;
 
  private:
   std::vector<SectionSchema> sections_;

@@ -1,0 +1,174 @@
+// Declarations of the built-in stage types (ports, keys, documentation).
+// Factories are attached here as the stages are implemented (the RL loop
+// issue); until then `make` stays empty and only --dry-run can use them.
+#include "actors/builtin_stages.hpp"
+
+#include "actors/port_types.hpp"
+#include "runtime/stage_registry.hpp"
+
+namespace qerl::actors {
+namespace {
+
+using dsl::KeySpec;
+using dsl::PortSpec;
+using dsl::StageTypeSchema;
+using dsl::Value;
+using dsl::ValueKind;
+namespace pt = port_types;
+
+KeySpec key(std::string name, ValueKind kind, Value default_value, std::string doc) {
+  KeySpec k;
+  k.name = std::move(name);
+  k.kind = kind;
+  k.default_value = std::move(default_value);
+  k.doc = std::move(doc);
+  return k;
+}
+
+KeySpec ranged(KeySpec k, double min, double max) {
+  k.min = min;
+  k.max = max;
+  return k;
+}
+
+KeySpec choice(KeySpec k, std::vector<std::string> allowed) {
+  k.one_of = std::move(allowed);
+  return k;
+}
+
+PortSpec port(std::string name, std::string type, std::string doc, bool optional = false) {
+  return PortSpec{std::move(name), std::move(type), std::move(doc), optional};
+}
+
+StageTypeSchema data_stage() {
+  StageTypeSchema s;
+  s.name = "data";
+  s.doc = "Yields [data] prompts_per_step prompts per step (each repeated samples_per_prompt "
+          "times) from builtin:arith or a GSM8K JSONL file; keeps a held-out split for eval.";
+  s.outputs = {port("prompts", pt::prompt_batch, "prompt token ids, reference answers, group ids")};
+  return s;
+}
+
+StageTypeSchema rollout_stage() {
+  StageTypeSchema s;
+  s.name = "rollout";
+  s.doc = "Samples responses with the (quantized, AQN-noised) policy; emits tokens, masks, "
+          "sampler log-probs and, when router replay needs them, routing indices.";
+  s.needs_device = true;
+  s.inputs = {port("prompts", pt::prompt_batch, "prompts to answer"),
+              port("weights", pt::weights_update,
+                   "new policy weights (a back-edge from weight_sync; declare its staleness)",
+                   /*optional=*/true)};
+  s.outputs = {port("samples", pt::rollout_batch, "sampled responses with log-probs")};
+  s.keys = {
+      ranged(key("max_new_tokens", ValueKind::integer, int64_t{256}, "Response length limit in tokens."),
+             1, 1 << 20),
+      ranged(key("temperature", ValueKind::floating, 1.0, "Sampling temperature; 0 = greedy."), 0, 100),
+      ranged(key("top_p", ValueKind::floating, 1.0, "Nucleus sampling mass; 1 = off."), 0, 1),
+      ranged(key("top_k", ValueKind::integer, int64_t{0}, "Keep the k most likely tokens; 0 = off."),
+             0, 1 << 30),
+      key("stop", ValueKind::string_list, std::vector<std::string>{},
+          "Stop strings, besides the tokenizer's EOS."),
+      ranged(key("max_batch_size", ValueKind::integer, int64_t{0},
+                 "Sequences generated together; 0 = the whole step's batch."),
+             0, 1 << 20),
+  };
+  return s;
+}
+
+StageTypeSchema reward_stage(const std::string& name, const std::string& what) {
+  StageTypeSchema s;
+  s.name = name;
+  s.doc = "Scores " + what + ": 1 when the final number after '####' equals the reference "
+          "answer, plus an optional format reward.";
+  s.inputs = {port("samples", pt::rollout_batch, "responses to score")};
+  s.outputs = {port("scores", pt::scores, "one reward per response")};
+  s.keys = {
+      key("correct_reward", ValueKind::floating, 1.0, "Reward for a correct final answer."),
+      key("format_reward", ValueKind::floating, 0.0,
+          "Added when the response has a well-formed '#### N' answer line."),
+  };
+  return s;
+}
+
+StageTypeSchema reference_stage() {
+  StageTypeSchema s;
+  s.name = "reference";
+  s.doc = "Log-probs of the frozen initial policy for the KL penalty (routes natively; "
+          "skipped when algorithm.kl_coef = 0).";
+  s.needs_device = true;
+  s.inputs = {port("samples", pt::rollout_batch, "responses to score")};
+  s.outputs = {port("ref_logprobs", pt::ref_logprobs, "per-token log-probs [B, S]")};
+  s.keys = {ranged(key("micro_batch_size", ValueKind::integer, int64_t{0},
+                       "Sequences per forward pass; 0 = all at once."),
+                   0, 1 << 20)};
+  return s;
+}
+
+StageTypeSchema learner_stage() {
+  StageTypeSchema s;
+  s.name = "learner";
+  s.doc = "Updates the policy: GRPO/PPO ([algorithm]), QAT or LoRA ([quantization], [lora]), "
+          "router replay ([router_replay]); or supervised fine-tuning with mode = \"sft\".";
+  s.needs_device = true;
+  s.inputs = {port("samples", pt::rollout_batch, "responses with sampler log-probs"),
+              port("scores", pt::scores, "rewards", /*optional=*/true),
+              port("ref_logprobs", pt::ref_logprobs, "reference log-probs for the KL penalty",
+                   /*optional=*/true)};
+  s.outputs = {port("params", pt::policy_update, "updated parameters with a new version")};
+  s.keys = {
+      choice(key("mode", ValueKind::string, std::string("rl"),
+                 "rl = policy-gradient update; sft = cross-entropy on reference answers."),
+             {"rl", "sft"}),
+      ranged(key("micro_batch_size", ValueKind::integer, int64_t{0},
+                 "Sequences per forward/backward (gradient accumulation); 0 = the mini-batch."),
+             0, 1 << 20),
+  };
+  return s;
+}
+
+StageTypeSchema weight_sync_stage() {
+  StageTypeSchema s;
+  s.name = "weight_sync";
+  s.doc = "Pushes the learner's weights to rollout with a version number: an in-device copy "
+          "when colocated, NCCL when disaggregated; only what changed (LoRA, re-packed QAT).";
+  s.inputs = {port("params", pt::policy_update, "learner output")};
+  s.outputs = {port("weights", pt::weights_update, "weights for rollout (and eval)")};
+  s.keys = {
+      choice(key("transport", ValueKind::string, std::string("auto"),
+                 "auto = copy when colocated, nccl when disaggregated."),
+             {"auto", "copy", "nccl"}),
+      choice(key("format", ValueKind::string, std::string("auto"),
+                 "auto = follows [quantization] and [lora]."),
+             {"auto", "bf16", "nvfp4-packed", "mxfp4-packed", "lora-only"}),
+  };
+  return s;
+}
+
+StageTypeSchema eval_stage() {
+  StageTypeSchema s;
+  s.name = "eval";
+  s.doc = "Every `every` steps, greedy accuracy of the current policy on the held-out split "
+          "(metric val/accuracy).";
+  s.needs_device = true;
+  s.inputs = {port("weights", pt::weights_update, "the policy to evaluate")};
+  s.keys = {
+      ranged(key("every", ValueKind::integer, int64_t{10}, "Evaluate every N steps (and at the end)."),
+             1, 1 << 30),
+      ranged(key("max_new_tokens", ValueKind::integer, int64_t{256}, "Response length limit."),
+             1, 1 << 20),
+  };
+  return s;
+}
+
+}  // namespace
+
+void register_builtin_stages(runtime::StageRegistry& registry) {
+  for (auto schema : {data_stage(), rollout_stage(), reward_stage("reward.gsm8k", "GSM8K answers"),
+                      reward_stage("reward.arith", "builtin:arith answers"), reference_stage(),
+                      learner_stage(), weight_sync_stage(), eval_stage()}) {
+    registry.add(runtime::StageType{std::move(schema), /*make=*/{}});
+  }
+}
+
+}  // namespace qerl::actors

@@ -1,0 +1,12 @@
+// PipelineSpec lookups used by the runtime's graph builder.
+#include "dsl/pipeline_spec.hpp"
+
+namespace qerl::dsl {
+
+const StageSpec* PipelineSpec::find_stage(const std::string& name) const {
+  for (const StageSpec& stage : stages)
+    if (stage.name == name) return &stage;
+  return nullptr;
+}
+
+}  // namespace qerl::dsl

@@ -1,0 +1,175 @@
+// The stage actor's firing rule, input assembly (gather producer replicas'
+// parts, then take this replica's shard) and output checks. Every exception
+// of a stage becomes one line to the driver; the actor then idles until the
+// driver stops it.
+#include "runtime/detail/stage_actor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace qerl::runtime::detail {
+namespace {
+
+using Self = caf::stateful_actor<StageActorState>;
+
+void report_failure(Self* self, const std::string& what) {
+  auto& st = self->state;
+  st.failed = true;
+  self->send(st.config.driver, failed_atom::value, st.config.label + " " + what);
+}
+
+// Runs `fn`, turning any exception into a failure line "<label> <where>: <what>".
+template <class Fn>
+bool guarded(Self* self, const std::string& where, Fn&& fn) {
+  try {
+    fn();
+    return true;
+  } catch (const std::exception& e) {
+    report_failure(self, where + ": " + e.what());
+  } catch (...) {
+    report_failure(self, where + ": unknown exception");
+  }
+  return false;
+}
+
+// The step whose message a port needs when the stage fires step t.
+int64_t needed_step(const InputDecl& in, int64_t t) { return in.staleness ? t - *in.staleness : t; }
+
+bool can_fire(const StageActorState& st, int64_t t) {
+  if (st.config.is_source && t >= st.ticked) return false;
+  for (size_t i = 0; i < st.config.inputs.size(); ++i) {
+    const InputDecl& in = st.config.inputs[i];
+    const int64_t s = needed_step(in, t);
+    if (s < 0) continue;  // a back-edge before its first message: port absent
+    auto it = st.buffers[i].find(s);
+    if (it == st.buffers[i].end() || it->second.received < in.producer_replicas) return false;
+  }
+  return true;
+}
+
+// Takes the inputs of step t out of the buffers: gathered, then sharded.
+StepInput assemble(StageActorState& st, int64_t t) {
+  StepInput input;
+  input.step = t;
+  const StageContext& ctx = st.config.context;
+  for (size_t i = 0; i < st.config.inputs.size(); ++i) {
+    const InputDecl& in = st.config.inputs[i];
+    const int64_t s = needed_step(in, t);
+    if (s < 0) continue;
+    auto node = st.buffers[i].extract(s);
+    try {
+      const PayloadPtr whole = gather_parts(node.mapped().parts);
+      input.ports[in.port] = shard_for(whole, ctx.replica, ctx.replicas);
+    } catch (const std::exception& e) {
+      throw Error("input '" + in.port + "' from '" + in.from + "': " + e.what());
+    }
+    input.weight_version = std::max(input.weight_version, node.mapped().weight_version);
+  }
+  return input;
+}
+
+// Every connected output port must be produced; undeclared ports are a bug.
+void check_outputs(const StageActorState& st, const StepOutput& out) {
+  const auto& declared = st.config.type->schema.outputs;
+  for (const auto& [port, payload] : out.ports) {
+    const bool known = std::any_of(declared.begin(), declared.end(),
+                                   [&](const dsl::PortSpec& p) { return p.name == port; });
+    if (!known)
+      throw Error("it produced port '" + port + "', which stage type '" +
+                  st.config.type->schema.name + "' does not declare");
+  }
+  for (const Route& r : st.routes) {
+    auto it = out.ports.find(r.producer_port);
+    if (it == out.ports.end() || !it->second)
+      throw Error("it produced no message on output port '" + r.producer_port + "'");
+  }
+}
+
+// Fires step t; false when the step failed or the run is stopping.
+bool fire(Self* self, int64_t t) {
+  auto& st = self->state;
+  const std::string at = "failed at step " + std::to_string(t);
+  StepInput input;
+  if (!guarded(self, at, [&] { input = assemble(st, t); })) return false;
+
+  StepOutput out;
+  double wall_s = 0;
+  {
+    LeaseGuard lease(*st.config.lease, st.config.context.slots);
+    if (!lease.held()) return false;
+    const auto start = std::chrono::steady_clock::now();
+    if (!guarded(self, at, [&] { out = st.stage->run(input); })) return false;
+    wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  if (st.config.context.stop_requested()) return false;
+  if (!guarded(self, at, [&] { check_outputs(st, out); })) return false;
+
+  const int64_t version = out.weight_version.value_or(input.weight_version);
+  const int replica = st.config.context.replica;
+  for (const Route& r : st.routes)
+    for (const caf::actor& consumer : r.consumers)
+      self->send(consumer, port_atom::value,
+                 PortMessage{r.consumer_port, replica, t, version, out.ports.at(r.producer_port)});
+  FiringReport report{st.config.node, replica, t, wall_s, version, std::move(out.metrics)};
+  self->send(st.config.driver, fired_atom::value, std::move(report));
+  st.config.context.logger->debug("step {} done in {:.3f}s", t, wall_s);
+  return true;
+}
+
+void try_fire(Self* self) {
+  auto& st = self->state;
+  while (st.set_up && !st.failed && st.next_step < st.config.total_steps &&
+         can_fire(st, st.next_step)) {
+    if (!fire(self, st.next_step)) return;
+    ++st.next_step;
+  }
+}
+
+void set_up(Self* self) {
+  auto& st = self->state;
+  const bool ok = guarded(self, "failed in setup", [&] {
+    st.stage = st.config.type->make();
+    if (!st.stage) throw Error("stage type '" + st.config.type->schema.name + "' made no stage");
+    LeaseGuard lease(*st.config.lease, st.config.context.slots);
+    if (!lease.held()) return;
+    st.stage->setup(st.config.context);
+  });
+  if (!ok || st.config.context.stop_requested()) return;
+  st.set_up = true;
+  self->send(st.config.driver, ready_atom::value, st.config.node, st.config.context.replica);
+}
+
+}  // namespace
+
+caf::behavior stage_actor(Self* self, StageActorConfig config) {
+  self->state.config = std::move(config);
+  self->state.buffers.resize(self->state.config.inputs.size());
+  return {
+      [=](wire_atom, Wiring& wiring) {
+        self->state.routes = std::move(wiring.routes);
+        set_up(self);
+        try_fire(self);
+      },
+      [=](tick_atom, int64_t step) {
+        self->state.ticked = std::max(self->state.ticked, step + 1);
+        try_fire(self);
+      },
+      [=](port_atom, PortMessage& msg) {
+        auto& st = self->state;
+        if (st.failed) return;
+        for (size_t i = 0; i < st.config.inputs.size(); ++i) {
+          if (st.config.inputs[i].port != msg.port) continue;
+          PendingStep& pending = st.buffers[i][msg.step];
+          pending.parts.resize(st.config.inputs[i].producer_replicas);
+          if (!pending.parts.at(msg.producer_replica)) ++pending.received;
+          pending.parts[msg.producer_replica] = std::move(msg.payload);
+          pending.weight_version = std::max(pending.weight_version, msg.weight_version);
+        }
+        try_fire(self);
+      },
+  };
+}
+
+}  // namespace qerl::runtime::detail

@@ -1,0 +1,114 @@
+// The stage actor (driver-private): one CAF actor per stage replica, run
+// detached because Stage::run blocks for seconds to minutes. It buffers the
+// messages of each input port by step, fires the stage for step t once all
+// forward inputs of t and every back-edge input of t-1-staleness are there,
+// holds the device lease while the stage computes, and sends the outputs to
+// the consumers' replicas. Includes CAF: only driver.cpp and
+// stage_actor.cpp include this header.
+//
+// Protocol:
+//   driver -> stage   (wire_atom, Wiring)          where outputs go; then setup()
+//   stage  -> driver  (ready_atom, int node, int replica)   setup() finished
+//   driver -> stage   (tick_atom, int64_t step)    source stages only: step may start
+//   stage  -> stage   (port_atom, PortMessage)     one producer replica's output for a step
+//   stage  -> driver  (fired_atom, FiringReport)   a step finished on this replica
+//   stage  -> driver  (failed_atom, std::string)   setup or a step threw: one line
+//   driver -> stage   exit (user_shutdown)         the run is over
+#pragma once
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/behavior.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/detail/step_tracker.hpp"
+#include "runtime/device_lease.hpp"
+#include "runtime/stage.hpp"
+#include "runtime/stage_registry.hpp"
+
+namespace qerl::runtime::detail {
+
+using wire_atom = caf::atom_constant<caf::atom("wire")>;
+using ready_atom = caf::atom_constant<caf::atom("ready")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using port_atom = caf::atom_constant<caf::atom("port")>;
+using fired_atom = caf::atom_constant<caf::atom("fired")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+
+// One producer replica's output on one edge, for one step.
+struct PortMessage {
+  std::string port;  // the consumer's input port
+  int producer_replica = 0;
+  int64_t step = 0;
+  int64_t weight_version = 0;
+  PayloadPtr payload;
+};
+
+// One outgoing edge: which output port goes to which consumer port, on
+// every replica of the consumer (index = consumer replica).
+struct Route {
+  std::string producer_port;
+  std::string consumer_port;
+  std::vector<caf::actor> consumers;
+};
+
+struct Wiring {
+  std::vector<Route> routes;
+};
+
+// One input port of this stage.
+struct InputDecl {
+  std::string port;
+  std::string from;  // "rollout.samples", for error messages
+  int producer_replicas = 1;
+  std::optional<int64_t> staleness;  // set = back-edge
+};
+
+struct StageActorConfig {
+  int node = -1;
+  std::string label;  // "stage 'reward' (replica 0)", the prefix of error lines
+  const StageType* type = nullptr;
+  StageContext context;
+  std::vector<InputDecl> inputs;
+  int64_t total_steps = 0;
+  bool is_source = false;
+  std::shared_ptr<DeviceLease> lease;
+  caf::actor driver;
+};
+
+// Messages of one input port that arrived for one step.
+struct PendingStep {
+  std::vector<PayloadPtr> parts;  // index = producer replica
+  int received = 0;
+  int64_t weight_version = 0;
+};
+
+struct StageActorState {
+  StageActorConfig config;
+  std::unique_ptr<Stage> stage;
+  std::vector<std::map<int64_t, PendingStep>> buffers;  // parallel to config.inputs
+  std::vector<Route> routes;
+  int64_t next_step = 0;  // steps run in order
+  int64_t ticked = 0;     // source stages: steps < ticked may start
+  bool set_up = false;
+  bool failed = false;
+
+  static inline const char* name = "qerl.stage";
+};
+
+caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageActorConfig config);
+
+}  // namespace qerl::runtime::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(qerl::runtime::detail::PortMessage)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(qerl::runtime::detail::Wiring)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(qerl::runtime::FiringReport)

@@ -1,0 +1,259 @@
+// The driver: a CAF scoped actor on the caller's thread that spawns and
+// wires the stage actors, ticks sources under backpressure, turns firing
+// reports into step records, and stops everything on the first failure, an
+// unexpected actor exit or a stall. The actor system is abandoned (leaked)
+// only when a stage stays blocked past the shutdown timeout.
+#include "runtime/driver.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+
+#include "dsl/pipeline_spec.hpp"
+#include "runtime/detail/stage_actor.hpp"
+#include "runtime/detail/step_tracker.hpp"
+#include "runtime/graph.hpp"
+#include "runtime/metrics_sink.hpp"
+#include "runtime/placement.hpp"
+#include "runtime/stage_registry.hpp"
+
+namespace qerl::runtime {
+namespace {
+
+using namespace detail;
+using clock_type = std::chrono::steady_clock;
+
+std::chrono::milliseconds to_ms(double seconds) {
+  constexpr double forever_s = 10.0 * 365 * 24 * 3600;  // "no timeout"
+  return std::chrono::milliseconds(static_cast<int64_t>((seconds > 0 ? seconds : forever_s) * 1000));
+}
+
+std::string replica_label(const ReplicaPlacement& r) {
+  return "stage '" + r.stage + "' (replica " + std::to_string(r.replica) + ")";
+}
+
+class Driver {
+ public:
+  Driver(const dsl::PipelineSpec& spec, const Graph& graph, const Placement& placement,
+         const StageRegistry& registry, const RunOptions& options)
+      : spec_(spec), graph_(graph), placement_(placement), registry_(registry), options_(options),
+        tracker_(graph, placement, spec.run.steps) {}
+
+  RunResult run();
+
+ private:
+  void spawn_and_wire(caf::scoped_actor& self);
+  StageActorConfig config_for(const ReplicaPlacement& r, caf::scoped_actor& self);
+  void tick_sources(caf::scoped_actor& self);
+  void finish_steps();
+  void supervise(caf::scoped_actor& self);
+  bool stop_all(caf::scoped_actor& self);  // false = some actor did not stop in time
+
+  const dsl::PipelineSpec& spec_;
+  const Graph& graph_;
+  const Placement& placement_;
+  const StageRegistry& registry_;
+  const RunOptions& options_;
+  StepTracker tracker_;
+  std::unique_ptr<MetricsSink> sink_;
+  std::shared_ptr<DeviceLease> lease_ = std::make_shared<DeviceLease>();
+  std::shared_ptr<std::atomic<bool>> stop_flag_ = std::make_shared<std::atomic<bool>>(false);
+  std::vector<std::shared_ptr<spdlog::sinks::sink>> log_sinks_;
+  std::map<int, std::vector<caf::actor>> actors_;  // node -> replicas
+  std::map<caf::actor_addr, std::string> labels_;  // alive actors
+  int64_t ticked_ = 0;                             // sources ticked for steps < ticked_
+  clock_type::time_point start_ = clock_type::now();
+  RunResult result_;
+};
+
+StageActorConfig Driver::config_for(const ReplicaPlacement& r, caf::scoped_actor& self) {
+  const Node& node = graph_.node(r.node);
+  StageActorConfig c;
+  c.node = r.node;
+  c.label = replica_label(r);
+  c.type = registry_.find(node.type);
+  c.context.pipeline = &spec_;
+  c.context.stage = spec_.find_stage(node.name);
+  c.context.replica = r.replica;
+  c.context.replicas = r.replicas;
+  c.context.slots = r.slots;
+  c.context.devices = r.devices;
+  c.context.out_dir = options_.out_dir;
+  c.context.stop_flag = stop_flag_;
+  c.context.logger = std::make_shared<spdlog::logger>(r.label(), log_sinks_.begin(), log_sinks_.end());
+  c.context.logger->set_level(spdlog::default_logger()->level());
+  for (int e : node.inputs) {
+    const Edge& edge = graph_.edges()[e];
+    const Node& producer = graph_.node(edge.producer);
+    c.inputs.push_back(InputDecl{edge.consumer_port, producer.name + "." + edge.producer_port,
+                                 static_cast<int>(producer.replicas), edge.staleness});
+  }
+  c.total_steps = spec_.run.steps;
+  c.is_source = node.is_source(graph_.edges());
+  c.lease = lease_;
+  c.driver = caf::actor{self};
+  return c;
+}
+
+void Driver::spawn_and_wire(caf::scoped_actor& self) {
+  for (const ReplicaPlacement& r : placement_.replicas) {
+    caf::actor a = self->system().spawn<caf::detached>(stage_actor, config_for(r, self));
+    self->monitor(a);
+    labels_[a.address()] = replica_label(r);
+    actors_[r.node].push_back(a);
+  }
+  for (const ReplicaPlacement& r : placement_.replicas) {
+    Wiring wiring;
+    for (int e : graph_.node(r.node).outputs) {
+      const Edge& edge = graph_.edges()[e];
+      wiring.routes.push_back(Route{edge.producer_port, edge.consumer_port, actors_[edge.consumer]});
+    }
+    self->send(actors_[r.node][r.replica], wire_atom::value, std::move(wiring));
+  }
+}
+
+// Backpressure: sources run at most 1 + max staleness steps ahead of the
+// oldest unfinished step, so back-edge buffers stay bounded.
+void Driver::tick_sources(caf::scoped_actor& self) {
+  const int64_t limit = std::min(spec_.run.steps, tracker_.next() + 1 + graph_.max_staleness());
+  for (; ticked_ < limit; ++ticked_)
+    for (size_t v = 0; v < graph_.nodes().size(); ++v)
+      if (graph_.node(static_cast<int>(v)).is_source(graph_.edges()))
+        for (const caf::actor& a : actors_[static_cast<int>(v)])
+          self->send(a, tick_atom::value, ticked_);
+}
+
+void Driver::finish_steps() {
+  while (result_.error.empty() && tracker_.next_complete()) {
+    const double elapsed = std::chrono::duration<double>(clock_type::now() - start_).count();
+    const StepRecord record = tracker_.take_next(elapsed);
+    try {
+      if (sink_) sink_->write(record);
+      if (options_.on_step) options_.on_step(record);
+    } catch (const std::exception& e) {
+      result_.error = std::string("after step ") + std::to_string(record.step) + ": " + e.what();
+      return;
+    }
+    result_.steps_completed = record.step + 1;
+  }
+}
+
+void Driver::supervise(caf::scoped_actor& self) {
+  const auto timeout = to_ms(options_.no_progress_timeout_s);
+  while (result_.error.empty() && result_.steps_completed < spec_.run.steps) {
+    self->receive(
+        [&](fired_atom, FiringReport& report) {
+          tracker_.record(report);
+          finish_steps();
+          tick_sources(self);
+        },
+        [&](ready_atom, int node, int replica) {
+          spdlog::debug("{} is set up", graph_.node(node).name + "[" + std::to_string(replica) + "]");
+        },
+        [&](failed_atom, std::string& line) { result_.error = line; },
+        [&](caf::down_msg& down) {
+          auto it = labels_.find(down.source);
+          const std::string who = it == labels_.end() ? "an actor" : it->second;
+          if (it != labels_.end()) labels_.erase(it);
+          result_.error = who + " stopped unexpectedly at step " + std::to_string(tracker_.next()) +
+                          ": " + caf::to_string(down.reason);
+        },
+        caf::after(timeout) >> [&] {
+          std::string waiting;
+          for (const auto& w : tracker_.waiting_on()) waiting += (waiting.empty() ? "" : ", ") + w;
+          result_.error = fmt::format("no progress for {:g} s", timeout.count() / 1000.0) +
+                          ": step " + std::to_string(tracker_.next()) + " still waits on " +
+                          waiting + " (raise the no-progress timeout if a step is this slow)";
+        });
+  }
+}
+
+bool Driver::stop_all(caf::scoped_actor& self) {
+  stop_flag_->store(true);
+  lease_->close();
+  for (const auto& [node, replicas] : actors_)
+    for (const caf::actor& a : replicas)
+      if (labels_.count(a.address())) self->send_exit(a, caf::exit_reason::user_shutdown);
+  bool timed_out = false;
+  while (!labels_.empty() && !timed_out) {
+    self->receive([&](caf::down_msg& down) { labels_.erase(down.source); },
+                  [&](fired_atom, FiringReport&) {}, [&](ready_atom, int, int) {},
+                  [&](failed_atom, std::string&) {},
+                  caf::after(to_ms(options_.shutdown_timeout_s)) >> [&] { timed_out = true; });
+  }
+  for (const auto& [addr, label] : labels_)
+    spdlog::error("{} did not stop within {} s; abandoning it", label, options_.shutdown_timeout_s);
+  return labels_.empty();
+}
+
+RunResult Driver::run() {
+  log_sinks_ = options_.log_sinks.empty() ? spdlog::default_logger()->sinks() : options_.log_sinks;
+  if (!options_.out_dir.empty()) {
+    try {
+      std::filesystem::create_directories(options_.out_dir);
+      sink_ = std::make_unique<MetricsSink>(
+          (std::filesystem::path(options_.out_dir) / "metrics.jsonl").string());
+    } catch (const std::exception& e) {
+      result_.error = e.what();
+      return result_;
+    }
+  }
+  // The system keeps a reference to its config: both are leaked together
+  // when a stage thread cannot be stopped.
+  auto cfg = std::make_unique<caf::actor_system_config>();
+  cfg->set("scheduler.max-threads", 2);  // stage actors are detached: own threads
+  auto system = std::make_unique<caf::actor_system>(*cfg);
+  bool stopped = true;
+  {
+    caf::scoped_actor self{*system};
+    spawn_and_wire(self);
+    tick_sources(self);
+    supervise(self);
+    stopped = stop_all(self);
+    actors_.clear();  // handles must not outlive the actor system
+  }
+  if (!stopped) {  // a stage thread is still running: abandon it, let the process exit
+    system.release();
+    cfg.release();
+  }
+  result_.ok = result_.error.empty() && result_.steps_completed == spec_.run.steps;
+  return result_;
+}
+
+}  // namespace
+
+void check_implemented(const dsl::PipelineSpec& spec, const StageRegistry& registry) {
+  std::string lines;
+  for (const auto& stage : spec.stages) {
+    const StageType* type = registry.find(stage.uses);
+    std::string line;
+    if (!type)
+      line = "stage '" + stage.name + "' uses unknown stage type '" + stage.uses + "'";
+    else if (!type->implemented())
+      line = "stage '" + stage.name + "' uses stage type '" + stage.uses +
+             "', which is declared but not implemented yet (only --dry-run can use it)";
+    if (!line.empty()) lines += (lines.empty() ? "" : "\n") + line;
+  }
+  if (!lines.empty()) throw Error(lines);
+}
+
+RunResult run_pipeline(const dsl::PipelineSpec& spec, const Graph& graph, const Placement& placement,
+                       const StageRegistry& registry, const RunOptions& options) {
+  try {
+    check_implemented(spec, registry);
+  } catch (const Error& e) {
+    return RunResult{false, 0, e.what()};
+  }
+  if (spec.run.steps <= 0 || placement.replicas.empty()) return RunResult{true, 0, ""};
+  Driver driver(spec, graph, placement, registry, options);
+  return driver.run();
+}
+
+}  // namespace qerl::runtime

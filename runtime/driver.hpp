@@ -1,0 +1,60 @@
+// The driver runs a validated, placed pipeline: it spawns one actor per
+// stage replica, wires them along the graph's edges, ticks the source stages
+// (at most 1 + max staleness steps ahead of the oldest unfinished step),
+// writes one metrics.jsonl line per finished step, and supervises: the first
+// stage failure, an actor that dies, or a stall longer than the no-progress
+// timeout stops every actor and ends the run with one error line.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/step_record.hpp"
+
+namespace spdlog::sinks {
+class sink;
+}
+
+namespace qerl::dsl {
+struct PipelineSpec;
+}
+
+namespace qerl::runtime {
+
+class Graph;
+struct Placement;
+class StageRegistry;
+
+struct RunOptions {
+  std::string out_dir;  // metrics.jsonl goes here (created if missing); "" = no file
+  // Called on the driver's thread after each finished step, in step order.
+  std::function<void(const StepRecord&)> on_step;
+  // Stop when no stage replica finished setup or a step for this long; 0 = never.
+  double no_progress_timeout_s = 3600;
+  // How long stopping actors may take (a stage blocked in run() cannot be
+  // interrupted); after that they are abandoned and the process should exit.
+  double shutdown_timeout_s = 30;
+  // Sinks of the stage loggers; empty = those of spdlog's default logger.
+  std::vector<std::shared_ptr<spdlog::sinks::sink>> log_sinks;
+};
+
+struct RunResult {
+  bool ok = false;
+  int64_t steps_completed = 0;
+  // When !ok, one line: "stage 'reward' (replica 0) failed at step 3: <what>".
+  std::string error;
+};
+
+// Throws qerl::Error, one line per stage, when a stage's type is declared but
+// has no implementation (no factory) or is unknown. Call before spawning.
+void check_implemented(const dsl::PipelineSpec& spec, const StageRegistry& registry);
+
+// Runs spec.run.steps steps. `spec`, `graph`, `placement` and `registry`
+// must outlive the call. Failures are reported in the result, not thrown.
+RunResult run_pipeline(const dsl::PipelineSpec& spec, const Graph& graph, const Placement& placement,
+                       const StageRegistry& registry, const RunOptions& options);
+
+}  // namespace qerl::runtime

@@ -1,0 +1,28 @@
+// MetricsSink: <out_dir>/metrics.jsonl, one JSON object per finished step.
+// Each line goes out in a single write and is flushed, so a run that stops
+// (or crashes) leaves only complete lines behind.
+#pragma once
+
+#include <string>
+
+#include "runtime/step_record.hpp"
+
+namespace qerl::runtime {
+
+class MetricsSink {
+ public:
+  // Creates or truncates the file; throws qerl::Error naming it on failure.
+  explicit MetricsSink(std::string path);
+  ~MetricsSink();
+  MetricsSink(const MetricsSink&) = delete;
+  MetricsSink& operator=(const MetricsSink&) = delete;
+
+  void write(const StepRecord& record);  // throws qerl::Error on an I/O error
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+}  // namespace qerl::runtime

@@ -1,0 +1,67 @@
+// ProgressLine: formatting (testable, no I/O) and drawing.
+#include "runtime/progress.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace qerl::runtime {
+
+ProgressLine::KeyMetrics ProgressLine::default_key_metrics() {
+  return {{"reward", "critic/rewards/mean"}, {"tok/s", "perf/throughput"}, {"kl", "actor/ppo_kl"}};
+}
+
+ProgressLine::ProgressLine(int64_t total_steps, std::FILE* out, KeyMetrics key_metrics)
+    : total_steps_(total_steps),
+      out_(out),
+      key_metrics_(std::move(key_metrics)),
+      interactive_(out && ::isatty(::fileno(out))) {}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  if (seconds < 60) return fmt::format("{:.1f}s", seconds);
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  if (s < 3600) return fmt::format("{}m{:02d}s", s / 60, s % 60);
+  return fmt::format("{}h{:02d}m", s / 3600, (s % 3600) / 60);
+}
+
+std::string ProgressLine::format(const StepRecord& record) const {
+  const int64_t done = record.step + 1;
+  std::string line = fmt::format("step {}/{} | {}", done, total_steps_, format_duration(record.elapsed_s));
+  if (done < total_steps_) {
+    const double eta = record.elapsed_s / static_cast<double>(done) *
+                       static_cast<double>(total_steps_ - done);
+    line += " | ETA " + format_duration(eta);
+  }
+  for (const auto& [label, key] : key_metrics_) {
+    auto it = record.metrics.find(key);
+    if (it == record.metrics.end()) continue;
+    const double v = it->second;
+    line += " | " + label + " " +
+            (std::fabs(v) >= 1000 ? fmt::format("{:.0f}", v) : fmt::format("{:.4g}", v));
+  }
+  return line;
+}
+
+void ProgressLine::update(const StepRecord& record) {
+  if (!out_) return;
+  const std::string line = format(record);
+  if (interactive_)
+    std::fprintf(out_, "\r%s\033[K", line.c_str());
+  else
+    std::fprintf(out_, "%s\n", line.c_str());
+  std::fflush(out_);
+  drawn_ = true;
+}
+
+void ProgressLine::finish() {
+  if (out_ && interactive_ && drawn_) {
+    std::fprintf(out_, "\n");
+    std::fflush(out_);
+  }
+  drawn_ = false;
+}
+
+}  // namespace qerl::runtime

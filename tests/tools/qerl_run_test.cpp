@@ -1,0 +1,197 @@
+// qerl-run end to end, as a user runs it: exit statuses, what it prints, and
+// what it leaves in the run folder. Each case runs the real executable in a
+// child process on the shipped pipelines or on test-only toy stages.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Outcome {
+  int status = -1;  // exit status; -1 if killed by a signal
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+fs::path scratch_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("qerl_tools_test_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// Runs qerl-run with `args` (already shell-quoted where needed).
+Outcome qerl_run(const std::string& args, const fs::path& dir) {
+  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string cmd = std::string(QERL_RUN_EXE) + " " + args + " >" + out.string() + " 2>" +
+                          err.string();
+  const int raw = std::system(cmd.c_str());
+  Outcome o;
+  o.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  o.out = slurp(out);
+  o.err = slurp(err);
+  return o;
+}
+
+std::string pipeline(const std::string& name) {
+  return std::string(QERL_SOURCE_DIR) + "/pipelines/" + name;
+}
+
+std::string toy_args(const fs::path& dir, const std::string& extra = "") {
+  return std::string(QERL_SOURCE_DIR) + "/tests/tools/data/toy_run.toml --out " + dir.string() +
+         " --set 'plugins=[\"" + QERL_TOY_PLUGIN + "\"]' " + extra;
+}
+
+std::vector<nlohmann::json> metrics_lines(const fs::path& file) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+const char* const headline_stages[] = {"data", "rollout", "reward", "reference", "learner",
+                                       "weight_sync"};
+
+}  // namespace
+
+TEST_CASE("--dry-run of the headline pipeline prints every stage with its device") {
+  const fs::path dir = scratch_dir("dry_run");
+  const Outcome o = qerl_run(pipeline("r3_aqn_nvfp4.toml") + " --dry-run --out " + dir.string(), dir);
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  const std::string placement = o.out.substr(o.out.find("# placement"));
+  for (const char* stage : headline_stages) {
+    CAPTURE(stage);
+    CHECK(o.out.find(std::string("[stages.") + stage + "]") != std::string::npos);  // resolved
+    CHECK(placement.find(stage) != std::string::npos);
+  }
+  CHECK(o.out.find("mode = \"R3\"") != std::string::npos);
+  CHECK(fs::exists(dir / "graph.dot"));
+  CHECK(slurp(dir / "graph.dot").find("digraph") != std::string::npos);
+}
+
+TEST_CASE("colocated and disaggregated variants differ in placement only") {
+  const fs::path a = scratch_dir("coloc"), b = scratch_dir("disagg");
+  const Outcome coloc = qerl_run(pipeline("r3_aqn_nvfp4.toml") + " --dry-run --out " + a.string(), a);
+  const Outcome disagg =
+      qerl_run(pipeline("r3_aqn_nvfp4_disagg.toml") + " --dry-run --out " + b.string(), b);
+  REQUIRE(coloc.status == 0);
+  REQUIRE(disagg.status == 0);
+  const auto section = [](const std::string& s, const char* from, const char* to) {
+    const auto begin = s.find(from);
+    return s.substr(begin, s.find(to, begin) - begin);
+  };
+  // Same graph, different placement.
+  CHECK(section(coloc.out, "# actor graph", "# placement") ==
+        section(disagg.out, "# actor graph", "# placement"));
+  CHECK(coloc.out.substr(coloc.out.find("# placement")) !=
+        disagg.out.substr(disagg.out.find("# placement")));
+}
+
+TEST_CASE("a malformed pipeline prints file:line:col errors and exits 2 without crashing") {
+  const fs::path dir = scratch_dir("malformed");
+  std::ofstream(dir / "bad.toml") << "[run]\nname = \"x\"\nsteps = \"many\"\n\n[algorithm]\nlrr = 1e-5\n";
+  const Outcome o = qerl_run((dir / "bad.toml").string(), dir);
+  CHECK(o.status == 2);
+  CHECK(o.err.find("bad.toml:3:") != std::string::npos);
+  CHECK(o.err.find("bad.toml:6:") != std::string::npos);
+  CHECK(o.err.find("did you mean 'lr'") != std::string::npos);
+  CHECK(o.err.find("terminate") == std::string::npos);
+}
+
+TEST_CASE("a bad --set is rejected with the override named") {
+  const fs::path dir = scratch_dir("bad_set");
+  const Outcome o = qerl_run(pipeline("r3_aqn_nvfp4.toml") + " --dry-run --set run.steps=abc", dir);
+  CHECK(o.status == 2);
+  CHECK(o.err.find("<--set>") != std::string::npos);
+  CHECK(o.err.find("run.steps") != std::string::npos);
+}
+
+TEST_CASE("--explain describes a key from the schema") {
+  const fs::path dir = scratch_dir("explain");
+  const Outcome o = qerl_run("--explain aqn.sigma_end", dir);
+  REQUIRE(o.status == 0);
+  CHECK(o.out.find("sigma_end") != std::string::npos);
+  CHECK(o.out.find("default 1e-04") != std::string::npos);
+  const Outcome stage = qerl_run("--explain rollout", dir);
+  REQUIRE(stage.status == 0);
+  CHECK(stage.out.find("RolloutBatch") != std::string::npos);
+}
+
+TEST_CASE("docs/pipeline-reference.md is what the schema generates (docs cannot drift)") {
+  const fs::path dir = scratch_dir("reference");
+  const Outcome o = qerl_run("--print-reference", dir);
+  REQUIRE(o.status == 0);
+  CHECK(o.out == slurp(std::string(QERL_SOURCE_DIR) + "/docs/pipeline-reference.md"));
+}
+
+TEST_CASE("a real run writes resolved.toml and one complete metrics line per step") {
+  const fs::path dir = scratch_dir("toy_run");
+  const Outcome o = qerl_run(toy_args(dir), dir);
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  const auto lines = metrics_lines(dir / "metrics.jsonl");
+  REQUIRE(lines.size() == 6);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    CHECK(lines[i]["step"] == static_cast<int>(i));
+    const double v = static_cast<double>(i * 10 + 3);  // seed = 3
+    CHECK(lines[i]["toy/square"].get<double>() == doctest::Approx(v * v));
+    CHECK(lines[i]["toy/sqrt"].get<double>() == doctest::Approx(v));
+    for (const char* stage : {"source", "square", "sink"})
+      CHECK(lines[i].contains(std::string("timing_s/") + stage));
+  }
+  // The resolved pipeline is a complete pipeline: it runs again as is.
+  const fs::path again = scratch_dir("toy_run_again");
+  const Outcome re = qerl_run((dir / "resolved.toml").string() + " --out " + again.string(), again);
+  INFO(re.err);
+  CHECK(re.status == 0);
+  const auto without_out_dir = [](std::string text) {
+    const auto begin = text.find("out_dir = ");
+    return text.erase(begin, text.find('\n', begin) - begin);
+  };
+  CHECK(without_out_dir(slurp(again / "resolved.toml")) == without_out_dir(slurp(dir / "resolved.toml")));
+}
+
+TEST_CASE("a stage that throws stops the run with one line and leaves complete files") {
+  const fs::path dir = scratch_dir("toy_fail");
+  const Outcome o = qerl_run(toy_args(dir, "--set stages.square.fail_at_step=3"), dir);
+  CHECK(o.status == 1);
+  CHECK(o.err.find("stage 'square'") != std::string::npos);
+  CHECK(o.err.find("step 3") != std::string::npos);
+  CHECK(o.err.find("injected failure") != std::string::npos);
+  const auto lines = metrics_lines(dir / "metrics.jsonl");  // throws on a partial line
+  CHECK(lines.size() <= 3);
+  CHECK(slurp(dir / "resolved.toml").find("fail_at_step = 3") != std::string::npos);
+}
+
+TEST_CASE("a stage type without an implementation fails before anything runs") {
+  const fs::path dir = scratch_dir("toy_declared");
+  const Outcome o = qerl_run(toy_args(dir, "--set stages.sink.uses=toy.declared_only"), dir);
+  CHECK(o.status == 2);
+  CHECK(o.err.find("toy.declared_only") != std::string::npos);
+  CHECK(!fs::exists(dir / "metrics.jsonl"));
+}
+
+TEST_CASE("an explicit GPU that does not exist is an error on a machine without it") {
+  const fs::path dir = scratch_dir("no_gpu");
+  const Outcome o = qerl_run(pipeline("r3_aqn_nvfp4_disagg.toml") +
+                                 " --dry-run --set cluster.device=cuda --set 'stages.learner.gpus=[63]'",
+                             dir);
+  CHECK(o.status == 2);
+  CHECK(o.err.find("stages.learner.gpus") != std::string::npos);
+}

@@ -1,0 +1,145 @@
+// qerl-run: the one command a user runs. Loads a pipeline file (with
+// `extends`, `--set` overrides and plugins), builds and validates the actor
+// graph, places stages on devices, then either prints the plan (--dry-run) or
+// runs it, writing <out_dir>/resolved.toml and metrics.jsonl. Every user
+// error ends as one or more clear lines on stderr and a non-zero exit.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "actors/builtin_stages.hpp"
+#include "dsl/explain.hpp"
+#include "dsl/loader.hpp"
+#include "runtime/driver.hpp"
+#include "runtime/graph.hpp"
+#include "runtime/placement.hpp"
+#include "runtime/plugin_loader.hpp"
+#include "runtime/progress.hpp"
+#include "runtime/run_folder.hpp"
+#include "runtime/stage_registry.hpp"
+#include "tools/device_probe.hpp"
+
+namespace fs = std::filesystem;
+using namespace qerl;
+
+namespace {
+
+// Exit statuses: 0 success, 1 the run failed, 2 the input was rejected.
+constexpr int exit_run_failed = 1;
+constexpr int exit_bad_input = 2;
+
+struct Options {
+  std::string pipeline;
+  std::vector<std::string> overrides;
+  bool dry_run = false;
+  bool explain = false;
+  std::string explain_key;
+  bool print_reference = false;
+  std::string out_dir;
+  std::string log_level = "info";
+};
+
+runtime::StageRegistry& registry_with(const std::vector<std::string>& plugins) {
+  auto& registry = runtime::StageRegistry::global();
+  actors::register_builtin_stages(registry);
+  for (const auto& path : plugins) runtime::load_plugin(path, registry);
+  return registry;
+}
+
+int print_docs(const Options& opt) {
+  std::vector<std::string> plugins;
+  if (!opt.pipeline.empty()) plugins = dsl::read_plugin_list(opt.pipeline, opt.overrides);
+  const dsl::Schema schema = registry_with(plugins).schema();
+  std::cout << (opt.print_reference ? dsl::reference_markdown(schema)
+                                    : dsl::explain(schema, opt.explain_key));
+  return 0;
+}
+
+int run(const Options& opt) {
+  auto& registry = registry_with(dsl::read_plugin_list(opt.pipeline, opt.overrides));
+  dsl::PipelineSpec spec = dsl::load_pipeline(opt.pipeline, opt.overrides, registry.schema());
+  if (!opt.out_dir.empty()) spec.run.out_dir = opt.out_dir;
+  for (const auto& warning : spec.warnings) spdlog::warn("{}", warning.format());
+
+  const runtime::Graph graph = runtime::Graph::build(spec, registry);
+  const runtime::Placement placement =
+      runtime::place(spec, graph, registry, tools::count_cuda_devices());
+  for (const auto& notice : placement.notices) spdlog::info("{}", notice);
+
+  const fs::path out_dir = spec.run.out_dir;
+  if (opt.dry_run) {
+    std::cout << "# resolved pipeline\n" << dsl::to_toml(spec, registry.schema()) << "\n"
+              << "# actor graph\n" << graph.to_text() << "\n"
+              << "# placement\n" << placement.to_text();
+    fs::create_directories(out_dir);
+    runtime::atomic_write_file(out_dir / "graph.dot", graph.to_dot());
+    std::cout << "\n(dry run: graph written to " << (out_dir / "graph.dot").string() << ")\n";
+    return 0;
+  }
+
+  runtime::check_implemented(spec, registry);
+  fs::create_directories(out_dir);
+  runtime::atomic_write_file(out_dir / "resolved.toml", dsl::to_toml(spec, registry.schema()));
+
+  runtime::ProgressLine progress(spec.run.steps);
+  runtime::RunOptions run_options;
+  run_options.out_dir = out_dir.string();
+  run_options.on_step = [&](const runtime::StepRecord& record) { progress.update(record); };
+  const runtime::RunResult result = run_pipeline(spec, graph, placement, registry, run_options);
+  progress.finish();
+  if (!result.ok) {
+    std::cerr << "qerl-run: error: " << result.error << "\n";
+    return exit_run_failed;
+  }
+  spdlog::info("run '{}' finished {} steps; metrics in {}", spec.run.name, result.steps_completed,
+               (out_dir / "metrics.jsonl").string());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"qerl-run: run a qerl pipeline (TOML) as a graph of actors"};
+  app.add_option("pipeline", opt.pipeline, "Pipeline file (.toml)");
+  app.add_option("--set", opt.overrides, "Override a key: section.key=value (repeatable)")
+      ->type_name("KEY=VALUE");
+  app.add_flag("--dry-run", opt.dry_run, "Validate and print the resolved pipeline, graph and placement");
+  app.add_option("--explain", opt.explain_key, "Describe a key, section or stage type (no value: overview)")
+      ->expected(0, 1)
+      ->type_name("[KEY]");
+  app.add_flag("--print-reference", opt.print_reference,
+               "Print the Markdown pipeline reference (docs/pipeline-reference.md)");
+  app.add_option("--out", opt.out_dir, "Run folder (overrides run.out_dir)");
+  app.add_option("--log-level", opt.log_level, "trace|debug|info|warn|error|off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  opt.explain = app.count("--explain") > 0;
+  spdlog::set_level(spdlog::level::from_str(opt.log_level));
+  spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
+
+  try {
+    if (opt.explain || opt.print_reference) return print_docs(opt);
+    if (opt.pipeline.empty()) {
+      std::cerr << "qerl-run: error: no pipeline file given (see --help)\n";
+      return exit_bad_input;
+    }
+    return run(opt);
+  } catch (const dsl::PipelineError& e) {
+    std::cerr << e.what() << "\n";
+    return exit_bad_input;
+  } catch (const Error& e) {
+    std::cerr << "qerl-run: error: " << e.what() << "\n";
+    return exit_bad_input;
+  } catch (const std::exception& e) {
+    std::cerr << "qerl-run: internal error: " << e.what() << "\n";
+    return exit_run_failed;
+  }
+}
