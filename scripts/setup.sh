@@ -14,6 +14,9 @@ apt_packages=(
   python3 python3-pip python3-venv
 )
 torch_version="2.11.0"
+# Python oracles for the peer-parity tests (HF is the truth for models and
+# tokenizers); pinned so a test's reference does not move under it.
+oracle_packages=(numpy "transformers==5.23.0" "tokenizers==0.23.3" "safetensors==0.8.0")
 
 log() { echo "[setup] $*" >&2; }
 
@@ -47,7 +50,12 @@ if [ -z "$py" ]; then
     py="$venv/bin/python"
   fi
   log "pip: installing torch==$torch_version into $py (large download, once)"
-  "$py" -m pip install -q "torch==$torch_version" numpy >&2
+  "$py" -m pip install -q "torch==$torch_version" >&2
+fi
+if ! "$py" -c 'import numpy, transformers, tokenizers, safetensors
+assert (transformers.__version__, tokenizers.__version__, safetensors.__version__) == ("5.23.0", "0.23.3", "0.8.0")' 2>/dev/null; then
+  log "pip: installing ${oracle_packages[*]}"
+  "$py" -m pip install -q "${oracle_packages[@]}" >&2
 fi
 log "python with torch $torch_version: $py"
 echo "$py"

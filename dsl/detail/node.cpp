@@ -60,7 +60,11 @@ std::string spelling(const Node& node) {
     case NodeType::table:
     case NodeType::array: return type_name(node.type);
   }
-  if (spelled.size() > max_shown) spelled = spelled.substr(0, max_shown) + "...";
+  if (spelled.size() > max_shown) {
+    size_t cut = max_shown;
+    while (cut > 0 && (static_cast<unsigned char>(spelled[cut]) & 0xC0) == 0x80) --cut;  // UTF-8 boundary
+    spelled = spelled.substr(0, cut) + "...";
+  }
   return spelled;
 }
 

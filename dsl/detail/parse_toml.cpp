@@ -84,13 +84,15 @@ std::string hazard_message(const ParserHazard& h) {
 
 std::optional<Node> parse_toml(std::string_view text, const std::string& label, Context& ctx) {
   // Never let toml++ 3.3.0 classify a code point that sends it into
-  // undefined behaviour (see parser_guard.hpp): the first one is replaced by
-  // a control character, which toml++ rejects at the same line and column.
-  const std::optional<ParserHazard> hazard = find_parser_hazard(text);
+  // undefined behaviour (see parser_guard.hpp): every one is replaced by a
+  // control character, which toml++ rejects; the first is reported.
+  const std::vector<ParserHazard> hazards = find_parser_hazards(text);
+  const std::optional<ParserHazard> hazard =
+      hazards.empty() ? std::nullopt : std::optional<ParserHazard>(hazards.front());
   std::string patched;
   if (hazard) {
     patched.assign(text.data(), text.size());
-    patched.replace(hazard->offset, hazard->length, "\x01");
+    for (auto it = hazards.rbegin(); it != hazards.rend(); ++it) patched.replace(it->offset, it->length, "\x01");
     text = patched;
   }
   toml::table table;

@@ -1,4 +1,4 @@
-// The scan behind find_parser_hazard: a small TOML lexer that tracks only
+// The scan behind find_parser_hazards: a small TOML lexer that tracks only
 // what decides whether toml++ classifies a code point as whitespace: comments,
 // the four string kinds, escapes and line-ending backslashes.
 #include "dsl/detail/parser_guard.hpp"
@@ -23,11 +23,17 @@ class Scanner {
  public:
   explicit Scanner(std::string_view text) : text_(text) {}
 
-  std::optional<ParserHazard> run() {
+  // A hazard is recorded and stepped over as if it were any other
+  // character, so the scan goes on in the same lexical state.
+  std::vector<ParserHazard> run() {
+    std::vector<ParserHazard> found;
     while (pos_ < text_.size()) {
-      if (std::optional<ParserHazard> h = step()) return h;
+      if (std::optional<ParserHazard> h = step()) {
+        found.push_back(*h);
+        if (pos_ == h->offset) advance(h->code_point, h->length);
+      }
     }
-    return std::nullopt;
+    return found;
   }
 
  private:
@@ -149,6 +155,6 @@ class Scanner {
 
 }  // namespace
 
-std::optional<ParserHazard> find_parser_hazard(std::string_view text) { return Scanner(text).run(); }
+std::vector<ParserHazard> find_parser_hazards(std::string_view text) { return Scanner(text).run(); }
 
 }  // namespace qerl::dsl::detail

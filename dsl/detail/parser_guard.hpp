@@ -3,14 +3,16 @@
 // TOML_UNREACHABLE (undefined behaviour) for code points such as U+00E9 or
 // U+3001 when the parser asks "is this whitespace?", which it does outside
 // strings and comments, and in multi-line basic strings right after a
-// backslash. find_parser_hazard() finds the first such code point so the
-// loader never hands it to toml++. Private to dsl/.
+// backslash. find_parser_hazards() finds every such code point so the
+// loader never hands one to toml++ (its parser looks ahead, so neutralizing
+// only the first is not enough). Private to dsl/.
 #pragma once
 
 #include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace qerl::dsl::detail {
 
@@ -23,7 +25,8 @@ struct ParserHazard {
   bool in_string = false;  // after a backslash in a multi-line string (valid TOML)
 };
 
-std::optional<ParserHazard> find_parser_hazard(std::string_view text);
+// All hazards in text order (empty = safe to parse as is).
+std::vector<ParserHazard> find_parser_hazards(std::string_view text);
 
 // What toml++ 3.3.0's is_non_ascii_horizontal_whitespace would do with c:
 // true = reach its TOML_UNREACHABLE. Mirrors that function's lookup exactly.
