@@ -10,7 +10,7 @@ target=$1
 seconds=${2:-60}
 shift 2 || shift $#
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/build-fuzz
+build=${QERL_FUZZ_BUILD:-$root/build-fuzz}
 
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)

@@ -84,7 +84,23 @@ class Scanner {
   void close_multi_line(char quote) {
     size_t n = 0;
     while (n < 5 && pos_ < text_.size() && text_[pos_] == quote) skip_ascii(1), ++n;
+    end_string(quote);
+  }
+
+  void end_string(char32_t last) {
     state_ = State::normal;
+    last_token_char_ = last == '\n' ? '\n' : '"';
+  }
+
+  // toml++ starts a string only where a key or a value begins; elsewhere
+  // (e.g. `5'x` inside a bare value) it keeps scanning the value and asks
+  // "whitespace?" of every following code point, so they stay guarded.
+  bool quote_opens_string() const {
+    if (text_[pos_] != '"' && text_[pos_] != '\'') return false;
+    switch (last_token_char_) {
+      case '\n': case '=': case '[': case '{': case ',': case '.': return true;
+      default: return false;
+    }
   }
 
   std::optional<ParserHazard> step() {
@@ -92,23 +108,29 @@ class Scanner {
     const char32_t c = peek(length);
     switch (state_) {
       case State::normal:
-        if (at("\"\"\"")) return skip_ascii(3), state_ = State::ml_basic, std::nullopt;
-        if (at("'''")) return skip_ascii(3), state_ = State::ml_literal, std::nullopt;
-        if (c == '#') state_ = State::comment;
-        else if (c == '"') state_ = State::basic;
-        else if (c == '\'') state_ = State::literal;
-        else if (auto h = hazard(c, length, false)) return h;
+        if (quote_opens_string()) {
+          if (at("\"\"\"")) return skip_ascii(3), state_ = State::ml_basic, std::nullopt;
+          if (at("'''")) return skip_ascii(3), state_ = State::ml_literal, std::nullopt;
+          if (c == '"') state_ = State::basic;
+          if (c == '\'') state_ = State::literal;
+        }
+        if (state_ == State::normal) {
+          if (c == '#') state_ = State::comment;
+          else if (auto h = hazard(c, length, false)) return h;
+          if (c == '\n') last_token_char_ = '\n';
+          else if (c != ' ' && c != '\t' && c != '\r') last_token_char_ = c;
+        }
         break;
       case State::comment:
-        if (c == '\n') state_ = State::normal;
+        if (c == '\n') state_ = State::normal, last_token_char_ = '\n';
         break;
       case State::basic:
         if (escaped_) escaped_ = false;
         else if (c == '\\') escaped_ = true;
-        else if (c == '"' || c == '\n') state_ = State::normal;
+        else if (c == '"' || c == '\n') end_string(c);
         break;
       case State::literal:
-        if (c == '\'' || c == '\n') state_ = State::normal;
+        if (c == '\'' || c == '\n') end_string(c);
         break;
       case State::ml_basic:
         if (at("\"\"\"")) return close_multi_line('"'), std::nullopt;
@@ -151,6 +173,7 @@ class Scanner {
   int column_ = 1;
   State state_ = State::normal;
   bool escaped_ = false;  // basic string: the previous character was '\\'
+  char32_t last_token_char_ = '\n';  // last non-blank outside strings on this line ('\n' = none)
 };
 
 }  // namespace

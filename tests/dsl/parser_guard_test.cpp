@@ -81,3 +81,15 @@ TEST_CASE("every mishandled code point is neutralized, not only the first (toml+
   CHECK(hazards[1].code_point == 0x45B);
   CHECK(first_error(text + tail).pos.line == 2);  // a syntax error, and no undefined behaviour
 }
+
+TEST_CASE("a quote inside a bare value does not hide the code points after it") {
+  // Found by fuzz_pipeline: toml++ scans `5'?)д` as one value, so the quote
+  // opens no string and U+0434 after it must be neutralized.
+  const std::string text = "[run]\ncheckpoint_every = 5'?)\xD0\xB4#x\n";
+  const auto hazards = find_parser_hazards(text);
+  REQUIRE(hazards.size() == 1);
+  CHECK(hazards[0].code_point == 0x434);
+  CHECK(first_error(text + tail).pos.line == 2);
+  // A string that starts where a value starts still shields its contents.
+  CHECK(find_parser_hazards("[run]\nname = '\xD0\xB4'\nx = [\"\xD0\xB4\", '\xD0\xB4']\n").empty());
+}
