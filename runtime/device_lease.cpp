@@ -55,4 +55,9 @@ void DeviceLease::close() {
   changed_.notify_all();
 }
 
+size_t DeviceLease::waiting() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return waiting_.size();
+}
+
 }  // namespace qerl::runtime

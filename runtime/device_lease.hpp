@@ -23,6 +23,8 @@ class DeviceLease {
   void release(const std::vector<int64_t>& slots);
   // Wakes every waiter; acquire() fails from now on (the run is stopping).
   void close();
+  // Requests currently waiting (diagnostics and tests).
+  size_t waiting() const;
 
  private:
   struct Request {
@@ -31,7 +33,7 @@ class DeviceLease {
   };
   bool grantable(const Request& request) const;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::set<int64_t> busy_;
   std::list<Request> waiting_;  // in arrival order

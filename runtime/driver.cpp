@@ -220,8 +220,8 @@ RunResult Driver::run() {
     actors_.clear();  // handles must not outlive the actor system
   }
   if (!stopped) {  // a stage thread is still running: abandon it, let the process exit
-    system.release();
-    cfg.release();
+    (void)system.release();
+    (void)cfg.release();
   }
   result_.ok = result_.error.empty() && result_.steps_completed == spec_.run.steps;
   return result_;
@@ -230,18 +230,28 @@ RunResult Driver::run() {
 }  // namespace
 
 void check_implemented(const dsl::PipelineSpec& spec, const StageRegistry& registry) {
-  std::string lines;
+  std::vector<const dsl::StageSpec*> unknown, missing;
   for (const auto& stage : spec.stages) {
     const StageType* type = registry.find(stage.uses);
-    std::string line;
-    if (!type)
-      line = "stage '" + stage.name + "' uses unknown stage type '" + stage.uses + "'";
-    else if (!type->implemented())
-      line = "stage '" + stage.name + "' uses stage type '" + stage.uses +
-             "', which is declared but not implemented yet (only --dry-run can use it)";
-    if (!line.empty()) lines += (lines.empty() ? "" : "\n") + line;
+    if (!type) unknown.push_back(&stage);
+    else if (!type->implemented()) missing.push_back(&stage);
   }
-  if (!lines.empty()) throw Error(lines);
+  auto listed = [](const std::vector<const dsl::StageSpec*>& stages) {  // 'a' (type), 'b' (type)
+    std::string out;
+    for (size_t i = 0; i < stages.size(); ++i)
+      out += (i ? ", '" : "'") + stages[i]->name + "' (" + stages[i]->uses + ")";
+    return out;
+  };
+  if (!unknown.empty())
+    throw Error("unknown stage type for stage" + std::string(unknown.size() > 1 ? "s " : " ") +
+                listed(unknown));
+  if (missing.size() == 1)
+    throw Error("stage '" + missing[0]->name + "' uses stage type '" + missing[0]->uses +
+                "', which is declared but not implemented yet (only --dry-run can use it)");
+  if (!missing.empty())
+    throw Error("stages " + listed(missing) +
+                " use stage types that are declared but not implemented yet (only --dry-run can "
+                "use them)");
 }
 
 RunResult run_pipeline(const dsl::PipelineSpec& spec, const Graph& graph, const Placement& placement,

@@ -48,8 +48,9 @@ struct RunResult {
   std::string error;
 };
 
-// Throws qerl::Error, one line per stage, when a stage's type is declared but
-// has no implementation (no factory) or is unknown. Call before spawning.
+// Throws qerl::Error (one line naming the stages and their types) when a
+// stage's type is unknown or declared without an implementation (no
+// factory). qerl-run calls it after --dry-run's checks, before spawning.
 void check_implemented(const dsl::PipelineSpec& spec, const StageRegistry& registry);
 
 // Runs spec.run.steps steps. `spec`, `graph`, `placement` and `registry`

@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <thread>
 
 #include "common/error.hpp"
 
@@ -19,8 +21,10 @@ namespace {
 }  // namespace
 
 void atomic_write_file(const std::filesystem::path& path, const std::string& content) {
+  // Unique per process and thread, so concurrent writers never share a temp file.
   std::filesystem::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid());
+  tmp += ".tmp." + std::to_string(::getpid()) + "." +
+         std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail(path, "create " + tmp.filename().string());
   size_t done = 0;

@@ -14,9 +14,13 @@ namespace {
 
 using Self = caf::stateful_actor<StageActorState>;
 
-void report_failure(Self* self, const std::string& what) {
+// The driver's error is one line: a multi-line what() is joined with "; ".
+void report_failure(Self* self, std::string what) {
   auto& st = self->state;
   st.failed = true;
+  while (!what.empty() && what.back() == '\n') what.pop_back();
+  for (size_t at = what.find('\n'); at != std::string::npos; at = what.find('\n', at))
+    what.replace(at, 1, "; ");
   self->send(st.config.driver, failed_atom::value, st.config.label + " " + what);
 }
 
@@ -35,7 +39,7 @@ bool guarded(Self* self, const std::string& where, Fn&& fn) {
 }
 
 // The step whose message a port needs when the stage fires step t.
-int64_t needed_step(const InputDecl& in, int64_t t) { return in.staleness ? t - *in.staleness : t; }
+int64_t needed_step(const InputDecl& in, int64_t t) { return in.staleness ? t - 1 - *in.staleness : t; }
 
 bool can_fire(const StageActorState& st, int64_t t) {
   if (st.config.is_source && t >= st.ticked) return false;

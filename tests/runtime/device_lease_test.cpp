@@ -24,15 +24,15 @@ TEST_CASE("overlapping requests are served first come, first served; disjoint on
     order.push_back(who);
   };
   // B wants slots {0, 1}: waits for A.
-  std::promise<void> b_queued;
   auto b = std::async(std::launch::async, [&] {
-    b_queued.set_value();
     REQUIRE(lease.acquire({0, 1}));
     record("B");
     lease.release({0, 1});
   });
-  b_queued.get_future().wait();
-  std::this_thread::sleep_for(50ms);  // let B enqueue its request (it cannot be granted)
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (lease.waiting() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  REQUIRE(lease.waiting() == 1);  // B is queued
   // C wants slot 1 only, which is free, but B asked for it first.
   auto c = std::async(std::launch::async, [&] {
     REQUIRE(lease.acquire({1}));
@@ -57,7 +57,7 @@ TEST_CASE("close() wakes waiters with false and refuses new requests; empty slot
   CHECK(lease.acquire({}));  // host stages hold nothing
   REQUIRE(lease.acquire({3}));
   auto waiter = std::async(std::launch::async, [&] { return lease.acquire({3}); });
-  CHECK(waiter.wait_for(50ms) == std::future_status::timeout);
+  CHECK(waiter.wait_for(50ms) == std::future_status::timeout);  // held: it must wait
   lease.close();
   REQUIRE(waiter.wait_for(5s) == std::future_status::ready);
   CHECK_FALSE(waiter.get());

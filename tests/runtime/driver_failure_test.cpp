@@ -1,9 +1,10 @@
-// Supervision: a stage that throws (qerl::Error, std::exception, anything),
-// fails in setup, produces no output on a connected port, or cannot gather
-// its producer replicas' parts stops the run with one line naming stage,
-// replica and step; every actor is stopped and metrics.jsonl keeps only
-// complete lines. A stalled graph is reported by the no-progress guard
-// instead of hanging, even when a stage never returns.
+// Supervision: a stage that throws (qerl::Error, std::exception, anything;
+// a multi-line message becomes one line), fails in setup, produces no output
+// on a connected port, or cannot gather its producer replicas' parts stops
+// the run with one line naming stage, replica and step; every actor is
+// stopped and metrics.jsonl keeps only complete lines. A stalled graph is
+// reported by the no-progress guard instead of hanging, even when a stage
+// never returns.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -62,6 +63,7 @@ TEST_CASE("a stage that throws at step 3 stops the run with one line; metrics st
       {[] { throw Error("reward exploded"); }, "reward exploded"},
       {[] { throw std::runtime_error("bad_alloc-like"); }, "bad_alloc-like"},
       {[] { throw 42; }, "unknown exception"},
+      {[] { throw Error("two problems:\nfirst\nsecond\n"); }, "two problems:; first; second"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.what);
@@ -177,14 +179,14 @@ TEST_CASE("a stalled stage is reported by the no-progress guard, not waited on f
     }));
     const auto spec = pipeline({stage("src", "t.src"), stage("stuck", "t.stuck", {input("in", "src")})});
     RunOptions options = quiet_options();
-    options.no_progress_timeout_s = 0.3;
-    options.shutdown_timeout_s = 0.3;
+    options.no_progress_timeout_s = 1.0;
+    options.shutdown_timeout_s = 0.5;
     const auto start = std::chrono::steady_clock::now();
     const RunResult result = run_spec(spec, registry, options);
     const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     CHECK_FALSE(result.ok);
     CHECK(result.error ==
-          "no progress for 0.3 s: step 0 still waits on stuck (raise the no-progress timeout if a "
+          "no progress for 1 s: step 0 still waits on stuck (raise the no-progress timeout if a "
           "step is this slow)");
     CHECK(took < 20);
   }

@@ -101,9 +101,9 @@ TEST_CASE("staleness 1: rollout(t+1) starts while learner(t) is still running") 
   // learner(t) refuses to finish until rollout(t+1) has begun; that can only
   // happen when the weights edge lets rollout run one step ahead.
   auto run_with = [](int64_t staleness, double wait_s, std::shared_ptr<ToyLoop> loop) {
-    loop->hook = [loop, wait_s](const std::string& stage, const StepInput& in) {
+    loop->hook = [log = loop->log, wait_s](const std::string& stage, const StepInput& in) {
       if (stage != "learner" || in.step + 1 >= steps) return;
-      if (!loop->log->wait_for_begin("rollout", in.step + 1, wait_s))
+      if (!log->wait_for_begin("rollout", in.step + 1, wait_s))
         throw Error("rollout(" + std::to_string(in.step + 1) + ") did not start");
     };
     StageRegistry registry;
@@ -124,11 +124,12 @@ TEST_CASE("staleness 1: rollout(t+1) starts while learner(t) is still running") 
 
 TEST_CASE("colocated stages time-slice their slot; the same stages disaggregated overlap") {
   // With staleness 1 rollout(t+1) may run during learner(t); the learner
-  // gives it up to 0.3 s to start. On a shared slot the lease forbids that.
-  auto run_placed = [](std::vector<int64_t> rollout, std::vector<int64_t> learner) {
+  // gives it `wait_s` to start (the wait ends early when it does). On a
+  // shared slot the lease forbids that.
+  auto run_placed = [](std::vector<int64_t> rollout, std::vector<int64_t> learner, double wait_s) {
     auto loop = std::make_shared<ToyLoop>();
-    loop->hook = [loop](const std::string& stage, const StepInput& in) {
-      if (stage == "learner") loop->log->wait_for_begin("rollout", in.step + 1, 0.3);
+    loop->hook = [log = loop->log, wait_s](const std::string& stage, const StepInput& in) {
+      if (stage == "learner" && in.step + 1 < 4) log->wait_for_begin("rollout", in.step + 1, wait_s);
     };
     StageRegistry registry;
     register_toy_loop(registry, loop);
@@ -141,8 +142,8 @@ TEST_CASE("colocated stages time-slice their slot; the same stages disaggregated
     REQUIRE_MESSAGE(result.ok, result.error);
     return loop;
   };
-  const auto colocated = run_placed({0}, {0});
+  const auto colocated = run_placed({0}, {0}, /*wait_s=*/0.3);
   CHECK_FALSE(any_overlap(*colocated->log, {"rollout", "reference", "learner"}));
-  const auto disaggregated = run_placed({0}, {1});
+  const auto disaggregated = run_placed({0}, {1}, /*wait_s=*/30);
   CHECK(any_overlap(*disaggregated->log, {"rollout", "learner"}));
 }

@@ -42,4 +42,9 @@ TEST_CASE("a run refuses declared-but-unimplemented stage types before spawning 
                        "stage 'reward' uses stage type 'future.reward', which is declared but not "
                        "implemented yet (only --dry-run can use it)",
                        Error);
+  spec.stages[3].uses = "future.reward";
+  CHECK_THROWS_WITH_AS(check_implemented(spec, registry),
+                       "stages 'reward' (future.reward), 'reference' (future.reward) use stage "
+                       "types that are declared but not implemented yet (only --dry-run can use them)",
+                       Error);
 }

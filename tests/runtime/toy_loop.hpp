@@ -63,7 +63,8 @@ class EventLog {
 
 struct ToyLoop {
   std::shared_ptr<EventLog> log = std::make_shared<EventLog>();
-  // Called inside run() after the begin event; may block or throw.
+  // Called inside run() after the begin event; may block or throw. Capture
+  // `log`, not the ToyLoop itself (that would be a reference cycle).
   std::function<void(const std::string& stage, const StepInput&)> hook;
   int rows = 6;
   uint32_t seed = 1234;
