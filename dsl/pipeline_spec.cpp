@@ -10,3 +10,12 @@ const StageSpec* PipelineSpec::find_stage(const std::string& name) const {
 }
 
 }  // namespace qerl::dsl
+
+namespace qerl::dsl {
+
+const SourcePos& StageSpec::pos_of(const std::string& key) const {
+  auto it = key_pos.find(key);
+  return it == key_pos.end() ? pos : it->second;
+}
+
+}  // namespace qerl::dsl

@@ -116,9 +116,13 @@ struct StageSpec {
   // defaults filled in; read through option<T>().
   std::map<std::string, Value> options;
   SourcePos pos;  // of the [stages.<name>] header
+  // Where each key of the table was written ("gpus" -> file:line:col), for
+  // errors found after loading (placement, stages). Absent keys: use pos.
+  std::map<std::string, SourcePos> key_pos;
 
   template <class T>
   const T& option(const std::string& key) const;  // throws qerl::Error if absent / wrong type
+  const SourcePos& pos_of(const std::string& key) const;  // key_pos[key], else pos
 };
 
 struct PipelineSpec {

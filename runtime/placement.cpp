@@ -75,15 +75,16 @@ Placement place(const dsl::PipelineSpec& spec, const Graph& graph, const StageRe
     const dsl::StageSpec* stage = spec.find_stage(node.name);
     const std::vector<int64_t> gpus = stage ? stage->gpus : std::vector<int64_t>{};
     const std::string key = "stages." + node.name + ".gpus";
+    const dsl::SourcePos& gpus_pos = stage ? stage->pos_of("gpus") : node.pos;
     const int64_t replicas = node.replicas;
     bool ok = true;
     if (replicas < 1) {
-      problems.add(node.pos, "stages." + node.name + ".replicas",
+      problems.add(stage ? stage->pos_of("replicas") : node.pos, "stages." + node.name + ".replicas",
                    "stage '" + node.name + "' needs replicas >= 1, got " + std::to_string(replicas));
       continue;
     }
     if (gpus.empty() && node.schema.needs_device) {
-      problems.add(node.pos, key,
+      problems.add(gpus_pos, key,
                    "stage '" + node.name + "' has no device: set gpus = [...] (stage type '" +
                        node.type + "' holds a model and cannot run on the host CPU)");
       ok = false;
@@ -92,18 +93,18 @@ Placement place(const dsl::PipelineSpec& spec, const Graph& graph, const StageRe
       const std::string at = "stage '" + node.name + "': gpus[" + std::to_string(i) + "] = " +
                              std::to_string(gpus[i]);
       if (gpus[i] < 0) {
-        problems.add(node.pos, key, at + " is negative");
+        problems.add(gpus_pos, key, at + " is negative");
         ok = false;
       } else if (std::count(gpus.begin(), gpus.begin() + i, gpus[i]) > 0) {
-        problems.add(node.pos, key, at + " is listed twice");
+        problems.add(gpus_pos, key, at + " is listed twice");
         ok = false;
       } else if (num_gpus > 0 && gpus[i] >= num_gpus) {
-        problems.add(node.pos, key,
+        problems.add(gpus_pos, key,
                      at + " is outside cluster.num_gpus = " + std::to_string(num_gpus) +
                          " (slots 0.." + std::to_string(num_gpus - 1) + ")");
         ok = false;
       } else if (on_cuda && gpus[i] >= physical_gpus) {
-        problems.add(node.pos, key,
+        problems.add(gpus_pos, key,
                      at + (physical_gpus == 0 ? std::string(", but no CUDA device is visible")
                                               : ", but only " + std::to_string(physical_gpus) +
                                                     " CUDA device(s) are visible (0.." +
@@ -115,12 +116,12 @@ Placement place(const dsl::PipelineSpec& spec, const Graph& graph, const StageRe
       }
     }
     if (!gpus.empty() && static_cast<int64_t>(gpus.size()) < replicas) {
-      problems.add(node.pos, key,
+      problems.add(gpus_pos, key,
                    "stage '" + node.name + "' has " + std::to_string(replicas) + " replicas but " +
                        std::to_string(gpus.size()) + " gpus; each replica needs at least one slot");
       ok = false;
     } else if (!gpus.empty() && static_cast<int64_t>(gpus.size()) % replicas != 0) {
-      problems.add(node.pos, key,
+      problems.add(gpus_pos, key,
                    "stage '" + node.name + "': " + std::to_string(gpus.size()) +
                        " gpus cannot be split evenly over " + std::to_string(replicas) +
                        " replicas (use a multiple of " + std::to_string(replicas) + ")");

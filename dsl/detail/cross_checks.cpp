@@ -124,20 +124,6 @@ void check_training(Checker& c) {
     c.warning("algorithm.warmup_steps", "larger than run.steps: the learning rate never reaches algorithm.lr");
 }
 
-void check_placement(Checker& c) {
-  const int64_t num_gpus = c.spec.cluster.num_gpus;
-  if (num_gpus == 0 || !c.ok({"cluster.num_gpus"})) return;
-  for (const StageSpec& stage : c.spec.stages) {
-    for (int64_t slot : stage.gpus) {
-      if (slot < num_gpus) continue;
-      const std::string key = "stages." + stage.name + ".gpus";
-      c.error(key, "GPU slot " + std::to_string(slot) + " is out of range: cluster.num_gpus = " +
-                       std::to_string(num_gpus) + " (slots 0.." + std::to_string(num_gpus - 1) + ")");
-      break;
-    }
-  }
-}
-
 }  // namespace
 
 void finish_and_cross_check(const Node& root, PipelineSpec& spec, Context& ctx) {
@@ -146,7 +132,6 @@ void finish_and_cross_check(const Node& root, PipelineSpec& spec, Context& ctx) 
   check_quantization_and_lora(c);
   check_aqn(c);
   check_training(c);
-  check_placement(c);
 }
 
 }  // namespace qerl::dsl::detail

@@ -91,6 +91,7 @@ void read_stage(const Entry& entry, const Schema& schema, PipelineSpec& spec, Co
   const Node* inputs = nullptr;
   for (const Entry& e : node.entries) {
     const std::string key_path = path + "." + e.key;
+    stage.key_pos[e.key] = e.value.key_pos;
     if (e.key == "uses") continue;
     ctx.provided[key_path] = &e.value;
     if (e.key == "inputs") {
@@ -113,9 +114,6 @@ void read_stage(const Entry& entry, const Schema& schema, PipelineSpec& spec, Co
       if (key.default_value) stage.options[key.name] = *key.default_value;
       else ctx.error(node.pos, path + "." + key.name, "missing required key: " + key.doc);
     }
-    if (type->needs_device && stage.gpus.empty() && !ctx.invalid.count(path + ".gpus"))
-      ctx.error(node.pos, path + ".gpus", "stage type '" + type->name +
-                                              "' holds a model and must be given gpus = [<slot>, ...]");
   }
   stage.inputs = read_stage_inputs(inputs, node, path, type, ctx);
   spec.stages.push_back(std::move(stage));
