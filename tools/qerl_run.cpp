@@ -18,7 +18,7 @@
 #include "runtime/placement.hpp"
 #include "runtime/plugin_loader.hpp"
 #include "runtime/progress.hpp"
-#include "runtime/run_folder.hpp"
+#include "common/atomic_file.hpp"
 #include "runtime/stage_registry.hpp"
 #include "tools/device_probe.hpp"
 
@@ -75,14 +75,14 @@ int run(const Options& opt) {
               << "# actor graph\n" << graph.to_text() << "\n"
               << "# placement\n" << placement.to_text();
     fs::create_directories(out_dir);
-    runtime::atomic_write_file(out_dir / "graph.dot", graph.to_dot());
+    write_file_atomically(out_dir / "graph.dot", graph.to_dot());
     std::cout << "\n(dry run: graph written to " << (out_dir / "graph.dot").string() << ")\n";
     return 0;
   }
 
   runtime::check_implemented(spec, registry);
   fs::create_directories(out_dir);
-  runtime::atomic_write_file(out_dir / "resolved.toml", dsl::to_toml(spec, registry.schema()));
+  write_file_atomically(out_dir / "resolved.toml", dsl::to_toml(spec, registry.schema()));
 
   runtime::ProgressLine progress(spec.run.steps);
   runtime::RunOptions run_options;

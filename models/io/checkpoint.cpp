@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/error.hpp"
-#include "models/io/atomic_file.hpp"
+#include "common/atomic_file.hpp"
 #include "models/io/checkpoint_index.hpp"
 #include "models/io/safetensors.hpp"
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/error.hpp"
-#include "models/io/atomic_file.hpp"
+#include "common/atomic_file.hpp"
 #include "models/io/mapped_file.hpp"
 
 namespace qerl::models {

@@ -9,7 +9,7 @@
 
 #include "common/error.hpp"
 #include "runtime/metrics_sink.hpp"
-#include "runtime/run_folder.hpp"
+#include "common/atomic_file.hpp"
 #include "tests/runtime/test_spec.hpp"
 
 using namespace qerl;
@@ -28,11 +28,11 @@ std::string read(const fs::path& p) {
 TEST_CASE("atomic_write_file replaces the content whole and leaves no temp file") {
   const fs::path dir = testing::fresh_temp_dir("atomic");
   const fs::path file = dir / "resolved.toml";
-  atomic_write_file(file, "a = 1\n");
-  atomic_write_file(file, "b = 2\n");
+  write_file_atomically(file, "a = 1\n");
+  write_file_atomically(file, "b = 2\n");
   CHECK(read(file) == "b = 2\n");
   CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}) == 1);
-  CHECK_THROWS_AS(atomic_write_file(dir / "missing" / "x.toml", "x"), Error);
+  CHECK_THROWS_AS(write_file_atomically(dir / "missing" / "x.toml", "x"), Error);
 }
 
 TEST_CASE("metrics.jsonl: one JSON object per step, non-finite values as null") {

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <string_view>
 
-namespace qerl::models {
+namespace qerl {
 
 class AtomicFileWriter {
  public:
@@ -34,4 +34,4 @@ class AtomicFileWriter {
 // One-shot form for small files (config.json, the shard index).
 void write_file_atomically(const std::filesystem::path& target, std::string_view contents);
 
-}  // namespace qerl::models
+}  // namespace qerl

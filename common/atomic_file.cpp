@@ -1,7 +1,7 @@
 // Temp file + fsync + rename. The temp name is unique per process and call
 // (pid, a per-process counter and random bits; O_EXCL retries on a clash)
 // and created 0666 & ~umask, so the renamed file gets ordinary permissions.
-#include "models/io/atomic_file.hpp"
+#include "common/atomic_file.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -16,7 +16,7 @@
 
 #include "common/error.hpp"
 
-namespace qerl::models {
+namespace qerl {
 namespace {
 
 [[noreturn]] void fail(const std::filesystem::path& file, const std::string& what) {
@@ -85,4 +85,4 @@ void write_file_atomically(const std::filesystem::path& target, std::string_view
   writer.commit();
 }
 
-}  // namespace qerl::models
+}  // namespace qerl
