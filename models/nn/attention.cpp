@@ -1,0 +1,62 @@
+// Grouped-query attention forward; see attention.hpp.
+#include "models/nn/attention.hpp"
+
+#include <cmath>
+
+#include <torch/types.h>
+
+namespace qerl::models {
+
+AttentionImpl::AttentionImpl(const ModelConfig& config, int64_t layer_index)
+    : layer_index_(layer_index),
+      num_heads_(config.num_attention_heads),
+      num_kv_heads_(config.num_key_value_heads),
+      head_dim_(config.head_dim) {
+  using torch::nn::LinearOptions;
+  const int64_t hidden = config.hidden_size;
+  q_proj =
+      register_module("q_proj", torch::nn::Linear(LinearOptions(hidden, num_heads_ * head_dim_).bias(config.qkv_bias)));
+  k_proj = register_module("k_proj",
+                           torch::nn::Linear(LinearOptions(hidden, num_kv_heads_ * head_dim_).bias(config.qkv_bias)));
+  v_proj = register_module("v_proj",
+                           torch::nn::Linear(LinearOptions(hidden, num_kv_heads_ * head_dim_).bias(config.qkv_bias)));
+  o_proj =
+      register_module("o_proj", torch::nn::Linear(LinearOptions(num_heads_ * head_dim_, hidden).bias(config.o_bias)));
+  if (config.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim_, config.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(head_dim_, config.rms_norm_eps));
+  }
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& hidden, const RopeTables& rope, const torch::Tensor& mask,
+                                     KVCache* cache) {
+  const int64_t batch = hidden.size(0);
+  const int64_t seq = hidden.size(1);
+  // [B, S, heads, D]; qwen3 normalizes each head before RoPE.
+  auto q = q_proj->forward(hidden).view({batch, seq, num_heads_, head_dim_});
+  auto k = k_proj->forward(hidden).view({batch, seq, num_kv_heads_, head_dim_});
+  auto v = v_proj->forward(hidden).view({batch, seq, num_kv_heads_, head_dim_});
+  if (q_norm) {
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
+  // [B, heads, S, D]
+  q = apply_rotary(q.transpose(1, 2), rope);
+  k = apply_rotary(k.transpose(1, 2), rope);
+  v = v.transpose(1, 2);
+  if (cache != nullptr) {
+    const int64_t start = cache->length;
+    cache->keys[layer_index_].narrow(2, start, seq).copy_(k);
+    cache->values[layer_index_].narrow(2, start, seq).copy_(v);
+    k = cache->keys[layer_index_].narrow(2, 0, start + seq);
+    v = cache->values[layer_index_].narrow(2, 0, start + seq);
+  }
+  auto out = at::scaled_dot_product_attention(q, k, v, mask, /*dropout_p=*/0.0, /*is_causal=*/false,
+                                              /*scale=*/std::pow(static_cast<double>(head_dim_), -0.5),
+                                              /*enable_gqa=*/num_kv_heads_ != num_heads_);
+  // [B, S, heads * D]
+  out = out.transpose(1, 2).reshape({batch, seq, num_heads_ * head_dim_});
+  return o_proj->forward(out);
+}
+
+}  // namespace qerl::models

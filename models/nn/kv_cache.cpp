@@ -1,0 +1,25 @@
+// KVCache allocation.
+#include "models/nn/kv_cache.hpp"
+
+#include <torch/types.h>
+
+#include "common/error.hpp"
+
+namespace qerl::models {
+
+KVCache KVCache::allocate(const ModelConfig& config, int64_t batch_size, int64_t max_length, torch::ScalarType dtype,
+                          torch::Device device) {
+  if (batch_size <= 0 || max_length <= 0) throw Error("KVCache: batch size and length must be positive");
+  KVCache cache;
+  const auto options = torch::TensorOptions().dtype(dtype).device(device);
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    cache.keys.push_back(torch::zeros({batch_size, config.num_key_value_heads, max_length, config.head_dim}, options));
+    cache.values.push_back(
+        torch::zeros({batch_size, config.num_key_value_heads, max_length, config.head_dim}, options));
+  }
+  cache.valid = torch::zeros({batch_size, max_length}, options.dtype(torch::kBool));
+  cache.next_position = torch::zeros({batch_size}, options.dtype(torch::kLong));
+  return cache;
+}
+
+}  // namespace qerl::models

@@ -1,0 +1,20 @@
+// RMSNorm forward; see rms_norm.hpp for the precision contract.
+#include "models/nn/rms_norm.hpp"
+
+#include <torch/types.h>
+
+namespace qerl::models {
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  const auto input_dtype = x.scalar_type();
+  auto x32 = x.to(torch::kFloat);
+  auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
+  x32 = x32 * torch::rsqrt(variance + eps_);
+  return weight * x32.to(input_dtype);
+}
+
+}  // namespace qerl::models

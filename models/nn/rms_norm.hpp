@@ -1,0 +1,25 @@
+// RMSNorm as in HF Llama/Qwen/Mixtral: normalize in float32, cast back to
+// the input dtype, then scale by `weight` (so in bf16 the product is taken
+// in bf16, as HF does). Also used per head for qwen3's q_norm / k_norm.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+namespace qerl::models {
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+
+  // x: [..., dim] any float dtype -> same shape and dtype
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::Tensor weight;  // [dim], initialized to ones
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+}  // namespace qerl::models

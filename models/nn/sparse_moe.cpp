@@ -1,0 +1,93 @@
+// Sparse MoE forward. Tokens are grouped by expert with one argsort and one
+// host read of the per-expert counts per layer (cheap on CPU; a GPU path
+// would replace the loop with a grouped GEMM and drop that sync).
+#include "models/nn/sparse_moe.hpp"
+
+#include <torch/types.h>
+
+#include "common/error.hpp"
+
+namespace qerl::models {
+
+SparseMoeImpl::SparseMoeImpl(const ModelConfig& config)
+    : num_experts_(config.num_experts),
+      top_k_(config.num_experts_per_tok),
+      norm_topk_prob_(config.norm_topk_prob),
+      float32_mixing_weights_(config.float32_mixing_weights) {
+  using torch::nn::LinearOptions;
+  gate = register_module("gate", torch::nn::Linear(LinearOptions(config.hidden_size, num_experts_).bias(false)));
+  experts = register_module("experts", torch::nn::ModuleList());
+  const auto names = config.architecture == Architecture::mixtral ? SwiGLUNames::mixtral() : SwiGLUNames{};
+  for (int64_t e = 0; e < num_experts_; ++e) {
+    expert_list_.emplace_back(config.hidden_size, config.moe_intermediate_size, /*bias=*/false, names);
+    experts->push_back(expert_list_.back());
+  }
+  if (config.shared_expert_intermediate_size > 0) {
+    shared_expert =
+        register_module("shared_expert", SwiGLU(config.hidden_size, config.shared_expert_intermediate_size));
+    shared_expert_gate =
+        register_module("shared_expert_gate", torch::nn::Linear(LinearOptions(config.hidden_size, 1).bias(false)));
+  }
+}
+
+MoeOutput SparseMoeImpl::forward(const torch::Tensor& x, const LayerRoute& route) {
+  // router_logits: [T, E] model dtype; probs: [T, E] float32
+  auto router_logits = gate->forward(x);
+  auto probs = torch::softmax(router_logits.to(torch::kFloat), -1);
+  auto native_indices = std::get<1>(probs.topk(top_k_, -1));  // [T, K] int64
+
+  MoeOutput out;
+  out.indices = native_indices;
+  if (route.mode == RoutingMode::replay) {
+    auto replayed = route.replay_indices.to(torch::kLong);
+    if (replayed.sizes() != native_indices.sizes())
+      throw Error("routing replay: indices of shape " + c10::str(replayed.sizes()) + " for " +
+                  c10::str(native_indices.sizes()) + " tokens x top-k");
+    if (route.replay_mask.defined()) replayed = torch::where(route.replay_mask.unsqueeze(-1), replayed, native_indices);
+    out.indices = replayed;
+    out.native_indices = native_indices;
+  }
+  // Mixing weights are always gathered from the current probabilities, so
+  // under replay the router still receives gradients.
+  auto weights = probs.gather(-1, out.indices);  // [T, K] float32
+  if (norm_topk_prob_) weights = weights / weights.sum(-1, /*keepdim=*/true);
+  if (!float32_mixing_weights_) weights = weights.to(router_logits.scalar_type());
+
+  out.hidden = mix_experts(x, out.indices, weights);
+  if (shared_expert) {
+    auto shared = torch::sigmoid(shared_expert_gate->forward(x)) * shared_expert->forward(x);
+    out.hidden = out.hidden + shared;
+  }
+  return out;
+}
+
+torch::Tensor SparseMoeImpl::mix_experts(const torch::Tensor& x, const torch::Tensor& indices,
+                                         const torch::Tensor& weights) {
+  // Group the T*K (token, slot) assignments by expert; slot s of token t is
+  // flat entry t*K + s.
+  const int64_t tokens = x.size(0);
+  auto flat = indices.reshape({-1});
+  auto order = std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  auto counts = torch::bincount(flat, /*weights=*/{}, /*minlength=*/num_experts_).to(torch::kCPU);
+  if (counts.size(0) > num_experts_)
+    throw Error("routing: expert index out of range [0, " + std::to_string(num_experts_) + ")");
+  // outputs: [T*K, H] model dtype, one expert output per assignment
+  auto outputs = torch::empty({tokens * top_k_, x.size(1)}, x.options());
+  const auto* count = counts.data_ptr<int64_t>();
+  int64_t offset = 0;
+  for (int64_t e = 0; e < num_experts_; ++e) {
+    const int64_t n = count[e];
+    if (n == 0) continue;
+    auto assignment = order.narrow(0, offset, n);  // [n] flat ids
+    offset += n;
+    auto rows = x.index_select(0, torch::floor_divide(assignment, top_k_));
+    outputs.index_copy_(0, assignment, expert_list_[e]->forward(rows));
+  }
+  // As transformers 5.x's default (grouped_mm) experts: weight each output
+  // (bf16 x bf16 for Qwen, bf16 x fp32 -> fp32 for Mixtral), then sum the K
+  // slots in one reduction (fp32 accumulation) and round once.
+  auto weighted = outputs * weights.reshape({-1}).unsqueeze(-1);
+  return weighted.view({tokens, top_k_, -1}).sum(1).to(x.scalar_type());
+}
+
+}  // namespace qerl::models

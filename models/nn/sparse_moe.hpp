@@ -1,0 +1,56 @@
+// Sparse mixture-of-experts block: router `gate` (linear, no bias) ->
+// softmax over experts in float32 -> top-k -> renormalize iff the model
+// does -> weighted sum of SwiGLU experts, plus qwen2_moe's shared expert
+// scaled by sigmoid(shared_expert_gate(x)). Supports native, capture and
+// replay routing (see routing.hpp); names match HF checkpoints.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "models/nn/model_config.hpp"
+#include "models/nn/routing.hpp"
+#include "models/nn/swiglu.hpp"
+
+namespace qerl::models {
+
+// The routing request for one MoE layer, over flattened tokens.
+struct LayerRoute {
+  RoutingMode mode = RoutingMode::native;
+  torch::Tensor replay_indices;  // replay: [T, K] int64
+  torch::Tensor replay_mask;     // replay, optional: [T] bool (false = route natively)
+};
+
+struct MoeOutput {
+  torch::Tensor hidden;          // [T, hidden] model dtype
+  torch::Tensor indices;         // [T, K] int64: experts used
+  torch::Tensor native_indices;  // replay only: [T, K] int64 router's own top-k
+};
+
+class SparseMoeImpl : public torch::nn::Module {
+ public:
+  explicit SparseMoeImpl(const ModelConfig& config);
+
+  // x: [T, hidden] model dtype (tokens flattened).
+  MoeOutput forward(const torch::Tensor& x, const LayerRoute& route);
+
+  torch::nn::Linear gate{nullptr};                // weight [E, hidden]
+  torch::nn::ModuleList experts{nullptr};         // E x SwiGLU
+  SwiGLU shared_expert{nullptr};                  // qwen2_moe only
+  torch::nn::Linear shared_expert_gate{nullptr};  // qwen2_moe only, weight [1, hidden]
+
+ private:
+  // x: [T, H]; indices: [T, K] int64; weights: [T, K] -> [T, H] x's dtype
+  torch::Tensor mix_experts(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights);
+
+  int64_t num_experts_;
+  int64_t top_k_;
+  bool norm_topk_prob_;
+  bool float32_mixing_weights_;
+  std::vector<SwiGLU> expert_list_;
+};
+TORCH_MODULE(SparseMoe);
+
+}  // namespace qerl::models
