@@ -51,19 +51,27 @@ list(GET _torch_info 1 TORCH_CMAKE_PREFIX)
 list(GET _torch_info 2 TORCH_PY_VERSION)
 message(STATUS "LibTorch ${TORCH_PY_VERSION} from ${TORCH_PY_DIR}")
 
+# Both builds link the real libraries (torch_cpu + c10, and with QERL_CUDA
+# torch_cuda + c10_cuda), never the wheel's thin libtorch.so wrapper: that
+# wrapper exports its own std::filesystem symbols, which then interpose on
+# libstdc++'s and crash (seen: remove_all at exit on an H200 host).
+find_library(TORCH_CPU_LIBRARY torch_cpu PATHS ${TORCH_PY_DIR}/lib NO_DEFAULT_PATH REQUIRED)
+find_library(C10_LIBRARY c10 PATHS ${TORCH_PY_DIR}/lib NO_DEFAULT_PATH REQUIRED)
+add_library(qerl_torch INTERFACE)
+target_include_directories(qerl_torch SYSTEM INTERFACE
+  ${TORCH_PY_DIR}/include ${TORCH_PY_DIR}/include/torch/csrc/api/include)
+target_link_options(qerl_torch INTERFACE "-Wl,-rpath,${TORCH_PY_DIR}/lib")
 if(QERL_CUDA)
   enable_language(CUDA)
-  list(APPEND CMAKE_PREFIX_PATH ${TORCH_CMAKE_PREFIX})
-  find_package(Torch REQUIRED)
-  add_library(qerl_torch INTERFACE)
-  target_link_libraries(qerl_torch INTERFACE ${TORCH_LIBRARIES})
+  find_package(CUDAToolkit REQUIRED)
+  find_library(TORCH_CUDA_LIBRARY torch_cuda PATHS ${TORCH_PY_DIR}/lib NO_DEFAULT_PATH REQUIRED)
+  find_library(C10_CUDA_LIBRARY c10_cuda PATHS ${TORCH_PY_DIR}/lib NO_DEFAULT_PATH REQUIRED)
+  # --no-as-needed: nothing references torch_cuda by name, but loading it
+  # registers the CUDA hooks (device count, CUDA tensors).
+  target_link_libraries(qerl_torch INTERFACE "-Wl,--no-as-needed" ${TORCH_CUDA_LIBRARY}
+                        "-Wl,--as-needed" ${C10_CUDA_LIBRARY} ${TORCH_CPU_LIBRARY} ${C10_LIBRARY}
+                        CUDA::cudart)
   target_compile_definitions(qerl_torch INTERFACE QERL_CUDA=1)
 else()
-  find_library(TORCH_CPU_LIBRARY torch_cpu PATHS ${TORCH_PY_DIR}/lib NO_DEFAULT_PATH REQUIRED)
-  find_library(C10_LIBRARY c10 PATHS ${TORCH_PY_DIR}/lib NO_DEFAULT_PATH REQUIRED)
-  add_library(qerl_torch INTERFACE)
-  target_include_directories(qerl_torch SYSTEM INTERFACE
-    ${TORCH_PY_DIR}/include ${TORCH_PY_DIR}/include/torch/csrc/api/include)
   target_link_libraries(qerl_torch INTERFACE ${TORCH_CPU_LIBRARY} ${C10_LIBRARY})
-  target_link_options(qerl_torch INTERFACE "-Wl,-rpath,${TORCH_PY_DIR}/lib")
 endif()
