@@ -43,4 +43,16 @@ std::string join_lines(const std::vector<Diagnostic>& diagnostics) {
 PipelineError::PipelineError(std::vector<Diagnostic> diagnostics)
     : Error(join_lines(diagnostics)), diagnostics_(errors_first(std::move(diagnostics))) {}
 
+void DiagnosticList::add(const SourcePos& pos, std::string key_path, std::string message) {
+  Diagnostic d;
+  d.pos = pos;
+  d.key_path = std::move(key_path);
+  d.message = std::move(message);
+  list_.push_back(std::move(d));
+}
+
+void DiagnosticList::throw_if_any() {
+  if (!list_.empty()) throw PipelineError(std::move(list_));
+}
+
 }  // namespace qerl::dsl

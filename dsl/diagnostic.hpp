@@ -42,4 +42,16 @@ class PipelineError : public Error {
   std::vector<Diagnostic> diagnostics_;
 };
 
+// Collects errors found after loading (graph, placement) so that all of them
+// are reported together, then throws them as one PipelineError.
+class DiagnosticList {
+ public:
+  void add(const SourcePos& pos, std::string key_path, std::string message);
+  bool empty() const { return list_.empty(); }
+  void throw_if_any();  // throws PipelineError when at least one was added
+
+ private:
+  std::vector<Diagnostic> list_;
+};
+
 }  // namespace qerl::dsl

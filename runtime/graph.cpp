@@ -33,17 +33,6 @@ std::string joined(const std::vector<std::string>& items, const std::string& sep
   return out;
 }
 
-// Collects diagnostics while the graph is resolved.
-struct Problems {
-  std::vector<dsl::Diagnostic> list;
-  void add(const dsl::SourcePos& pos, std::string key, std::string message) {
-    dsl::Diagnostic d;
-    d.pos = pos;
-    d.key_path = std::move(key);
-    d.message = std::move(message);
-    list.push_back(std::move(d));
-  }
-};
 
 // Strongly connected components of the forward edges (Tarjan); returns the
 // component id of every node.
@@ -132,7 +121,7 @@ int64_t Graph::max_staleness() const {
 
 Graph Graph::build(const dsl::PipelineSpec& spec, const StageRegistry& registry) {
   Graph g;
-  Problems problems;
+  dsl::DiagnosticList problems;
   std::vector<bool> known(spec.stages.size(), false);
   std::vector<std::string> stage_names;
   for (const auto& s : spec.stages) stage_names.push_back(s.name);
@@ -253,7 +242,7 @@ Graph Graph::build(const dsl::PipelineSpec& spec, const StageRegistry& registry)
                      " = { from = \"" + g.nodes_[closing.producer].name + "." +
                      closing.producer_port + "\", staleness = 0 }");
   }
-  if (!problems.list.empty()) throw dsl::PipelineError(std::move(problems.list));
+  problems.throw_if_any();
 
   // Kahn's algorithm over forward edges, lowest declaration index first.
   std::vector<int> indegree(g.nodes_.size(), 0);

@@ -16,16 +16,6 @@
 namespace qerl::runtime {
 namespace {
 
-struct Problems {
-  std::vector<dsl::Diagnostic> list;
-  void add(const dsl::SourcePos& pos, std::string key, std::string message) {
-    dsl::Diagnostic d;
-    d.pos = pos;
-    d.key_path = std::move(key);
-    d.message = std::move(message);
-    list.push_back(std::move(d));
-  }
-};
 
 std::string slot_list(const std::vector<int64_t>& slots) {
   std::string out;
@@ -55,7 +45,7 @@ const ReplicaPlacement& Placement::of(int node, int replica) const {
 Placement place(const dsl::PipelineSpec& spec, const Graph& graph, const StageRegistry& /*registry*/,
                 int physical_gpus) {
   Placement plan;
-  Problems problems;
+  dsl::DiagnosticList problems;
   const dsl::SourcePos cluster_pos{spec.source_file, 0, 0};
   const std::string& want = spec.cluster.device.empty() ? std::string("auto") : spec.cluster.device;
   if (want != "auto" && want != "cuda" && want != "cpu")
@@ -144,7 +134,7 @@ Placement place(const dsl::PipelineSpec& spec, const Graph& graph, const StageRe
       plan.replicas.push_back(std::move(rp));
     }
   }
-  if (!problems.list.empty()) throw dsl::PipelineError(std::move(problems.list));
+  problems.throw_if_any();
 
   if (want == "auto" && !on_cuda && !used_slots.empty()) {
     const size_t n = used_slots.size();
