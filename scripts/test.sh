@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test suite (ctest), then a short smoke run
-# of the pipeline-loader fuzzer. This is the command CI runs (.ci/run).
+# of each libFuzzer target (pipeline loader, safetensors header,
+# tokenizer.json). This is the command CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j "${QERL_JOBS:-$(nproc)}"
-bash scripts/fuzz_pipeline.sh "${QERL_FUZZ_SECONDS:-20}"
+seconds="${QERL_FUZZ_SECONDS:-10}"
+bash scripts/fuzz_pipeline.sh "$seconds"
+for target in fuzz_safetensors fuzz_tokenizer; do
+  bash scripts/fuzz.sh "$target" "$seconds"
+done
