@@ -20,14 +20,10 @@ set_target_properties(pcre2::pcre2 PROPERTIES IMPORTED_LOCATION ${PCRE2_LIBRARY}
 # CAF 0.17 ships no CMake package in Debian: find headers and libraries.
 find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)
 find_library(CAF_CORE_LIBRARY caf_core REQUIRED)
-find_library(CAF_IO_LIBRARY caf_io REQUIRED)
 add_library(caf::core UNKNOWN IMPORTED)
 set_target_properties(caf::core PROPERTIES IMPORTED_LOCATION ${CAF_CORE_LIBRARY}
                       INTERFACE_INCLUDE_DIRECTORIES ${CAF_INCLUDE_DIR}
                       INTERFACE_LINK_LIBRARIES Threads::Threads)
-add_library(caf::io UNKNOWN IMPORTED)
-set_target_properties(caf::io PROPERTIES IMPORTED_LOCATION ${CAF_IO_LIBRARY}
-                      INTERFACE_LINK_LIBRARIES caf::core)
 
 if(QERL_TESTS)
   find_package(doctest REQUIRED)

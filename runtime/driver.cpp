@@ -71,6 +71,7 @@ class Driver {
   int64_t ticked_ = 0;                             // sources ticked for steps < ticked_
   clock_type::time_point start_ = clock_type::now();
   RunResult result_;
+  bool sink_failed_ = false;  // metrics.jsonl could not be written: stop writing
 };
 
 StageActorConfig Driver::config_for(const ReplicaPlacement& r, caf::scoped_actor& self) {
@@ -131,14 +132,17 @@ void Driver::tick_sources(caf::scoped_actor& self) {
 }
 
 void Driver::finish_steps() {
-  while (result_.error.empty() && tracker_.next_complete()) {
+  // Steps that finished are written even after a failure elsewhere.
+  while (!sink_failed_ && tracker_.next_complete()) {
     const double elapsed = std::chrono::duration<double>(clock_type::now() - start_).count();
     const StepRecord record = tracker_.take_next(elapsed);
     try {
       if (sink_) sink_->write(record);
       if (options_.on_step) options_.on_step(record);
     } catch (const std::exception& e) {
-      result_.error = std::string("after step ") + std::to_string(record.step) + ": " + e.what();
+      sink_failed_ = true;
+      if (result_.error.empty())
+        result_.error = std::string("after step ") + std::to_string(record.step) + ": " + e.what();
       return;
     }
     result_.steps_completed = record.step + 1;
@@ -184,7 +188,11 @@ bool Driver::stop_all(caf::scoped_actor& self) {
   bool timed_out = false;
   while (!labels_.empty() && !timed_out) {
     self->receive([&](caf::down_msg& down) { labels_.erase(down.source); },
-                  [&](fired_atom, FiringReport&) {}, [&](ready_atom, int, int) {},
+                  [&](fired_atom, FiringReport& report) {
+                    tracker_.record(report);
+                    finish_steps();
+                  },
+                  [&](ready_atom, int, int) {},
                   [&](failed_atom, std::string&) {},
                   caf::after(to_ms(options_.shutdown_timeout_s)) >> [&] { timed_out = true; });
   }
@@ -222,6 +230,7 @@ RunResult Driver::run() {
   if (!stopped) {  // a stage thread is still running: abandon it, let the process exit
     (void)system.release();
     (void)cfg.release();
+    result_.abandoned = true;
   }
   result_.ok = result_.error.empty() && result_.steps_completed == spec_.run.steps;
   return result_;

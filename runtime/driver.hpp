@@ -46,6 +46,9 @@ struct RunResult {
   int64_t steps_completed = 0;
   // When !ok, one line: "stage 'reward' (replica 0) failed at step 3: <what>".
   std::string error;
+  // A stage thread could not be stopped and still runs (it may use the spec):
+  // the caller must end the process (std::_Exit) instead of returning.
+  bool abandoned = false;
 };
 
 // Throws qerl::Error (one line naming the stages and their types) when a

@@ -20,7 +20,11 @@ oracle_packages=(numpy "transformers==5.23.0" "tokenizers==0.23.3" "safetensors=
 
 log() { echo "[setup] $*" >&2; }
 
-sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else echo "[setup] need root for apt-get: run as root or install sudo" >&2; exit 1; fi
+}
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -28,7 +32,7 @@ for p in "${apt_packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   log "apt: installing ${missing[*]}"
-  sudo_if_needed apt-get update -qq
+  sudo_if_needed apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 else
   log "apt: all packages present"

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -39,8 +40,16 @@ struct Options {
   std::string explain_key;
   bool print_reference = false;
   std::string out_dir;
+  bool overwrite = false;
   std::string log_level = "info";
 };
+
+// The run folder is user input: failing to create it is a one-line error.
+void make_run_folder(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error("cannot create run folder '" + dir.string() + "' (run.out_dir / --out): " + ec.message());
+}
 
 runtime::StageRegistry& registry_with(const std::vector<std::string>& plugins) {
   auto& registry = runtime::StageRegistry::global();
@@ -74,14 +83,18 @@ int run(const Options& opt) {
     std::cout << "# resolved pipeline\n" << dsl::to_toml(spec, registry.schema()) << "\n"
               << "# actor graph\n" << graph.to_text() << "\n"
               << "# placement\n" << placement.to_text();
-    fs::create_directories(out_dir);
+    make_run_folder(out_dir);
     write_file_atomically(out_dir / "graph.dot", graph.to_dot());
     std::cout << "\n(dry run: graph written to " << (out_dir / "graph.dot").string() << ")\n";
     return 0;
   }
 
   runtime::check_implemented(spec, registry);
-  fs::create_directories(out_dir);
+  // A run folder that holds a run is never overwritten (its metrics would be lost).
+  if (fs::exists(out_dir / "metrics.jsonl") && !opt.overwrite)
+    throw Error("run folder '" + out_dir.string() +
+                "' already holds metrics.jsonl: choose another --out / run.out_dir, or pass --overwrite");
+  make_run_folder(out_dir);
   write_file_atomically(out_dir / "resolved.toml", dsl::to_toml(spec, registry.schema()));
 
   runtime::ProgressLine progress(spec.run.steps);
@@ -92,6 +105,9 @@ int run(const Options& opt) {
   progress.finish();
   if (!result.ok) {
     std::cerr << "qerl-run: error: " << result.error << "\n";
+    // A stage thread that could not be stopped may still read the spec:
+    // end here, without running destructors under it.
+    if (result.abandoned) std::cerr.flush(), std::_Exit(exit_run_failed);
     return exit_run_failed;
   }
   spdlog::info("run '{}' finished {} steps; metrics in {}", spec.run.name, result.steps_completed,
@@ -114,6 +130,7 @@ int main(int argc, char** argv) {
   app.add_flag("--print-reference", opt.print_reference,
                "Print the Markdown pipeline reference (docs/pipeline-reference.md)");
   app.add_option("--out", opt.out_dir, "Run folder (overrides run.out_dir)");
+  app.add_flag("--overwrite", opt.overwrite, "Run into a folder that already holds a run's metrics");
   app.add_option("--log-level", opt.log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   try {

@@ -112,12 +112,14 @@ bool fire(Self* self, int64_t t) {
 
   const int64_t version = out.weight_version.value_or(input.weight_version);
   const int replica = st.config.context.replica;
+  // The driver hears of this step before any consumer can act on it, so a
+  // consumer's failure never overtakes the report of a finished step.
+  FiringReport report{st.config.node, replica, t, wall_s, version, std::move(out.metrics)};
+  self->send(st.config.driver, fired_atom::value, std::move(report));
   for (const Route& r : st.routes)
     for (const caf::actor& consumer : r.consumers)
       self->send(consumer, port_atom::value,
                  PortMessage{r.consumer_port, replica, t, version, out.ports.at(r.producer_port)});
-  FiringReport report{st.config.node, replica, t, wall_s, version, std::move(out.metrics)};
-  self->send(st.config.driver, fired_atom::value, std::move(report));
   st.config.context.logger->debug("step {} done in {:.3f}s", t, wall_s);
   return true;
 }
@@ -150,6 +152,18 @@ void set_up(Self* self) {
 caf::behavior stage_actor(Self* self, StageActorConfig config) {
   self->state.config = std::move(config);
   self->state.buffers.resize(self->state.config.inputs.size());
+  // An exception outside guarded() (e.g. bad_alloc while buffering) still
+  // ends as one line from the driver, not CAF's default printout.
+  self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
+    try {
+      std::rethrow_exception(eptr);
+    } catch (const std::exception& e) {
+      report_failure(self, std::string("failed: ") + e.what());
+    } catch (...) {
+      report_failure(self, "failed: unknown exception");
+    }
+    return caf::exit_reason::user_shutdown;
+  });
   return {
       [=](wire_atom, Wiring& wiring) {
         self->state.routes = std::move(wiring.routes);

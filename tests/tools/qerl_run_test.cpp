@@ -175,7 +175,8 @@ TEST_CASE("a stage that throws stops the run with one line and leaves complete f
   CHECK(o.err.find("step 3") != std::string::npos);
   CHECK(o.err.find("injected failure") != std::string::npos);
   const auto lines = metrics_lines(dir / "metrics.jsonl");  // throws on a partial line
-  CHECK(lines.size() <= 3);
+  CHECK(lines.size() <= 3);  // steps 0..2 may finish before the failure stops the run
+  for (size_t i = 0; i < lines.size(); ++i) CHECK(lines[i]["step"] == static_cast<int>(i));
   CHECK(slurp(dir / "resolved.toml").find("fail_at_step = 3") != std::string::npos);
 }
 
@@ -194,4 +195,16 @@ TEST_CASE("an explicit GPU that does not exist is an error on a machine without 
                              dir);
   CHECK(o.status == 2);
   CHECK(o.err.find("stages.learner.gpus") != std::string::npos);
+}
+
+TEST_CASE("a run folder that holds a run is not overwritten without --overwrite") {
+  const fs::path dir = scratch_dir("toy_rerun");
+  REQUIRE(qerl_run(toy_args(dir), dir).status == 0);
+  const std::string before = slurp(dir / "metrics.jsonl");
+  const Outcome again = qerl_run(toy_args(dir, "--set run.seed=5"), dir);
+  CHECK(again.status == 2);
+  CHECK(again.err.find("already holds metrics.jsonl") != std::string::npos);
+  CHECK(slurp(dir / "metrics.jsonl") == before);
+  CHECK(qerl_run(toy_args(dir, "--set run.seed=5 --overwrite"), dir).status == 0);
+  CHECK(metrics_lines(dir / "metrics.jsonl").front()["toy/sqrt"].get<double>() == doctest::Approx(5.0));
 }
