@@ -1,9 +1,9 @@
-// Declarations of the built-in stage types (ports, keys, documentation).
-// Factories are attached here as the stages are implemented (the RL loop
-// issue); until then `make` stays empty and only --dry-run can use them.
+// Declarations of the built-in stage types (ports, keys, documentation),
+// each paired with its implementation's factory (actors/*_stage.cpp).
 #include "actors/builtin_stages.hpp"
 
 #include "actors/port_types.hpp"
+#include "actors/stage_factories.hpp"
 #include "runtime/stage_registry.hpp"
 
 namespace qerl::actors {
@@ -45,7 +45,9 @@ StageTypeSchema data_stage() {
   s.name = "data";
   s.doc = "Yields [data] prompts_per_step prompts per step (each repeated samples_per_prompt "
           "times) from builtin:arith or a GSM8K JSONL file; keeps a held-out split for eval.";
-  s.outputs = {port("prompts", pt::prompt_batch, "prompt token ids, reference answers, group ids")};
+  s.outputs = {port("prompts", pt::prompt_batch, "prompt token ids, reference answers, group ids"),
+               port("demos", pt::rollout_batch,
+                    "the same problems (once each) with their worked solutions: SFT demonstrations")};
   return s;
 }
 
@@ -157,6 +159,11 @@ StageTypeSchema eval_stage() {
              1, 1 << 30),
       ranged(key("max_new_tokens", ValueKind::integer, int64_t{256}, "Response length limit."),
              1, 1 << 20),
+      key("at_start", ValueKind::boolean, true,
+          "Also evaluate the initial policy at step 0 (metric val/initial_accuracy)."),
+      ranged(key("max_batch_size", ValueKind::integer, int64_t{0},
+                 "Held-out prompts generated together; 0 = all at once."),
+             0, 1 << 20),
   };
   return s;
 }
@@ -164,11 +171,18 @@ StageTypeSchema eval_stage() {
 }  // namespace
 
 void register_builtin_stages(runtime::StageRegistry& registry) {
-  for (auto schema : {data_stage(), rollout_stage(), reward_stage("reward.gsm8k", "GSM8K answers"),
-                      reward_stage("reward.arith", "builtin:arith answers"), reference_stage(),
-                      learner_stage(), weight_sync_stage(), eval_stage()}) {
-    registry.add(runtime::StageType{std::move(schema), /*make=*/{}});
-  }
+  using Make = std::unique_ptr<runtime::Stage> (*)();
+  const std::pair<StageTypeSchema, Make> types[] = {
+      {data_stage(), make_data_stage},
+      {rollout_stage(), make_rollout_stage},
+      {reward_stage("reward.gsm8k", "GSM8K answers"), make_reward_stage},
+      {reward_stage("reward.arith", "builtin:arith answers"), make_reward_stage},
+      {reference_stage(), make_reference_stage},
+      {learner_stage(), make_learner_stage},
+      {weight_sync_stage(), make_weight_sync_stage},
+      {eval_stage(), make_eval_stage},
+  };
+  for (const auto& [schema, make] : types) registry.add(runtime::StageType{schema, make});
 }
 
 }  // namespace qerl::actors

@@ -31,6 +31,7 @@ struct ModelSpec {
   std::string dtype;      // fp32 | bf16 | fp16
   std::string tokenizer;  // empty = <path>/tokenizer.json
   int64_t max_seq_len = 0;
+  std::string init;       // checkpoint | random
 };
 
 struct DataSpec {
@@ -40,6 +41,7 @@ struct DataSpec {
   int64_t heldout_size = 0;
   bool shuffle = true;
   int64_t max_prompt_len = 0;
+  std::string prompt_template;  // "{question}" is replaced by the problem text
 };
 
 struct AlgorithmSpec {

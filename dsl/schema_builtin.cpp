@@ -91,7 +91,7 @@ Schema Schema::builtin() {
       key(&P::run, &RunSpec::steps, "steps", 100, "Number of RL steps (one batch of prompts each).", at_least(1)),
       key(&P::run, &RunSpec::seed, "seed", 0, "Seed of every random stream (data order, sampling, noise).", at_least(0)),
       key(&P::run, &RunSpec::out_dir, "out_dir", "", "Run folder (metrics, checkpoints, resolved pipeline); empty = runs/<name>."),
-      key(&P::run, &RunSpec::checkpoint_every, "checkpoint_every", 0, "Write a checkpoint every N steps; 0 = only at the end.", at_least(0)),
+      key(&P::run, &RunSpec::checkpoint_every, "checkpoint_every", 0, "Write a checkpoint after every N steps and after the last one (out_dir/checkpoints/step_000N); 0 = never. qerl-run --resume RUN_DIR continues from the newest.", at_least(0)),
       key(&P::run, &RunSpec::keep_checkpoints, "keep_checkpoints", 3, "How many recent checkpoints to keep; 0 = all.", at_least(0)),
     }),
     section("model", "The policy model: a Hugging Face checkpoint folder.", {
@@ -99,6 +99,7 @@ Schema Schema::builtin() {
       key(&P::model, &ModelSpec::dtype, "dtype", "bf16", "Compute dtype of unquantized weights and activations.", choices({"fp32", "bf16", "fp16"})),
       key(&P::model, &ModelSpec::tokenizer, "tokenizer", "", "tokenizer.json path; empty = <path>/tokenizer.json."),
       key(&P::model, &ModelSpec::max_seq_len, "max_seq_len", 1024, "Longest prompt + response, in tokens.", at_least(1)),
+      key(&P::model, &ModelSpec::init, "init", "checkpoint", "checkpoint = load the folder's weights; random = HF-style random init from its config.json, seeded by run.seed (SFT from scratch).", choices({"checkpoint", "random"})),
     }),
     section("data", "Prompts: where they come from and how many per step.", {
       key(&P::data, &DataSpec::source, "source", "builtin:arith", "\"builtin:arith\" (generated GSM8K-style problems) or a GSM8K-style .jsonl path."),
@@ -107,6 +108,7 @@ Schema Schema::builtin() {
       key(&P::data, &DataSpec::heldout_size, "heldout_size", 200, "Prompts held out for evaluation.", at_least(0)),
       key(&P::data, &DataSpec::shuffle, "shuffle", true, "Shuffle the training prompts each epoch (seeded by run.seed)."),
       key(&P::data, &DataSpec::max_prompt_len, "max_prompt_len", 0, "Longer prompts are skipped, in tokens; 0 = no limit below model.max_seq_len.", at_least(0)),
+      key(&P::data, &DataSpec::prompt_template, "prompt_template", "{question}\n", "Text the model sees: {question} is replaced by the problem (use a chat format for instruct models)."),
     }),
     section("algorithm", "The RL objective and optimizer.", {
       key(&P::algorithm, &AlgorithmSpec::name, "name", "grpo", "Advantage estimator: group-relative (grpo) or critic-free PPO (ppo).", choices({"grpo", "ppo"})),

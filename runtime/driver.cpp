@@ -1,7 +1,8 @@
 // The driver: a CAF scoped actor on the caller's thread that spawns and
 // wires the stage actors, ticks sources under backpressure, turns firing
-// reports into step records, and stops everything on the first failure, an
-// unexpected actor exit or a stall. The actor system is abandoned (leaked)
+// reports into step records (each followed by its checkpoint, when due),
+// and stops everything on the first failure, an unexpected actor exit or a
+// stall. The actor system is abandoned (leaked)
 // only when a stage stays blocked past the shutdown timeout.
 #include "runtime/driver.hpp"
 
@@ -13,10 +14,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <map>
 
 #include "dsl/pipeline_spec.hpp"
+#include "runtime/checkpoint.hpp"
 #include "runtime/detail/stage_actor.hpp"
 #include "runtime/detail/step_tracker.hpp"
 #include "runtime/graph.hpp"
@@ -29,6 +32,7 @@ namespace {
 
 using namespace detail;
 using clock_type = std::chrono::steady_clock;
+namespace fs = std::filesystem;
 
 std::chrono::milliseconds to_ms(double seconds) {
   constexpr double forever_s = 10.0 * 365 * 24 * 3600;  // "no timeout"
@@ -44,7 +48,10 @@ class Driver {
   Driver(const dsl::PipelineSpec& spec, const Graph& graph, const Placement& placement,
          const StageRegistry& registry, const RunOptions& options)
       : spec_(spec), graph_(graph), placement_(placement), registry_(registry), options_(options),
-        tracker_(graph, placement, spec.run.steps) {}
+        tracker_(graph, placement, spec.run.steps, options.start_step),
+        ticked_(options.start_step) {
+    result_.steps_completed = options.start_step;
+  }
 
   RunResult run();
 
@@ -53,6 +60,8 @@ class Driver {
   StageActorConfig config_for(const ReplicaPlacement& r, caf::scoped_actor& self);
   void tick_sources(caf::scoped_actor& self);
   void finish_steps();
+  void complete_checkpoint(const StepRecord& record);
+  void open_run_folder();
   void supervise(caf::scoped_actor& self);
   bool stop_all(caf::scoped_actor& self);  // false = some actor did not stop in time
 
@@ -66,12 +75,13 @@ class Driver {
   std::shared_ptr<DeviceLease> lease_ = std::make_shared<DeviceLease>();
   std::shared_ptr<std::atomic<bool>> stop_flag_ = std::make_shared<std::atomic<bool>>(false);
   std::vector<std::shared_ptr<spdlog::sinks::sink>> log_sinks_;
+  std::shared_ptr<spdlog::logger> log_;            // the driver's own lines (checkpoints)
   std::map<int, std::vector<caf::actor>> actors_;  // node -> replicas
   std::map<caf::actor_addr, std::string> labels_;  // alive actors
   int64_t ticked_ = 0;                             // sources ticked for steps < ticked_
   clock_type::time_point start_ = clock_type::now();
   RunResult result_;
-  bool sink_failed_ = false;  // metrics.jsonl could not be written: stop writing
+  bool output_failed_ = false;  // metrics.jsonl or a checkpoint could not be written: stop writing
 };
 
 StageActorConfig Driver::config_for(const ReplicaPlacement& r, caf::scoped_actor& self) {
@@ -87,6 +97,11 @@ StageActorConfig Driver::config_for(const ReplicaPlacement& r, caf::scoped_actor
   c.context.slots = r.slots;
   c.context.devices = r.devices;
   c.context.out_dir = options_.out_dir;
+  c.context.start_step = options_.start_step;
+  for (int e : node.outputs) {
+    const Edge& edge = graph_.edges()[e];
+    if (edge.staleness) c.context.back_edge_history = std::max(c.context.back_edge_history, *edge.staleness + 1);
+  }
   c.context.stop_flag = stop_flag_;
   c.context.logger = std::make_shared<spdlog::logger>(r.label(), log_sinks_.begin(), log_sinks_.end());
   c.context.logger->set_level(spdlog::default_logger()->level());
@@ -97,6 +112,9 @@ StageActorConfig Driver::config_for(const ReplicaPlacement& r, caf::scoped_actor
                                  static_cast<int>(producer.replicas), edge.staleness});
   }
   c.total_steps = spec_.run.steps;
+  c.checkpoint_every = spec_.run.checkpoint_every;
+  c.state_name = stage_state_name(node.name, r.replica);
+  c.resume_from = options_.resume_from;
   c.is_source = node.is_source(graph_.edges());
   c.lease = lease_;
   c.driver = caf::actor{self};
@@ -114,7 +132,7 @@ void Driver::spawn_and_wire(caf::scoped_actor& self) {
     Wiring wiring;
     for (int e : graph_.node(r.node).outputs) {
       const Edge& edge = graph_.edges()[e];
-      wiring.routes.push_back(Route{edge.producer_port, edge.consumer_port, actors_[edge.consumer]});
+      wiring.routes.push_back(Route{edge.producer_port, edge.consumer_port, actors_[edge.consumer], edge.staleness});
     }
     self->send(actors_[r.node][r.replica], wire_atom::value, std::move(wiring));
   }
@@ -133,20 +151,54 @@ void Driver::tick_sources(caf::scoped_actor& self) {
 
 void Driver::finish_steps() {
   // Steps that finished are written even after a failure elsewhere.
-  while (!sink_failed_ && tracker_.next_complete()) {
+  while (!output_failed_ && tracker_.next_complete()) {
     const double elapsed = std::chrono::duration<double>(clock_type::now() - start_).count();
     const StepRecord record = tracker_.take_next(elapsed);
     try {
-      if (sink_) sink_->write(record);
+      if (sink_) sink_->write(record);  // flushed: a checkpoint never gets ahead of the metrics
       if (options_.on_step) options_.on_step(record);
+      if (!options_.out_dir.empty() &&
+          checkpoint_due(record.step, spec_.run.checkpoint_every, spec_.run.steps))
+        complete_checkpoint(record);
     } catch (const std::exception& e) {
-      sink_failed_ = true;
+      output_failed_ = true;
       if (result_.error.empty())
         result_.error = std::string("after step ") + std::to_string(record.step) + ": " + e.what();
       return;
     }
     result_.steps_completed = record.step + 1;
   }
+}
+
+// Every replica reported the step, so its state is in the .tmp folder.
+void Driver::complete_checkpoint(const StepRecord& record) {
+  CheckpointManifest manifest;
+  manifest.steps_completed = record.step + 1;
+  manifest.run = spec_.run.name;
+  manifest.weight_version = record.weight_version;
+  manifest.created_unix = static_cast<int64_t>(std::time(nullptr));
+  const fs::path dir = commit_checkpoint(options_.out_dir, manifest);
+  const auto pruned = prune_checkpoints(options_.out_dir, spec_.run.keep_checkpoints);
+  log_->info("checkpoint {} written ({} of {} steps){}", dir.string(), manifest.steps_completed,
+             spec_.run.steps,
+             pruned.empty() ? "" : fmt::format("; removed {} older (run.keep_checkpoints = {})",
+                                               pruned.size(), spec_.run.keep_checkpoints));
+}
+
+// metrics.jsonl is truncated for a fresh run and appended to when resuming;
+// checkpoints this run would overwrite or that a crash left partial go first.
+void Driver::open_run_folder() {
+  const fs::path out_dir = options_.out_dir;
+  fs::create_directories(out_dir);
+  for (const fs::path& dir : clear_checkpoints_after(out_dir, options_.start_step)) {
+    if (dir.extension() == ".tmp")
+      log_->info("removed incomplete checkpoint {}", dir.string());
+    else
+      log_->warn("removed checkpoint {}: it is ahead of step {}, where this run starts", dir.string(),
+                 options_.start_step);
+  }
+  const auto mode = options_.start_step > 0 ? MetricsSink::Open::append : MetricsSink::Open::truncate;
+  sink_ = std::make_unique<MetricsSink>((out_dir / "metrics.jsonl").string(), mode);
 }
 
 void Driver::supervise(caf::scoped_actor& self) {
@@ -203,11 +255,11 @@ bool Driver::stop_all(caf::scoped_actor& self) {
 
 RunResult Driver::run() {
   log_sinks_ = options_.log_sinks.empty() ? spdlog::default_logger()->sinks() : options_.log_sinks;
+  log_ = std::make_shared<spdlog::logger>("driver", log_sinks_.begin(), log_sinks_.end());
+  log_->set_level(spdlog::default_logger()->level());
   if (!options_.out_dir.empty()) {
     try {
-      std::filesystem::create_directories(options_.out_dir);
-      sink_ = std::make_unique<MetricsSink>(
-          (std::filesystem::path(options_.out_dir) / "metrics.jsonl").string());
+      open_run_folder();
     } catch (const std::exception& e) {
       result_.error = e.what();
       return result_;
@@ -263,13 +315,32 @@ void check_implemented(const dsl::PipelineSpec& spec, const StageRegistry& regis
                 "use them)");
 }
 
+namespace {
+
+// A resumed run starts inside the run, from a checkpoint that holds exactly
+// the steps before it.
+void check_start(const dsl::PipelineSpec& spec, const RunOptions& options) {
+  if (options.start_step < 0 || options.start_step > spec.run.steps)
+    throw Error("cannot start at step " + std::to_string(options.start_step) + ": run.steps is " +
+                std::to_string(spec.run.steps));
+  if (options.resume_from.empty()) return;
+  const CheckpointManifest m = read_manifest(options.resume_from);
+  if (m.steps_completed != options.start_step)
+    throw Error("checkpoint '" + options.resume_from + "' holds " + std::to_string(m.steps_completed) +
+                " steps, but the run would start at step " + std::to_string(options.start_step));
+}
+
+}  // namespace
+
 RunResult run_pipeline(const dsl::PipelineSpec& spec, const Graph& graph, const Placement& placement,
                        const StageRegistry& registry, const RunOptions& options) {
   try {
     check_implemented(spec, registry);
+    check_start(spec, options);
   } catch (const Error& e) {
-    return RunResult{false, 0, e.what()};
+    return RunResult{false, options.start_step, e.what()};
   }
+  if (options.start_step == spec.run.steps) return RunResult{true, options.start_step, ""};
   if (spec.run.steps <= 0 || placement.replicas.empty()) return RunResult{true, 0, ""};
   Driver driver(spec, graph, placement, registry, options);
   return driver.run();

@@ -1,9 +1,11 @@
 // The driver runs a validated, placed pipeline: it spawns one actor per
 // stage replica, wires them along the graph's edges, ticks the source stages
 // (at most 1 + max staleness steps ahead of the oldest unfinished step),
-// writes one metrics.jsonl line per finished step, and supervises: the first
-// stage failure, an actor that dies, or a stall longer than the no-progress
-// timeout stops every actor and ends the run with one error line.
+// writes one metrics.jsonl line per finished step, completes a checkpoint
+// after the steps that run.checkpoint_every asks for (runtime/checkpoint.hpp),
+// and supervises: the first stage failure, an actor that dies, or a stall
+// longer than the no-progress timeout stops every actor and ends the run
+// with one error line. A run can resume from a checkpoint (start_step).
 #pragma once
 
 #include <cstdint>
@@ -29,8 +31,20 @@ struct Placement;
 class StageRegistry;
 
 struct RunOptions {
-  std::string out_dir;  // metrics.jsonl goes here (created if missing); "" = no file
-  // Called on the driver's thread after each finished step, in step order.
+  // metrics.jsonl and checkpoints/ go here (created if missing); "" = no
+  // files (and no checkpoints). Before the first step the driver deletes
+  // checkpoints/*.tmp and every checkpoint with more than start_step steps.
+  std::string out_dir;
+  // Resuming: the first step to run, and the complete checkpoint folder
+  // whose manifest says start_step steps completed (each replica's
+  // load_state() gets its folder in it). metrics.jsonl is then appended to:
+  // the caller trims it first (keep_metrics_before). resume_from may be
+  // empty (stages restart from their initial state at start_step).
+  int64_t start_step = 0;
+  std::string resume_from;
+  // Called on the driver's thread after each finished step, in step order,
+  // after its metrics line is written and before its checkpoint (if any) is
+  // completed.
   std::function<void(const StepRecord&)> on_step;
   // Stop when no stage replica finished setup or a step for this long; 0 = never.
   double no_progress_timeout_s = 3600;
@@ -43,7 +57,7 @@ struct RunOptions {
 
 struct RunResult {
   bool ok = false;
-  int64_t steps_completed = 0;
+  int64_t steps_completed = 0;  // counted from step 0 (start_step included)
   // When !ok, one line: "stage 'reward' (replica 0) failed at step 3: <what>".
   std::string error;
   // A stage thread could not be stopped and still runs (it may use the spec):
@@ -56,7 +70,7 @@ struct RunResult {
 // factory). qerl-run calls it after --dry-run's checks, before spawning.
 void check_implemented(const dsl::PipelineSpec& spec, const StageRegistry& registry);
 
-// Runs spec.run.steps steps. `spec`, `graph`, `placement` and `registry`
+// Runs steps options.start_step .. spec.run.steps-1. `spec`, `graph`, `placement` and `registry`
 // must outlive the call. Failures are reported in the result, not thrown.
 RunResult run_pipeline(const dsl::PipelineSpec& spec, const Graph& graph, const Placement& placement,
                        const StageRegistry& registry, const RunOptions& options);

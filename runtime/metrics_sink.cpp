@@ -28,8 +28,9 @@ std::string to_json_line(const StepRecord& record) {
   return j.dump();
 }
 
-MetricsSink::MetricsSink(std::string path) : path_(std::move(path)) {
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+MetricsSink::MetricsSink(std::string path, Open mode) : path_(std::move(path)) {
+  const int truncate = mode == Open::truncate ? O_TRUNC : 0;
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | truncate | O_APPEND | O_CLOEXEC, 0644);
   if (fd_ < 0) throw Error("cannot write metrics to '" + path_ + "': " + std::strerror(errno));
 }
 

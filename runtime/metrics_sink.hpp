@@ -11,8 +11,10 @@ namespace qerl::runtime {
 
 class MetricsSink {
  public:
-  // Creates or truncates the file; throws qerl::Error naming it on failure.
-  explicit MetricsSink(std::string path);
+  enum class Open { truncate, append };  // append: a resumed run continues the file
+  // Creates the file, or truncates / appends to it; throws qerl::Error
+  // naming it on failure.
+  explicit MetricsSink(std::string path, Open mode = Open::truncate);
   ~MetricsSink();
   MetricsSink(const MetricsSink&) = delete;
   MetricsSink& operator=(const MetricsSink&) = delete;

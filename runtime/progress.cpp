@@ -30,8 +30,9 @@ std::string format_duration(double seconds) {
 std::string ProgressLine::format(const StepRecord& record) const {
   const int64_t done = record.step + 1;
   std::string line = fmt::format("step {}/{} | {}", done, total_steps_, format_duration(record.elapsed_s));
-  if (done < total_steps_) {
-    const double eta = record.elapsed_s / static_cast<double>(done) *
+  const int64_t done_here = done - first_step_;  // steps this process ran
+  if (done < total_steps_ && done_here > 0) {
+    const double eta = record.elapsed_s / static_cast<double>(done_here) *
                        static_cast<double>(total_steps_ - done);
     line += " | ETA " + format_duration(eta);
   }

@@ -23,6 +23,10 @@ class ProgressLine {
   explicit ProgressLine(int64_t total_steps, std::FILE* out = stderr,
                         KeyMetrics key_metrics = default_key_metrics());
 
+  // A resumed run: its first step; the ETA then counts only the steps this
+  // process ran (elapsed time starts with it), the step shown stays the true one.
+  void start_at(int64_t first_step) { first_step_ = first_step; }
+
   // "step 3/60 | 12.4s | ETA 3m58s | reward 0.531 | tok/s 1234"
   std::string format(const StepRecord& record) const;
   void update(const StepRecord& record);  // draws format(record)
@@ -30,6 +34,7 @@ class ProgressLine {
 
  private:
   int64_t total_steps_;
+  int64_t first_step_ = 0;
   std::FILE* out_;
   KeyMetrics key_metrics_;
   bool interactive_;

@@ -20,7 +20,9 @@
 #include "models/generate/generator.hpp"
 #include "models/io/safetensors.hpp"
 #include "models/nn/weights.hpp"
+#include "models/tokenizer/char_level.hpp"
 #include "models/tokenizer/tokenizer.hpp"
+#include "common/atomic_file.hpp"
 
 namespace fs = std::filesystem;
 using namespace qerl;
@@ -41,6 +43,7 @@ struct Options {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   bool json = false;
+  std::vector<std::string> specials;
 };
 
 std::vector<int64_t> parse_token_list(const std::string& text) {
@@ -76,21 +79,6 @@ Tokenizer require_tokenizer(const std::string& dir) {
   auto tokenizer = maybe_tokenizer(dir);
   if (!tokenizer) throw Error(dir + ": no tokenizer.json (use --tokens)");
   return *tokenizer;
-}
-
-// EOS ids of config.json plus those of generation_config.json (what HF
-// generate stops on), e.g. Qwen instruct models list <|im_end|> there.
-std::vector<int64_t> eos_token_ids(const std::string& dir, const ModelConfig& config) {
-  std::vector<int64_t> ids = config.eos_token_ids;
-  std::ifstream in(fs::path(dir) / "generation_config.json");
-  if (!in) return ids;
-  const auto generation = nlohmann::json::parse(in, /*cb=*/nullptr, /*allow_exceptions=*/false);
-  if (!generation.is_object() || !generation.contains("eos_token_id")) return ids;
-  const auto& eos = generation.at("eos_token_id");
-  for (const auto& id : eos.is_array() ? eos : nlohmann::json::array({eos}))
-    if (id.is_number_integer() && std::find(ids.begin(), ids.end(), id.get<int64_t>()) == ids.end())
-      ids.push_back(id.get<int64_t>());
-  return ids;
 }
 
 int cmd_info(const Options& opt) {
@@ -146,7 +134,7 @@ int cmd_generate(Options opt) {
   if (prompts.empty()) throw Error("generate: give --prompt or --tokens");
   auto& gen = opt.generation;
   const auto& config = lm->config();
-  if (!opt.ignore_eos) gen.stop.eos_token_ids = eos_token_ids(opt.dir, config);
+  if (!opt.ignore_eos) gen.stop.eos_token_ids = generation_eos_token_ids(opt.dir, config);
   gen.pad_token_id = config.pad_token_id.value_or(config.eos_token_ids.empty() ? 0 : config.eos_token_ids.front());
   gen.stop.stop_strings = opt.stop;
   if (tokenizer) {
@@ -198,6 +186,19 @@ int cmd_convert(const Options& opt) {
   return 0;
 }
 
+// tokenizer.json of the character-level vocabulary (byte ids, then the
+// special tokens) and a tokenizer_config.json naming the first special as
+// EOS and pad: the tiny model's tokenizer.
+int cmd_char_tokenizer(const Options& opt) {
+  if (opt.specials.empty()) throw Error("char-tokenizer: give at least one --special (the first is EOS)");
+  fs::create_directories(opt.out);
+  write_file_atomically(fs::path(opt.out) / "tokenizer.json", char_level_tokenizer_json(opt.specials));
+  const nlohmann::json config{{"eos_token", opt.specials.front()}, {"pad_token", opt.specials.front()},
+                              {"tokenizer_class", "PreTrainedTokenizerFast"}};
+  write_file_atomically(fs::path(opt.out) / "tokenizer_config.json", config.dump(2) + "\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -234,6 +235,9 @@ int main(int argc, char** argv) {
   init->add_option("--out", opt.out, "output folder")->required();
   init->add_option("--seed", opt.seed, "init seed")->capture_default_str();
   init->add_option("--dtype", opt.dtype, "stored dtype (default: the config's)");
+  auto* chars = app.add_subcommand("char-tokenizer", "write a character-level tokenizer.json + tokenizer_config.json");
+  chars->add_option("--out", opt.out, "output folder")->required();
+  chars->add_option("--special", opt.specials, "special token, after the 256 byte ids; repeatable (first = EOS)");
   auto* convert = app.add_subcommand("convert", "load a checkpoint and save it in qerl's layout");
   add_dir(convert);
   convert->add_option("--out", opt.out, "output folder")->required();
@@ -250,6 +254,7 @@ int main(int argc, char** argv) {
     if (*tok) return cmd_tokenize(opt);
     if (*init) return cmd_init(opt);
     if (*convert) return cmd_convert(opt);
+    if (*chars) return cmd_char_tokenizer(opt);
   } catch (const Error& e) {
     std::fprintf(stderr, "qerl-model: %s\n", e.what());
     return 2;

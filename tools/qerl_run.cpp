@@ -1,8 +1,9 @@
 // qerl-run: the one command a user runs. Loads a pipeline file (with
 // `extends`, `--set` overrides and plugins), builds and validates the actor
 // graph, places stages on devices, then either prints the plan (--dry-run) or
-// runs it, writing <out_dir>/resolved.toml and metrics.jsonl. Every user
-// error ends as one or more clear lines on stderr and a non-zero exit.
+// runs it, writing <out_dir>/resolved.toml, metrics.jsonl and checkpoints/.
+// --resume RUN_DIR continues a stopped run from its newest checkpoint. Every
+// user error ends as one or more clear lines on stderr and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
@@ -10,10 +11,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "actors/builtin_stages.hpp"
 #include "dsl/explain.hpp"
 #include "dsl/loader.hpp"
+#include "runtime/checkpoint.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/graph.hpp"
 #include "runtime/placement.hpp"
@@ -41,8 +44,54 @@ struct Options {
   bool print_reference = false;
   std::string out_dir;
   bool overwrite = false;
+  std::string resume_dir;  // --resume RUN_DIR
   std::string log_level = "info";
 };
+
+// --resume continues the run that RUN_DIR/resolved.toml describes: the
+// pipeline and the folder are given, and only run.steps may change (other
+// keys could contradict the saved state; resolved.toml can be edited).
+void check_resume_options(const Options& opt) {
+  if (!opt.pipeline.empty())
+    throw Error("--resume reads the pipeline from RUN_DIR/resolved.toml: do not also pass a pipeline file");
+  if (!opt.out_dir.empty() || opt.overwrite)
+    throw Error("--resume continues the run in RUN_DIR: --out and --overwrite do not apply");
+  for (const std::string& o : opt.overrides) {
+    std::string key = o.substr(0, o.find('='));
+    key.erase(key.find_last_not_of(" \t") + 1);
+    key.erase(0, key.find_first_not_of(" \t"));
+    if (key != "run.steps")
+      throw Error("--resume allows only --set run.steps=N, got --set " + o +
+                  " (to change anything else, edit RUN_DIR/resolved.toml)");
+  }
+  const fs::path resolved = fs::path(opt.resume_dir) / "resolved.toml";
+  if (!fs::is_regular_file(resolved))
+    throw Error("cannot resume '" + opt.resume_dir + "': it holds no resolved.toml (not a run folder)");
+}
+
+// --resume: the newest complete checkpoint says where the run continues;
+// metrics lines of later steps (written before the run stopped) are dropped.
+// nullopt: the run is already complete.
+std::optional<runtime::CheckpointInfo> prepare_resume(const dsl::PipelineSpec& spec, const fs::path& run_dir) {
+  const auto checkpoint = runtime::latest_checkpoint(run_dir);
+  if (!checkpoint)
+    throw Error("cannot resume '" + run_dir.string() + "': no complete checkpoint in " +
+                runtime::checkpoints_folder(run_dir).string() +
+                (spec.run.checkpoint_every == 0 ? " (run.checkpoint_every = 0 writes none)" : ""));
+  const int64_t done = checkpoint->steps_completed;
+  if (done > spec.run.steps)
+    throw Error("cannot resume '" + run_dir.string() + "': its newest checkpoint holds " +
+                std::to_string(done) + " steps, more than run.steps = " + std::to_string(spec.run.steps));
+  if (done == spec.run.steps) {
+    std::cout << "run '" << spec.run.name << "' is already complete (" << done << " of "
+              << spec.run.steps << " steps); nothing to resume\n";
+    return std::nullopt;
+  }
+  runtime::keep_metrics_before(run_dir / "metrics.jsonl", done);
+  spdlog::info("resuming run '{}' at step {} of {} from {}", spec.run.name, done, spec.run.steps,
+               checkpoint->dir.string());
+  return checkpoint;
+}
 
 // The run folder is user input: failing to create it is a one-line error.
 void make_run_folder(const fs::path& dir) {
@@ -68,9 +117,14 @@ int print_docs(const Options& opt) {
 }
 
 int run(const Options& opt) {
-  auto& registry = registry_with(dsl::read_plugin_list(opt.pipeline, opt.overrides));
-  dsl::PipelineSpec spec = dsl::load_pipeline(opt.pipeline, opt.overrides, registry.schema());
-  if (!opt.out_dir.empty()) spec.run.out_dir = opt.out_dir;
+  const bool resuming = !opt.resume_dir.empty();
+  if (resuming) check_resume_options(opt);
+  const std::string file =
+      resuming ? (fs::path(opt.resume_dir) / "resolved.toml").string() : opt.pipeline;
+  auto& registry = registry_with(dsl::read_plugin_list(file, opt.overrides));
+  dsl::PipelineSpec spec = dsl::load_pipeline(file, opt.overrides, registry.schema());
+  if (resuming) spec.run.out_dir = opt.resume_dir;
+  else if (!opt.out_dir.empty()) spec.run.out_dir = opt.out_dir;
   for (const auto& warning : spec.warnings) spdlog::warn("{}", warning.format());
 
   const runtime::Graph graph = runtime::Graph::build(spec, registry);
@@ -90,15 +144,24 @@ int run(const Options& opt) {
   }
 
   runtime::check_implemented(spec, registry);
-  // A run folder that holds a run is never overwritten (its metrics would be lost).
-  if (fs::exists(out_dir / "metrics.jsonl") && !opt.overwrite)
-    throw Error("run folder '" + out_dir.string() +
-                "' already holds metrics.jsonl: choose another --out / run.out_dir, or pass --overwrite");
-  make_run_folder(out_dir);
+  runtime::RunOptions run_options;
+  if (resuming) {
+    const auto checkpoint = prepare_resume(spec, out_dir);
+    if (!checkpoint) return 0;
+    run_options.start_step = checkpoint->steps_completed;
+    run_options.resume_from = checkpoint->dir.string();
+  } else {
+    // A run folder that holds a run is never overwritten (its metrics would be lost).
+    if (fs::exists(out_dir / "metrics.jsonl") && !opt.overwrite)
+      throw Error("run folder '" + out_dir.string() +
+                  "' already holds metrics.jsonl: choose another --out / run.out_dir, pass "
+                  "--overwrite, or --resume it");
+    make_run_folder(out_dir);
+  }
   write_file_atomically(out_dir / "resolved.toml", dsl::to_toml(spec, registry.schema()));
 
   runtime::ProgressLine progress(spec.run.steps);
-  runtime::RunOptions run_options;
+  progress.start_at(run_options.start_step);
   run_options.out_dir = out_dir.string();
   run_options.on_step = [&](const runtime::StepRecord& record) { progress.update(record); };
   const runtime::RunResult result = run_pipeline(spec, graph, placement, registry, run_options);
@@ -131,6 +194,9 @@ int main(int argc, char** argv) {
                "Print the Markdown pipeline reference (docs/pipeline-reference.md)");
   app.add_option("--out", opt.out_dir, "Run folder (overrides run.out_dir)");
   app.add_flag("--overwrite", opt.overwrite, "Run into a folder that already holds a run's metrics");
+  app.add_option("--resume", opt.resume_dir,
+                 "Continue the run in RUN_DIR from its newest checkpoint (only --set run.steps=N may change)")
+      ->type_name("RUN_DIR");
   app.add_option("--log-level", opt.log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   try {
@@ -144,7 +210,7 @@ int main(int argc, char** argv) {
 
   try {
     if (opt.explain || opt.print_reference) return print_docs(opt);
-    if (opt.pipeline.empty()) {
+    if (opt.pipeline.empty() && opt.resume_dir.empty()) {
       std::cerr << "qerl-run: error: no pipeline file given (see --help)\n";
       return exit_bad_input;
     }

@@ -2,6 +2,7 @@
 // (e.g. aqn.sigma_end > aqn.sigma_start, nvfp4 with group_size 32, QAT
 // without a scheme). A check is skipped when one of its keys was already
 // rejected, so one mistake is reported once.
+#include <algorithm>
 #include <filesystem>
 
 #include "dsl/detail/convert.hpp"
@@ -103,7 +104,16 @@ void check_aqn(Checker& c) {
 
 void check_training(Checker& c) {
   const PipelineSpec& s = c.spec;
-  if (c.ok({"algorithm.name", "data.samples_per_prompt"}) && s.algorithm.name == "grpo" &&
+  // Supervised pipelines (learners all in mode "sft") have no groups to compare.
+  const auto is_learner = [](const StageSpec& st) { return st.uses == "learner"; };
+  const bool supervised =
+      std::any_of(s.stages.begin(), s.stages.end(), is_learner) &&
+      std::all_of(s.stages.begin(), s.stages.end(), [&](const StageSpec& st) {
+        const auto mode = st.options.find("mode");
+        return !is_learner(st) || (mode != st.options.end() && std::holds_alternative<std::string>(mode->second) &&
+                                   std::get<std::string>(mode->second) == "sft");
+      });
+  if (c.ok({"algorithm.name", "data.samples_per_prompt"}) && s.algorithm.name == "grpo" && !supervised &&
       s.data.samples_per_prompt < 2)
     c.error("data.samples_per_prompt", "GRPO compares samples within a group and needs >= 2, got " +
                                            std::to_string(s.data.samples_per_prompt));
@@ -118,6 +128,9 @@ void check_training(Checker& c) {
     c.error(c.pick("data.max_prompt_len", "model.max_seq_len"),
             "must be < model.max_seq_len (" + std::to_string(s.model.max_seq_len) + ") to leave room for a response, got " +
                 std::to_string(s.data.max_prompt_len));
+  if (c.ok({"data.prompt_template"}) && s.data.prompt_template.find("{question}") == std::string::npos)
+    c.error("data.prompt_template", "must contain {question} (where the problem text goes), got \"" +
+                                        s.data.prompt_template + "\"");
   if (c.ok({"run.checkpoint_every", "run.steps"}) && s.run.checkpoint_every > s.run.steps)
     c.warning("run.checkpoint_every", "larger than run.steps: only the final checkpoint is written");
   if (c.ok({"algorithm.warmup_steps", "run.steps"}) && s.algorithm.warmup_steps > s.run.steps)

@@ -284,4 +284,17 @@ ModelConfig load_model_config(const std::string& config_json_path) {
   }
 }
 
+std::vector<int64_t> generation_eos_token_ids(const std::string& dir, const ModelConfig& config) {
+  std::vector<int64_t> ids = config.eos_token_ids;
+  std::ifstream in(dir + "/generation_config.json");
+  if (!in) return ids;
+  const auto generation = nlohmann::json::parse(in, /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (!generation.is_object() || !generation.contains("eos_token_id")) return ids;
+  const auto& eos = generation.at("eos_token_id");
+  for (const auto& id : eos.is_array() ? eos : nlohmann::json::array({eos}))
+    if (id.is_number_integer() && std::find(ids.begin(), ids.end(), id.get<int64_t>()) == ids.end())
+      ids.push_back(id.get<int64_t>());
+  return ids;
+}
+
 }  // namespace qerl::models

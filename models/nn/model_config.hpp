@@ -72,6 +72,10 @@ struct ModelConfig {
 ModelConfig parse_model_config(const nlohmann::json& config);
 ModelConfig load_model_config(const std::string& config_json_path);
 
+// EOS ids of config.json plus those of <dir>/generation_config.json when it
+// exists (what HF generate stops on; Qwen instruct models list <|im_end|> there).
+std::vector<int64_t> generation_eos_token_ids(const std::string& dir, const ModelConfig& config);
+
 const char* architecture_name(Architecture architecture);
 // "float32" / "bfloat16" / "float16" <-> ScalarType; throws on others.
 c10::ScalarType parse_dtype(const std::string& name);

@@ -1,13 +1,15 @@
 // The stage actor's firing rule, input assembly (gather producer replicas'
-// parts, then take this replica's shard) and output checks. Every exception
-// of a stage becomes one line to the driver; the actor then idles until the
-// driver stops it.
+// parts, then take this replica's shard), output checks and state saving.
+// Every exception of a stage becomes one line to the driver; the actor then
+// idles until the driver stops it.
 #include "runtime/detail/stage_actor.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
+
+#include "runtime/checkpoint.hpp"
 
 namespace qerl::runtime::detail {
 namespace {
@@ -41,12 +43,21 @@ bool guarded(Self* self, const std::string& where, Fn&& fn) {
 // The step whose message a port needs when the stage fires step t.
 int64_t needed_step(const InputDecl& in, int64_t t) { return in.staleness ? t - 1 - *in.staleness : t; }
 
+// A back-edge message of a step before step 0 never exists: the port is
+// absent. (Resuming, the producer re-sends each earlier step a back-edge
+// still needs, with a null payload where its state holds none.)
+bool absent(int64_t needed) { return needed < 0; }
+
+bool any_null(const std::vector<PayloadPtr>& parts) {
+  return std::any_of(parts.begin(), parts.end(), [](const PayloadPtr& p) { return !p; });
+}
+
 bool can_fire(const StageActorState& st, int64_t t) {
   if (st.config.is_source && t >= st.ticked) return false;
   for (size_t i = 0; i < st.config.inputs.size(); ++i) {
     const InputDecl& in = st.config.inputs[i];
     const int64_t s = needed_step(in, t);
-    if (s < 0) continue;  // a back-edge before its first message: port absent
+    if (absent(s)) continue;  // a back-edge before its first message
     auto it = st.buffers[i].find(s);
     if (it == st.buffers[i].end() || it->second.received < in.producer_replicas) return false;
   }
@@ -61,8 +72,9 @@ StepInput assemble(StageActorState& st, int64_t t) {
   for (size_t i = 0; i < st.config.inputs.size(); ++i) {
     const InputDecl& in = st.config.inputs[i];
     const int64_t s = needed_step(in, t);
-    if (s < 0) continue;
+    if (absent(s)) continue;
     auto node = st.buffers[i].extract(s);
+    if (any_null(node.mapped().parts)) continue;  // resumed: the producer had no message
     try {
       const PayloadPtr whole = gather_parts(node.mapped().parts);
       input.ports[in.port] = shard_for(whole, ctx.replica, ctx.replicas);
@@ -91,6 +103,25 @@ void check_outputs(const StageActorState& st, const StepOutput& out) {
   }
 }
 
+bool checkpoint_follows(const StageActorState& st, int64_t t) {
+  return !st.config.context.out_dir.empty() &&
+         checkpoint_due(t, st.config.checkpoint_every, st.config.total_steps);
+}
+
+// Saves the stage's state after step t into a fresh folder of the partial
+// checkpoint, holding the device lease (the state may live on the GPU).
+bool save_after(Self* self, int64_t t) {
+  auto& st = self->state;
+  LeaseGuard lease(*st.config.lease, st.config.context.slots);
+  if (!lease.held()) return false;
+  return guarded(self, "failed saving its state after step " + std::to_string(t), [&] {
+    const auto dir = partial_checkpoint_dir(st.config.context.out_dir, t + 1) / st.config.state_name;
+    std::filesystem::remove_all(dir);  // a leftover of an earlier attempt
+    std::filesystem::create_directories(dir);
+    st.stage->save_state(dir);
+  });
+}
+
 // Fires step t; false when the step failed or the run is stopping.
 bool fire(Self* self, int64_t t) {
   auto& st = self->state;
@@ -109,6 +140,10 @@ bool fire(Self* self, int64_t t) {
   }
   if (st.config.context.stop_requested()) return false;
   if (!guarded(self, at, [&] { check_outputs(st, out); })) return false;
+  // The state is on disk before the driver hears of the step: once every
+  // replica reported step t, the checkpoint after t only lacks its manifest.
+  if (checkpoint_follows(st, t) && (!save_after(self, t) || st.config.context.stop_requested()))
+    return false;
 
   const int64_t version = out.weight_version.value_or(input.weight_version);
   const int replica = st.config.context.replica;
@@ -133,6 +168,32 @@ void try_fire(Self* self) {
   }
 }
 
+// Resuming: sends every back-edge consumer the producer's outputs of the
+// steps before start_step that it still needs (t - 1 - staleness for t >=
+// start_step), from the restored state, or null where that holds none.
+bool resend_restored(Self* self) {
+  auto& st = self->state;
+  std::vector<RestoredOutput> restored;
+  if (!guarded(self, "failed restoring its outputs before the checkpoint", [&] {
+        restored = st.stage->restored_outputs();
+      }))
+    return false;
+  const int64_t start = st.config.context.start_step;
+  const int replica = st.config.context.replica;
+  for (const Route& r : st.routes) {
+    if (!r.staleness) continue;
+    for (int64_t s = std::max<int64_t>(0, start - 1 - *r.staleness); s < start; ++s) {
+      PortMessage msg{r.consumer_port, replica, s, 0, nullptr};
+      for (const RestoredOutput& out : restored) {
+        auto it = out.ports.find(r.producer_port);
+        if (out.step == s && it != out.ports.end()) msg.payload = it->second, msg.weight_version = out.weight_version;
+      }
+      for (const caf::actor& consumer : r.consumers) self->send(consumer, port_atom::value, msg);
+    }
+  }
+  return true;
+}
+
 void set_up(Self* self) {
   auto& st = self->state;
   const bool ok = guarded(self, "failed in setup", [&] {
@@ -143,6 +204,17 @@ void set_up(Self* self) {
     st.stage->setup(st.config.context);
   });
   if (!ok || st.config.context.stop_requested()) return;
+  if (!st.config.resume_from.empty()) {
+    const auto dir = st.config.resume_from / st.config.state_name;
+    const bool loaded = guarded(self, "failed loading its state from '" + dir.string() + "'", [&] {
+      std::filesystem::create_directories(dir);  // the stage saved nothing, or was added since
+      LeaseGuard lease(*st.config.lease, st.config.context.slots);
+      if (!lease.held()) return;
+      st.stage->load_state(dir);
+    });
+    if (!loaded || st.config.context.stop_requested()) return;
+  }
+  if (st.config.context.start_step > 0 && !resend_restored(self)) return;
   st.set_up = true;
   self->send(st.config.driver, ready_atom::value, st.config.node, st.config.context.replica);
 }
@@ -152,6 +224,8 @@ void set_up(Self* self) {
 caf::behavior stage_actor(Self* self, StageActorConfig config) {
   self->state.config = std::move(config);
   self->state.buffers.resize(self->state.config.inputs.size());
+  self->state.next_step = self->state.config.context.start_step;
+  self->state.ticked = self->state.config.context.start_step;
   // An exception outside guarded() (e.g. bad_alloc while buffering) still
   // ends as one line from the driver, not CAF's default printout.
   self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {

@@ -2,16 +2,22 @@
 // detached because Stage::run blocks for seconds to minutes. It buffers the
 // messages of each input port by step, fires the stage for step t once all
 // forward inputs of t and every back-edge input of t-1-staleness are there,
-// holds the device lease while the stage computes, and sends the outputs to
-// the consumers' replicas. Includes CAF: only driver.cpp and
+// holds the device lease while the stage computes, saves the stage's state
+// when a checkpoint follows the step (before reporting it), and sends the
+// outputs to the consumers' replicas. Includes CAF: only driver.cpp and
 // stage_actor.cpp include this header.
 //
 // Protocol:
 //   driver -> stage   (wire_atom, Wiring)          where outputs go; then setup()
+//                                                  (and load_state() when resuming)
 //   stage  -> driver  (ready_atom, int node, int replica)   setup() finished
 //   driver -> stage   (tick_atom, int64_t step)    source stages only: step may start
 //   stage  -> stage   (port_atom, PortMessage)     one producer replica's output for a step
+//                                                  (resuming: a back-edge producer first re-sends
+//                                                  the steps before start_step its consumers need,
+//                                                  a null payload where it has none)
 //   stage  -> driver  (fired_atom, FiringReport)   a step finished on this replica
+//                                                  (its state saved, if due)
 //   stage  -> driver  (failed_atom, std::string)   setup or a step threw: one line
 //   driver -> stage   exit (user_shutdown)         the run is over
 #pragma once
@@ -24,6 +30,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -50,7 +57,7 @@ struct PortMessage {
   int producer_replica = 0;
   int64_t step = 0;
   int64_t weight_version = 0;
-  PayloadPtr payload;
+  PayloadPtr payload;  // null: the producer has no message for this step (resumed runs)
 };
 
 // One outgoing edge: which output port goes to which consumer port, on
@@ -59,6 +66,7 @@ struct Route {
   std::string producer_port;
   std::string consumer_port;
   std::vector<caf::actor> consumers;
+  std::optional<int64_t> staleness;  // set = back-edge
 };
 
 struct Wiring {
@@ -77,9 +85,14 @@ struct StageActorConfig {
   int node = -1;
   std::string label;  // "stage 'reward' (replica 0)", the prefix of error lines
   const StageType* type = nullptr;
-  StageContext context;
+  StageContext context;  // context.start_step: the first step to run
   std::vector<InputDecl> inputs;
   int64_t total_steps = 0;
+  // Checkpoints: save into <out_dir>/checkpoints/step_<t+1>.tmp/<state_name>
+  // after step t when checkpoint_due(t, checkpoint_every, total_steps).
+  int64_t checkpoint_every = 0;  // 0 (or no out_dir) = never
+  std::string state_name;        // "<stage>" or "<stage>.r<replica>"
+  std::filesystem::path resume_from;  // a complete checkpoint; "" = fresh start
   bool is_source = false;
   std::shared_ptr<DeviceLease> lease;
   caf::actor driver;
@@ -97,7 +110,7 @@ struct StageActorState {
   std::unique_ptr<Stage> stage;
   std::vector<std::map<int64_t, PendingStep>> buffers;  // parallel to config.inputs
   std::vector<Route> routes;
-  int64_t next_step = 0;  // steps run in order
+  int64_t next_step = 0;  // steps run in order, from context.start_step
   int64_t ticked = 0;     // source stages: steps < ticked may start
   bool set_up = false;
   bool failed = false;

@@ -8,8 +8,9 @@
 
 namespace qerl::runtime {
 
-StepTracker::StepTracker(const Graph& graph, const Placement& placement, int64_t total_steps)
-    : total_steps_(total_steps) {
+StepTracker::StepTracker(const Graph& graph, const Placement& placement, int64_t total_steps,
+                         int64_t first_step)
+    : total_steps_(total_steps), next_(first_step) {
   for (const auto& n : graph.nodes()) node_names_.push_back(n.name);
   for (const auto& r : placement.replicas) {
     replicas_.emplace_back(r.node, r.replica);

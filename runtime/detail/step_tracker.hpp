@@ -30,7 +30,9 @@ struct FiringReport {
 
 class StepTracker {
  public:
-  StepTracker(const Graph& graph, const Placement& placement, int64_t total_steps);
+  // Steps first_step .. total_steps-1 (first_step > 0 when resuming).
+  StepTracker(const Graph& graph, const Placement& placement, int64_t total_steps,
+              int64_t first_step = 0);
 
   void record(const FiringReport& report);
   int64_t next() const { return next_; }  // oldest step without a StepRecord yet

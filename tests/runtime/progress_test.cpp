@@ -22,6 +22,15 @@ TEST_CASE("the progress line shows step, elapsed, ETA and the key metrics presen
   CHECK(format_duration(125) == "2m05s");
 }
 
+TEST_CASE("a resumed run shows the true step and an ETA from the steps it ran itself") {
+  ProgressLine line(/*total_steps=*/10, /*out=*/nullptr, {});
+  line.start_at(6);
+  StepRecord r;
+  r.step = 7;  // 8 of 10 done, 2 of them by this process in 20 s: 10 s per step, 2 left
+  r.elapsed_s = 20.0;
+  CHECK(line.format(r) == "step 8/10 | 20.0s | ETA 20.0s");
+}
+
 TEST_CASE("on a non-terminal stream every update is one full line") {
   std::FILE* f = std::tmpfile();
   REQUIRE(f);

@@ -208,3 +208,97 @@ TEST_CASE("a run folder that holds a run is not overwritten without --overwrite"
   CHECK(qerl_run(toy_args(dir, "--set run.seed=5 --overwrite"), dir).status == 0);
   CHECK(metrics_lines(dir / "metrics.jsonl").front()["toy/sqrt"].get<double>() == doctest::Approx(5.0));
 }
+
+namespace {
+
+std::string resume_args(const fs::path& dir, const std::string& extra = "") {
+  return std::string(QERL_SOURCE_DIR) + "/tests/tools/data/toy_resume.toml --out " + dir.string() +
+         " --set 'plugins=[\"" + QERL_TOY_PLUGIN + "\"]' " + extra;
+}
+
+// Metrics lines without what depends on the clock (elapsed_s, timing_s/*).
+std::vector<nlohmann::json> timeless_metrics(const fs::path& run_dir) {
+  std::vector<nlohmann::json> lines = metrics_lines(run_dir / "metrics.jsonl");
+  for (auto& line : lines) {
+    line.erase("elapsed_s");
+    for (auto it = line.begin(); it != line.end();)
+      it = it.key().rfind("timing_s/", 0) == 0 ? line.erase(it) : std::next(it);
+  }
+  return lines;
+}
+
+fs::path checkpoint(const fs::path& run_dir, int steps) {
+  std::string digits = std::to_string(steps);
+  return run_dir / "checkpoints" / ("step_" + std::string(6 - digits.size(), '0') + digits);
+}
+
+}  // namespace
+
+TEST_CASE("--resume continues a failed run from its newest checkpoint as if it never failed") {
+  const fs::path whole = scratch_dir("resume_whole");
+  const Outcome reference = qerl_run(resume_args(whole), whole);
+  INFO(reference.err);
+  REQUIRE(reference.status == 0);
+  const auto expected = timeless_metrics(whole);
+  REQUIRE(expected.size() == 7);
+  int64_t sum_of_squares = 0;
+  for (int t = 0; t < 7; ++t) {
+    sum_of_squares += (t * 10 + 3) * (t * 10 + 3);  // seed = 3
+    CHECK(expected[t]["toy/total"].get<double>() == doctest::Approx(sum_of_squares));
+  }
+  // A checkpoint after steps 2, 4, 6 and the last (7); keep_checkpoints = 2.
+  CHECK_FALSE(fs::exists(checkpoint(whole, 4)));
+  CHECK(fs::exists(checkpoint(whole, 6) / "manifest.json"));
+  CHECK(slurp(checkpoint(whole, 7) / "total" / "total.txt") == std::to_string(sum_of_squares) + "\n");
+
+  const fs::path dir = scratch_dir("resume_failed");
+  const Outcome failed = qerl_run(resume_args(dir, "--set stages.total.fail_once_at_step=5"), dir);
+  CHECK(failed.status == 1);
+  CHECK(failed.err.find("stage 'total' (replica 0) failed at step 5: injected failure") != std::string::npos);
+  CHECK(fs::exists(checkpoint(dir, 4) / "manifest.json"));  // steps 0..4 finished before step 5 could start
+  CHECK_FALSE(fs::exists(checkpoint(dir, 6)));
+
+  const Outcome resumed = qerl_run("--resume " + dir.string(), dir);
+  INFO(resumed.out, resumed.err);
+  REQUIRE(resumed.status == 0);
+  CHECK((resumed.out + resumed.err).find("resuming run 'toy_resume' at step 4 of 7") != std::string::npos);
+  CHECK(resumed.err.find("step 5/7") != std::string::npos);  // the progress line counts on
+  CHECK(resumed.err.find("step 1/7") == std::string::npos);
+  CHECK(timeless_metrics(dir) == expected);
+  CHECK(slurp(checkpoint(dir, 7) / "total" / "total.txt") == slurp(checkpoint(whole, 7) / "total" / "total.txt"));
+
+  const Outcome again = qerl_run("--resume " + dir.string(), dir);
+  CHECK(again.status == 0);
+  CHECK(again.out.find("run 'toy_resume' is already complete (7 of 7 steps)") != std::string::npos);
+  CHECK(timeless_metrics(dir) == expected);
+
+  // Only run.steps may change: a longer run continues from the final checkpoint.
+  const Outcome other = qerl_run("--resume " + dir.string() + " --set run.seed=4", dir);
+  CHECK(other.status == 2);
+  CHECK(other.err.find("--resume allows only --set run.steps=N, got --set run.seed=4") != std::string::npos);
+  const Outcome longer = qerl_run("--resume " + dir.string() + " --set run.steps=9", dir);
+  INFO(longer.err);
+  REQUIRE(longer.status == 0);
+  const fs::path whole9 = scratch_dir("resume_whole9");
+  REQUIRE(qerl_run(resume_args(whole9, "--set run.steps=9"), whole9).status == 0);
+  CHECK(timeless_metrics(dir) == timeless_metrics(whole9));
+  CHECK(slurp(dir / "resolved.toml").find("steps = 9") != std::string::npos);
+}
+
+TEST_CASE("--resume without a checkpoint, with a pipeline, or of no run folder exits 2 with one line") {
+  const fs::path dir = scratch_dir("resume_none");
+  REQUIRE(qerl_run(toy_args(dir), dir).status == 0);  // checkpoint_every = 0: no checkpoints
+  const std::string metrics = slurp(dir / "metrics.jsonl");
+  const Outcome none = qerl_run("--resume " + dir.string(), dir);
+  CHECK(none.status == 2);
+  CHECK(none.err == "qerl-run: error: cannot resume '" + dir.string() + "': no complete checkpoint in " +
+                        (dir / "checkpoints").string() + " (run.checkpoint_every = 0 writes none)\n");
+  CHECK(slurp(dir / "metrics.jsonl") == metrics);  // untouched
+
+  const Outcome both = qerl_run("--resume " + dir.string() + " " + pipeline("r3_aqn_nvfp4.toml"), dir);
+  CHECK(both.status == 2);
+  CHECK(both.err.find("do not also pass a pipeline file") != std::string::npos);
+  const Outcome nowhere = qerl_run("--resume " + (dir / "missing").string(), dir);
+  CHECK(nowhere.status == 2);
+  CHECK(nowhere.err.find("holds no resolved.toml") != std::string::npos);
+}

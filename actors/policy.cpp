@@ -1,0 +1,83 @@
+// Opening the policy and its tokenizer for a stage, and moving parameter
+// snapshots between models (see policy.hpp).
+#include "actors/policy.hpp"
+
+#include <filesystem>
+
+#include "common/error.hpp"
+#include "dsl/pipeline_spec.hpp"
+#include "models/nn/weights.hpp"
+#include "models/tokenizer/tokenizer_config.hpp"
+#include "runtime/stage.hpp"
+
+namespace qerl::actors {
+
+namespace fs = std::filesystem;
+
+torch::Device stage_device(const runtime::StageContext& context) {
+  if (context.devices.empty()) return torch::kCPU;
+  return torch::Device(context.devices.front());
+}
+
+torch::ScalarType model_dtype(const dsl::PipelineSpec& spec) {
+  if (spec.model.dtype == "fp32") return torch::kFloat;
+  if (spec.model.dtype == "fp16") return torch::kHalf;
+  return torch::kBFloat16;
+}
+
+models::CausalLM open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype) {
+  models::CausalLM lm{nullptr};
+  if (spec.model.init == "random") {
+    const fs::path config = fs::path(spec.model.path) / "config.json";
+    if (!fs::exists(config)) throw Error("model.path '" + spec.model.path + "' has no config.json");
+    lm = models::CausalLM(models::load_model_config(config.string()));
+    models::init_weights(*lm, static_cast<uint64_t>(spec.run.seed));
+  } else {
+    models::LoadOptions options;
+    options.dtype = dtype;
+    lm = models::load_causal_lm(spec.model.path, options);
+  }
+  lm->to(device, dtype);
+  lm->eval();
+  return lm;
+}
+
+TokenizerInfo open_tokenizer(const dsl::PipelineSpec& spec) {
+  const fs::path dir = spec.model.path;
+  const fs::path file = spec.model.tokenizer.empty() ? dir / "tokenizer.json" : fs::path(spec.model.tokenizer);
+  if (!fs::exists(file)) throw Error("no tokenizer at '" + file.string() + "' (model.tokenizer)");
+  TokenizerInfo info{models::Tokenizer::from_file(file), {}, 0};
+  const auto config = models::load_model_config((dir / "config.json").string());
+  info.eos_token_ids = models::generation_eos_token_ids(dir.string(), config);
+  if (fs::exists(dir / "tokenizer_config.json")) {
+    const auto special = models::resolve_special_tokens(
+        info.tokenizer, models::read_tokenizer_config(dir / "tokenizer_config.json"));
+    if (special.eos && std::find(info.eos_token_ids.begin(), info.eos_token_ids.end(), *special.eos) ==
+                           info.eos_token_ids.end())
+      info.eos_token_ids.push_back(*special.eos);
+    if (!config.pad_token_id && special.pad) info.pad_token_id = *special.pad;
+  }
+  if (info.eos_token_ids.empty())
+    throw Error("model '" + spec.model.path + "' names no EOS token (config.json eos_token_id or tokenizer_config.json)");
+  info.pad_token_id = config.pad_token_id.value_or(info.pad_token_id ? info.pad_token_id : info.eos_token_ids.front());
+  return info;
+}
+
+std::shared_ptr<const TensorMap> snapshot_parameters(models::CausalLMImpl& lm) {
+  auto tensors = std::make_shared<TensorMap>();
+  for (auto& item : lm.named_parameters(/*recurse=*/true)) (*tensors)[item.key()] = item.value().detach().clone();
+  return tensors;
+}
+
+void apply_parameters(models::CausalLMImpl& lm, const TensorMap& tensors) { models::load_weights(lm, tensors); }
+
+uint64_t step_seed(int64_t run_seed, int64_t step, uint64_t stream) {
+  // splitmix64 over a mix of the three, so nearby inputs give unrelated seeds.
+  uint64_t z = static_cast<uint64_t>(run_seed) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(step) * 0xBF58476D1CE4E5B9ull ^
+               (stream + 1) * 0x94D049BB133111EBull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace qerl::actors

@@ -1,0 +1,51 @@
+// What every model-holding stage does the same way: open the pipeline's
+// policy (checkpoint or seeded random init) on the stage's device in the
+// model dtype, read the tokenizer and its special ids, and move weights in
+// and out as HF-named tensor maps (the PolicyUpdate / WeightsUpdate content).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/payloads.hpp"
+#include "models/nn/causal_lm.hpp"
+#include "models/tokenizer/tokenizer.hpp"
+
+namespace qerl::dsl {
+struct PipelineSpec;
+}
+namespace qerl::runtime {
+struct StageContext;
+}
+
+namespace qerl::actors {
+
+// The stage's first device ("cuda:N" or "cpu"; cpu when it has no slot).
+torch::Device stage_device(const runtime::StageContext& context);
+// model.dtype as a torch dtype.
+torch::ScalarType model_dtype(const dsl::PipelineSpec& spec);
+
+// model.init = checkpoint: the folder's weights; random: HF-style init of
+// its config.json seeded by run.seed. The model is in eval mode.
+models::CausalLM open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype);
+
+struct TokenizerInfo {
+  models::Tokenizer tokenizer;
+  std::vector<int64_t> eos_token_ids;  // config.json, generation_config.json, tokenizer_config.json
+  int64_t pad_token_id = 0;            // config pad, else the first EOS
+};
+TokenizerInfo open_tokenizer(const dsl::PipelineSpec& spec);
+
+// Detached clones of every parameter (on its device): a version's snapshot.
+std::shared_ptr<const TensorMap> snapshot_parameters(models::CausalLMImpl& lm);
+// Copies a full set of parameters in (cast to the model's dtype/device);
+// qerl::Error on a missing or mis-shaped tensor.
+void apply_parameters(models::CausalLMImpl& lm, const TensorMap& tensors);
+
+// A counter-based seed for (run seed, step, stream): independent streams
+// without stored RNG state, so a resumed run draws what it would have.
+uint64_t step_seed(int64_t run_seed, int64_t step, uint64_t stream);
+
+}  // namespace qerl::actors

@@ -1,0 +1,45 @@
+// Stage `reference`: log-probs of the response tokens under the frozen
+// initial policy (native routing, no noise, never updated), the anchor of
+// the KL penalty. With algorithm.kl_coef = 0 nothing uses them, so the
+// stage emits an empty RefLogprobs without loading or running the model.
+#include "actors/payloads.hpp"
+#include "actors/policy.hpp"
+#include "actors/response_scoring.hpp"
+#include "actors/stage_factories.hpp"
+#include "actors/stage_log.hpp"
+#include "dsl/pipeline_spec.hpp"
+#include "runtime/stage.hpp"
+
+namespace qerl::actors {
+namespace {
+
+class ReferenceStage final : public runtime::Stage {
+ public:
+  void setup(const runtime::StageContext& context) override {
+    micro_batch_ = context.stage->option<int64_t>("micro_batch_size");
+    if (context.pipeline->algorithm.kl_coef == 0) {
+      log_info(context.logger, "algorithm.kl_coef = 0: reference log-probs are skipped");
+      return;
+    }
+    lm_ = open_policy(*context.pipeline, stage_device(context), model_dtype(*context.pipeline));
+    for (auto& p : lm_->parameters()) p.set_requires_grad(false);
+  }
+
+  runtime::StepOutput run(const runtime::StepInput& input) override {
+    auto ref = std::make_shared<RefLogprobs>();
+    if (lm_) ref->logprobs = response_logprobs(*lm_, *input.get<RolloutBatch>("samples"), micro_batch_);
+    runtime::StepOutput out;
+    out.ports["ref_logprobs"] = std::move(ref);
+    return out;
+  }
+
+ private:
+  models::CausalLM lm_{nullptr};
+  int64_t micro_batch_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<runtime::Stage> make_reference_stage() { return std::make_unique<ReferenceStage>(); }
+
+}  // namespace qerl::actors

@@ -1,0 +1,30 @@
+// Per-token log-probs (and entropy) of the response tokens of a
+// RolloutBatch under a model: one forward over prompt + response that keeps
+// only the R + 1 logits that predict response tokens. Logits are divided by
+// the sampler's temperature first, as the sampler did, so that sampler,
+// learner and reference log-probs are comparable.
+#pragma once
+
+#include <cstdint>
+
+#include "actors/payloads.hpp"
+#include "models/nn/causal_lm.hpp"
+
+namespace qerl::actors {
+
+struct ResponseScores {
+  torch::Tensor logprobs;  // [b, R] float32 (0 where response_mask is false is NOT guaranteed: mask it)
+  torch::Tensor entropy;   // [b, R] float32, undefined unless asked for
+};
+
+// The rows of `batch` listed in `rows` ([b] int64, CPU); gradients flow
+// unless the caller holds a NoGradGuard. temperature <= 0 counts as 1
+// (greedy samplers report log-probs at T = 1).
+ResponseScores score_responses(models::CausalLMImpl& lm, const RolloutBatch& batch, const torch::Tensor& rows,
+                               bool with_entropy, const models::Routing& routing = models::Routing::native());
+
+// score_responses over the whole batch in chunks of micro_batch rows (0 =
+// all), without gradients: [B, R] float32 log-probs.
+torch::Tensor response_logprobs(models::CausalLMImpl& lm, const RolloutBatch& batch, int64_t micro_batch);
+
+}  // namespace qerl::actors

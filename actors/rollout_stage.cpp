@@ -1,0 +1,105 @@
+// Stage `rollout`: samples samples_per_prompt responses per prompt with its
+// own copy of the policy. New weights arrive on the `weights` back-edge and
+// are copied in before generation starts, so a step never samples with a
+// half-updated model; the batch records the version that sampled it.
+// Sampling is seeded by (run.seed, step, replica), so the step is the whole
+// RNG state; the current weights are checkpointed for resume.
+#include <fstream>
+
+#include "actors/payloads.hpp"
+#include "actors/policy.hpp"
+#include "actors/sampling_batch.hpp"
+#include "actors/stage_factories.hpp"
+#include "dsl/pipeline_spec.hpp"
+#include "models/io/safetensors.hpp"
+#include "models/nn/weights.hpp"
+#include "runtime/stage.hpp"
+
+namespace qerl::actors {
+namespace {
+
+class RolloutStage final : public runtime::Stage {
+ public:
+  void setup(const runtime::StageContext& context) override {
+    spec_ = context.pipeline;
+    replica_ = context.replica;
+    const auto& stage = *context.stage;
+    lm_ = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    tokens_ = std::make_unique<TokenizerInfo>(open_tokenizer(*spec_));
+    config_.max_new_tokens = stage.option<int64_t>("max_new_tokens");
+    config_.sampling.temperature = stage.option<double>("temperature");
+    config_.sampling.top_p = stage.option<double>("top_p");
+    config_.sampling.top_k = stage.option<int64_t>("top_k");
+    config_.stop.eos_token_ids = tokens_->eos_token_ids;
+    config_.stop.stop_strings = stage.option<std::vector<std::string>>("stop");
+    if (!config_.stop.stop_strings.empty()) {
+      const models::Tokenizer tokenizer = tokens_->tokenizer;
+      config_.stop.decode = [tokenizer](const std::vector<int64_t>& ids) {
+        return tokenizer.decode(std::vector<models::TokenId>(ids.begin(), ids.end()));
+      };
+    }
+    config_.pad_token_id = tokens_->pad_token_id;
+    config_.capture_routing = spec_->router_replay.mode != "disabled" && lm_->config().is_moe();
+    max_batch_size_ = stage.option<int64_t>("max_batch_size");
+  }
+
+  runtime::StepOutput run(const runtime::StepInput& input) override {
+    runtime::StepOutput out;
+    if (input.has("weights")) {
+      const auto update = input.get<WeightsUpdate>("weights");
+      if (update->version != version_) {
+        apply_parameters(*lm_, *update->tensors);
+        version_ = update->version;
+      }
+    }
+    const auto prompts = input.get<PromptBatch>("prompts");
+    models::GenerationConfig config = config_;
+    config.seed = step_seed(spec_->run.seed, input.step, /*stream=*/100 + replica_);
+    SampledBatch sampled = sample_batch(*lm_, tokens_->tokenizer, prompts->prompt_ids, config, max_batch_size_);
+    auto& batch = *sampled.batch;
+    batch.answers = prompts->answers;
+    batch.group_ids = prompts->group_ids;
+    batch.weight_version = version_;
+
+    const auto lengths = batch.response_mask.sum(1).to(torch::kFloat);
+    out.metrics["response_length/mean"] = lengths.mean().item<double>();
+    out.metrics["response_length/max"] = lengths.max().item<double>();
+    double clipped = 0;
+    for (uint8_t t : batch.truncated) clipped += t;
+    out.metrics["response_length/clip_ratio"] = batch.size() ? clipped / static_cast<double>(batch.size()) : 0.0;
+    out.metrics["rollout/tokens_per_s"] = sampled.seconds > 0 ? sampled.generated_tokens / sampled.seconds : 0.0;
+    out.metrics["rollout/weight_version"] = static_cast<double>(version_);
+    out.weight_version = version_;
+    out.ports["samples"] = std::move(sampled.batch);
+    return out;
+  }
+
+  // The weights this replica samples with (they may lag the learner's by
+  // the back-edge staleness, so they are saved here, not taken from it).
+  void save_state(const std::filesystem::path& dir) override {
+    models::write_safetensors(dir / "weights.safetensors", models::export_weights(*lm_));
+    std::ofstream(dir / "version.txt") << version_ << "\n";
+  }
+
+  void load_state(const std::filesystem::path& dir) override {
+    const auto file = models::read_safetensors(dir / "weights.safetensors");
+    apply_parameters(*lm_, file.tensors);
+    std::ifstream in(dir / "version.txt");
+    if (!(in >> version_)) throw Error("checkpoint " + (dir / "version.txt").string() + " is missing or unreadable");
+  }
+
+ private:
+  const dsl::PipelineSpec* spec_ = nullptr;
+  int replica_ = 0;
+  models::CausalLM lm_{nullptr};
+  std::unique_ptr<TokenizerInfo> tokens_;
+  models::GenerationConfig config_;
+  int64_t max_batch_size_ = 0;
+  int64_t version_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<runtime::Stage> make_rollout_stage() { return std::make_unique<RolloutStage>(); }
+
+}  // namespace qerl::actors

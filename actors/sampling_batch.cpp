@@ -1,0 +1,69 @@
+// Generation into the RolloutBatch layout (see sampling_batch.hpp).
+#include "actors/sampling_batch.hpp"
+
+#include <chrono>
+
+namespace qerl::actors {
+
+SampledBatch sample_batch(models::CausalLMImpl& lm, const models::Tokenizer& tokenizer,
+                          const std::vector<std::vector<int64_t>>& prompts, models::GenerationConfig config,
+                          int64_t max_batch_size) {
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  const int64_t chunk = max_batch_size > 0 ? max_batch_size : std::max<int64_t>(B, 1);
+  const uint64_t base_seed = config.seed;
+  std::vector<models::GeneratedSequence> sequences;
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t begin = 0, c = 0; begin < B; begin += chunk, ++c) {
+    std::vector<std::vector<int64_t>> part(prompts.begin() + begin, prompts.begin() + std::min(B, begin + chunk));
+    config.seed = base_seed + static_cast<uint64_t>(c);
+    for (auto& s : models::generate(lm, part, config)) sequences.push_back(std::move(s));
+  }
+  SampledBatch out;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  int64_t P = 0, R = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    P = std::max<int64_t>(P, prompts[i].size());
+    R = std::max<int64_t>(R, sequences[i].tokens.size());
+    out.generated_tokens += static_cast<int64_t>(sequences[i].tokens.size());
+  }
+  auto batch = std::make_shared<RolloutBatch>();
+  batch->prompt_width = P;
+  batch->pad_token_id = config.pad_token_id;
+  batch->temperature = config.sampling.temperature;
+  batch->tokens = torch::full({B, P + R}, config.pad_token_id, torch::kLong);
+  batch->attention_mask = torch::zeros({B, P + R}, torch::kBool);
+  batch->response_mask = torch::zeros({B, R}, torch::kBool);
+  batch->rollout_logprobs = torch::zeros({B, R}, torch::kFloat);
+  auto tok = batch->tokens.accessor<int64_t, 2>();
+  auto attn = batch->attention_mask.accessor<bool, 2>();
+  auto resp = batch->response_mask.accessor<bool, 2>();
+  auto logp = batch->rollout_logprobs.accessor<float, 2>();
+  if (config.capture_routing && B > 0 && sequences[0].routing.defined()) {
+    const auto& r0 = sequences[0].routing;
+    batch->routing = torch::zeros({B, P + R, r0.size(1), r0.size(2)}, torch::kShort);
+  }
+  for (int64_t i = 0; i < B; ++i) {
+    const auto& prompt = prompts[i];
+    const auto& seq = sequences[i];
+    const int64_t start_col = P - static_cast<int64_t>(prompt.size());
+    for (size_t j = 0; j < prompt.size(); ++j) tok[i][start_col + j] = prompt[j], attn[i][start_col + j] = true;
+    for (size_t j = 0; j < seq.tokens.size(); ++j) {
+      tok[i][P + j] = seq.tokens[j];
+      attn[i][P + j] = true;
+      resp[i][j] = true;
+      logp[i][j] = seq.logprobs[j];
+    }
+    if (batch->routing.defined() && seq.routing.defined()) {
+      // [P_i + N - 1, L, K]: the prompt and every generated token but the last.
+      batch->routing[i].slice(0, start_col, start_col + seq.routing.size(0)).copy_(seq.routing.to(torch::kCPU));
+    }
+    std::vector<models::TokenId> ids(seq.tokens.begin(), seq.tokens.end());
+    batch->responses.push_back(tokenizer.decode(ids, /*skip_special_tokens=*/true));
+    batch->truncated.push_back(seq.finish_reason == models::FinishReason::length ? 1 : 0);
+  }
+  out.batch = std::move(batch);
+  return out;
+}
+
+}  // namespace qerl::actors
