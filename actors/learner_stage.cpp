@@ -64,6 +64,13 @@ class LearnerStage final : public runtime::Stage {
     loss_agg_ = rl::parse_loss_agg(alg.loss_agg);
     kl_estimator_ = rl::parse_kl_estimator(alg.kl_estimator);
     schedule_ = rl::parse_lr_schedule(alg.lr_schedule);
+    const auto pending = unimplemented_features(*spec_);
+    if (!pending.empty() && context.replica == 0) {
+      std::string list;
+      for (const auto& f : pending) list += (list.empty() ? "" : ", ") + f;
+      log_warn(logger_, "declared but not implemented yet: " + list + ". This run samples and trains the " +
+                            spec_->model.dtype + " policy unquantized, full-parameter, with native routing");
+    }
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {

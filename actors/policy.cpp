@@ -71,6 +71,17 @@ std::shared_ptr<const TensorMap> snapshot_parameters(models::CausalLMImpl& lm) {
 
 void apply_parameters(models::CausalLMImpl& lm, const TensorMap& tensors) { models::load_weights(lm, tensors); }
 
+std::vector<std::string> unimplemented_features(const dsl::PipelineSpec& spec) {
+  std::vector<std::string> out;
+  const auto& q = spec.quantization;
+  if (q.scheme != "none") out.push_back("quantization " + q.scheme + " " + q.mode);
+  if (q.train == "qat") out.push_back("QAT (quantization.train = \"qat\")");
+  if (q.train == "lora" || spec.lora.rank > 0) out.push_back("LoRA (rank " + std::to_string(spec.lora.rank) + ")");
+  if (spec.aqn.enabled) out.push_back("AQN noise");
+  if (spec.router_replay.mode != "disabled") out.push_back("router replay " + spec.router_replay.mode);
+  return out;
+}
+
 uint64_t step_seed(int64_t run_seed, int64_t step, uint64_t stream) {
   // splitmix64 over a mix of the three, so nearby inputs give unrelated seeds.
   uint64_t z = static_cast<uint64_t>(run_seed) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(step) * 0xBF58476D1CE4E5B9ull ^

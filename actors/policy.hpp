@@ -44,6 +44,12 @@ std::shared_ptr<const TensorMap> snapshot_parameters(models::CausalLMImpl& lm);
 // qerl::Error on a missing or mis-shaped tensor.
 void apply_parameters(models::CausalLMImpl& lm, const TensorMap& tensors);
 
+// The QeRL features the pipeline declares that the built-in stages do not
+// implement yet (quantization, LoRA, AQN, router replay), one phrase each;
+// empty when there are none. The learner warns with them once per run, so a
+// run never passes an unquantized full-parameter update off as QeRL.
+std::vector<std::string> unimplemented_features(const dsl::PipelineSpec& spec);
+
 // A counter-based seed for (run seed, step, stream): independent streams
 // without stored RNG state, so a resumed run draws what it would have.
 uint64_t step_seed(int64_t run_seed, int64_t step, uint64_t stream);

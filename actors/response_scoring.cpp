@@ -1,22 +1,103 @@
-// Scoring response tokens under a model (see response_scoring.hpp).
+// Scoring response tokens under a model (see response_scoring.hpp). Rows
+// that share their prompt (a GRPO group) share one prompt pass: the prompt
+// runs once per distinct prompt into a KV cache whose rows are then copied
+// to every member, and the responses run on top of it. Gradients flow
+// through the copy into the shared prompt activations, so log-probs and
+// gradients equal those of one full forward per row (up to float rounding),
+// at (U*P + b*R) instead of b*(P + R) tokens of compute.
 #include "actors/response_scoring.hpp"
 
+#include <map>
+#include <vector>
+
+#include "models/nn/kv_cache.hpp"
 #include "rl/token_stats.hpp"
 
 namespace qerl::actors {
+namespace {
 
-ResponseScores score_responses(models::CausalLMImpl& lm, const RolloutBatch& batch, const torch::Tensor& rows,
-                               bool with_entropy, const models::Routing& routing) {
-  const int64_t R = batch.response_width();
+// The logits that predict response tokens 0..R-1: [b, R, V] model dtype.
+torch::Tensor full_forward(models::CausalLMImpl& lm, const torch::Tensor& tokens, const torch::Tensor& attention,
+                           int64_t R, const models::Routing& routing) {
   models::ForwardArgs args;
-  args.input_ids = batch.tokens.index_select(0, rows.to(batch.tokens.device())).to(lm.device());
-  args.attention_mask = batch.attention_mask.index_select(0, rows.to(batch.tokens.device())).to(lm.device());
+  args.input_ids = tokens.to(lm.device());
+  args.attention_mask = attention.to(lm.device());
   args.routing = routing;
   args.logits_to_keep = R + 1;
   // logits: [b, R + 1, V]; position P - 1 + j predicts response token j.
-  torch::Tensor logits = lm.forward(args).logits.slice(1, 0, R).to(torch::kFloat);
+  return lm.forward(args).logits.slice(1, 0, R);
+}
+
+// prompt_rows: [U] the first row of each distinct prompt; member_of: [b]
+// which of them each row copies. Empty when every prompt is distinct.
+struct PromptGroups {
+  torch::Tensor prompt_rows;
+  torch::Tensor member_of;
+};
+
+PromptGroups group_prompts(const torch::Tensor& prompts) {  // [b, P] int64, CPU
+  std::map<std::vector<int64_t>, int64_t> index;
+  std::vector<int64_t> first, member;
+  const auto rows = prompts.contiguous();
+  const int64_t b = rows.size(0), P = rows.size(1);
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t* p = rows.data_ptr<int64_t>() + i * P;
+    auto [it, fresh] = index.emplace(std::vector<int64_t>(p, p + P), static_cast<int64_t>(first.size()));
+    if (fresh) first.push_back(i);
+    member.push_back(it->second);
+  }
+  if (static_cast<int64_t>(first.size()) == b) return {};
+  return {torch::tensor(first, torch::kLong), torch::tensor(member, torch::kLong)};
+}
+
+// Prompt pass over the distinct prompts, then the responses (all but the
+// last token, whose successor is not scored) over the copied cache.
+torch::Tensor shared_prompt_forward(models::CausalLMImpl& lm, const torch::Tensor& tokens,
+                                    const torch::Tensor& attention, int64_t P, int64_t R,
+                                    const PromptGroups& groups) {
+  const torch::Device device = lm.device();
+  const int64_t U = groups.prompt_rows.size(0);
+  models::KVCache cache = models::KVCache::allocate(lm.config(), U, P + R, lm.dtype(), device);
+  models::ForwardArgs prompt;
+  prompt.input_ids = tokens.index_select(0, groups.prompt_rows).slice(1, 0, P).to(device);
+  prompt.attention_mask = attention.index_select(0, groups.prompt_rows).slice(1, 0, P).to(device);
+  prompt.cache = &cache;
+  prompt.logits_to_keep = 1;
+  const torch::Tensor member_of = groups.member_of.to(device);
+  torch::Tensor first = lm.forward(prompt).logits.index_select(0, member_of);  // [b, 1, V]: predicts token 0
+  if (R == 1) return first;
+
+  models::KVCache rows;  // the members' copy; writes to it leave the prompt pass's saved tensors alone
+  for (const auto& k : cache.keys) rows.keys.push_back(k.index_select(0, member_of));
+  for (const auto& v : cache.values) rows.values.push_back(v.index_select(0, member_of));
+  rows.valid = cache.valid.index_select(0, member_of);
+  rows.next_position = cache.next_position.index_select(0, member_of);
+  rows.length = cache.length;
+  models::ForwardArgs responses;
+  responses.input_ids = tokens.slice(1, P, P + R - 1).to(device);
+  responses.attention_mask = attention.slice(1, P, P + R - 1).to(device);
+  responses.cache = &rows;
+  torch::Tensor rest = lm.forward(responses).logits;  // [b, R - 1, V]: position j predicts token j + 1
+  return torch::cat({first, rest}, 1);
+}
+
+}  // namespace
+
+ResponseScores score_responses(models::CausalLMImpl& lm, const RolloutBatch& batch, const torch::Tensor& rows,
+                               bool with_entropy, const models::Routing& routing) {
+  const int64_t P = batch.prompt_width, R = batch.response_width();
+  const torch::Tensor cpu_rows = rows.to(torch::kCPU);
+  const torch::Tensor tokens = batch.tokens.index_select(0, cpu_rows.to(batch.tokens.device()));
+  const torch::Tensor attention = batch.attention_mask.index_select(0, cpu_rows.to(batch.attention_mask.device()));
+  // Replayed routes are per row and position: those rows run whole.
+  const PromptGroups groups = routing.mode == models::RoutingMode::native && R > 0 && P > 0
+                                  ? group_prompts(tokens.slice(1, 0, P).to(torch::kCPU))
+                                  : PromptGroups{};
+  torch::Tensor logits = groups.prompt_rows.defined() ? shared_prompt_forward(lm, tokens, attention, P, R, groups)
+                                                      : full_forward(lm, tokens, attention, R, routing);
+  logits = logits.to(torch::kFloat);
   if (batch.temperature > 0 && batch.temperature != 1.0) logits = logits / batch.temperature;
-  const torch::Tensor targets = args.input_ids.slice(1, batch.prompt_width, batch.prompt_width + R);
+  const torch::Tensor targets = tokens.slice(1, P, P + R).to(lm.device());
   ResponseScores out;
   out.logprobs = rl::token_logprobs(logits, targets);
   if (with_entropy) out.entropy = rl::token_entropy(logits);

@@ -1,8 +1,10 @@
-// Generation loop: left-padded prefill into the KV cache, then one token per
-// step for the whole batch until every row has stopped.
+// Generation loop: left-padded prefill of the distinct prompts into the KV
+// cache (copied to their repeats), then one token per step for the whole
+// batch until every row has stopped.
 #include "models/generate/generator.hpp"
 
 #include <algorithm>
+#include <map>
 
 #include <torch/types.h>
 #include <torch/utils.h>
@@ -31,6 +33,39 @@ PaddedPrompts left_pad(const std::vector<std::vector<int64_t>>& prompts, int64_t
   return {ids.to(device), mask.to(device)};
 }
 
+// GRPO repeats each prompt G times: the prefill runs once per distinct
+// prompt and its cache rows are copied to every repeat. unique: the rows
+// to prefill; expand: [B] int64, the prefill row each batch row copies.
+struct SharedPrompts {
+  std::vector<std::vector<int64_t>> unique;
+  torch::Tensor expand;
+};
+
+SharedPrompts share_prompts(const std::vector<std::vector<int64_t>>& prompts) {
+  SharedPrompts out;
+  std::map<std::vector<int64_t>, int64_t> index;
+  std::vector<int64_t> expand;
+  for (const auto& p : prompts) {
+    auto [it, fresh] = index.emplace(p, static_cast<int64_t>(out.unique.size()));
+    if (fresh) out.unique.push_back(p);
+    expand.push_back(it->second);
+  }
+  out.expand = torch::tensor(expand, torch::kLong);
+  return out;
+}
+
+// The cache rows `rows` (in that order): the distinct prompts' rows copied
+// to the whole batch after the prefill, or the unfinished rows kept.
+KVCache select_rows(const KVCache& cache, const torch::Tensor& rows) {
+  KVCache out;
+  for (const auto& k : cache.keys) out.keys.push_back(k.index_select(0, rows));
+  for (const auto& v : cache.values) out.values.push_back(v.index_select(0, rows));
+  out.valid = cache.valid.index_select(0, rows);
+  out.next_position = cache.next_position.index_select(0, rows);
+  out.length = cache.length;
+  return out;
+}
+
 }  // namespace
 
 std::vector<GeneratedSequence> generate(CausalLMImpl& lm, const std::vector<std::vector<int64_t>>& prompts,
@@ -49,11 +84,14 @@ std::vector<GeneratedSequence> generate(CausalLMImpl& lm, const std::vector<std:
 
   const auto device = lm.device();
   const auto batch = static_cast<int64_t>(prompts.size());
-  auto prompt = left_pad(prompts, config.pad_token_id, device);
+  const SharedPrompts shared = share_prompts(prompts);
+  const torch::Tensor expand = shared.expand.to(device);
+  const auto distinct = static_cast<int64_t>(shared.unique.size());
+  auto prompt = left_pad(shared.unique, config.pad_token_id, device);  // [U, P]
   const int64_t prompt_len = prompt.ids.size(1);
   // The last sampled token is never fed back: P + N - 1 slots suffice.
   const int64_t capacity = prompt_len + config.max_new_tokens - 1;
-  KVCache cache = KVCache::allocate(lm.config(), batch, capacity, lm.dtype(), device);
+  KVCache cache = KVCache::allocate(lm.config(), distinct, capacity, lm.dtype(), device);
   auto generator = make_generator(device, config.seed);
   const bool capture = config.capture_routing && lm.config().is_moe();
 
@@ -65,8 +103,13 @@ std::vector<GeneratedSequence> generate(CausalLMImpl& lm, const std::vector<std:
       torch::zeros({batch, config.max_new_tokens}, torch::TensorOptions().dtype(torch::kFloat).device(device));
 
   std::vector<GeneratedSequence> out(static_cast<size_t>(batch));
+  // Rows still decoding: the batch shrinks to them once a quarter of it has
+  // stopped, so short responses stop costing compute.
   std::vector<bool> finished(static_cast<size_t>(batch), false);
   int64_t running = batch;
+  std::vector<int64_t> active_rows(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) active_rows[b] = b;
+  torch::Tensor active = torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(device));
 
   ForwardArgs args;
   args.input_ids = prompt.ids;
@@ -77,28 +120,47 @@ std::vector<GeneratedSequence> generate(CausalLMImpl& lm, const std::vector<std:
   for (int64_t step = 0; step < config.max_new_tokens && running > 0; ++step) {
     const int64_t slot = cache.length;
     auto forward = lm.forward(args);
-    if (capture) routing.narrow(1, slot, args.input_ids.size(1)).copy_(forward.routing.indices);
-    auto sampled = sample_tokens(forward.logits.select(1, -1), config.sampling, generator);
-    logprobs.select(1, step).copy_(sampled.logprobs);
+    torch::Tensor next_logits = forward.logits.select(1, -1);  // [A, V] ([U, V] after the prefill)
+    torch::Tensor routes = capture ? forward.routing.indices : torch::Tensor();
+    if (step == 0 && distinct < batch) {
+      cache = select_rows(cache, expand);
+      next_logits = next_logits.index_select(0, expand);
+      if (capture) routes = routes.index_select(0, expand);
+    }
+    if (capture) routing.narrow(1, slot, args.input_ids.size(1)).index_copy_(0, active, routes);
+    auto sampled = sample_tokens(next_logits, config.sampling, generator);
+    logprobs.select(1, step).index_copy_(0, active, sampled.logprobs);
     auto host_tokens = sampled.tokens.to(torch::kCPU);  // the one sync per step
     const auto* ids = host_tokens.data_ptr<int64_t>();
-    for (int64_t b = 0; b < batch; ++b) {
-      if (finished[b]) continue;
+    std::vector<int64_t> keep;  // positions in the current batch of rows that go on
+    for (size_t a = 0; a < active_rows.size(); ++a) {
+      const int64_t b = active_rows[a];
+      if (finished[b]) continue;  // stopped since the last shrink: its outputs are dropped
       auto& row = out[b];
-      row.tokens.push_back(ids[b]);
+      row.tokens.push_back(ids[a]);
       if (stop.should_stop(row.tokens, row.finish_reason)) {
         finished[b] = true;
         --running;
+      } else {
+        keep.push_back(static_cast<int64_t>(a));
       }
     }
-    // Finished rows keep decoding (their outputs are dropped) so the batch
-    // keeps its shape.
-    args.input_ids = sampled.tokens.unsqueeze(1);
+    torch::Tensor next = sampled.tokens;
+    if (running > 0 && 4 * keep.size() <= 3 * active_rows.size()) {
+      const torch::Tensor kept = torch::tensor(keep, torch::kLong).to(device);
+      cache = select_rows(cache, kept);
+      next = next.index_select(0, kept);
+      active = active.index_select(0, kept);
+      std::vector<int64_t> rows;
+      for (int64_t a : keep) rows.push_back(active_rows[a]);
+      active_rows = std::move(rows);
+    }
+    args.input_ids = next.unsqueeze(1);
     args.attention_mask = torch::Tensor();
   }
 
   auto host_logprobs = logprobs.to(torch::kCPU);
-  auto host_mask = prompt.mask.to(torch::kCPU);
+  auto host_mask = prompt.mask.index_select(0, expand).to(torch::kCPU);
   for (int64_t b = 0; b < batch; ++b) {
     auto& row = out[b];
     const auto n = static_cast<int64_t>(row.tokens.size());

@@ -302,3 +302,36 @@ TEST_CASE("--resume without a checkpoint, with a pipeline, or of no run folder e
   CHECK(nowhere.status == 2);
   CHECK(nowhere.err.find("holds no resolved.toml") != std::string::npos);
 }
+
+TEST_CASE("grpo_tiny.toml trains the shipped model for 3 steps; r3_aqn_nvfp4.toml says what it does not do yet") {
+  const fs::path dir = scratch_dir("grpo_tiny");
+  // heldout_size 20 keeps the first 20 of the same held-out permutation:
+  // problems the shipped model never trained on.
+  const Outcome o = qerl_run(pipeline("grpo_tiny.toml") + " --out " + dir.string() +
+                                 " --set run.steps=3 --set data.heldout_size=20 --set stages.eval.every=3",
+                             dir);
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  const auto lines = metrics_lines(dir / "metrics.jsonl");
+  REQUIRE(lines.size() == 3);
+  // The shipped model is trained (a random one answers none of these).
+  CHECK(lines[0]["val/initial_accuracy"].get<double>() >= 0.1);
+  CHECK(lines[2].contains("val/accuracy"));
+  for (const auto& line : lines) {
+    CHECK(line["rollout/tokens_per_s"].get<double>() > 0);
+    CHECK(line["reward/format_rate"].get<double>() > 0.5);  // it writes "#### N" answers
+    CHECK(std::abs(line["rollout_corr/kl"].get<double>()) < 1e-3);  // fp32 sampler = learner
+  }
+
+  const fs::path r3 = scratch_dir("r3");
+  const Outcome h = qerl_run(pipeline("r3_aqn_nvfp4.toml") + " --out " + r3.string() +
+                                 " --set run.steps=1 --set data.heldout_size=4 --set stages.eval.every=1"
+                                 " --set stages.rollout.max_new_tokens=8 --set stages.eval.max_new_tokens=8"
+                                 " --set data.prompts_per_step=2 --set data.samples_per_prompt=2",
+                             r3);
+  INFO(h.err);
+  REQUIRE(h.status == 0);
+  CHECK(h.err.find("declared but not implemented yet: quantization nvfp4 w4a16, LoRA (rank 16), AQN noise, "
+                   "router replay R3") != std::string::npos);
+  CHECK(metrics_lines(r3 / "metrics.jsonl").size() == 1);
+}

@@ -6,6 +6,10 @@
 #include <doctest/doctest.h>
 
 #include <torch/types.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
 #include <torch/utils.h>
 
 #include "models/generate/generator.hpp"
@@ -62,6 +66,38 @@ TEST_CASE("batched cached greedy generation equals naive per-prompt greedy") {
   }
 }
 
+TEST_CASE("repeated prompts share one prefill: each repeat generates what the prompt alone does") {
+  for (const auto& type : moe_types()) {
+    CAPTURE(type);
+    auto lm = tiny_model(type);
+    auto config = greedy(10);
+    config.capture_routing = true;
+    // Groups as GRPO sends them, plus a lone prompt between two groups.
+    const std::vector<std::vector<int64_t>> grouped{kPrompts[0], kPrompts[0], kPrompts[0], kPrompts[1],
+                                                    kPrompts[2], kPrompts[2]};
+    const std::vector<size_t> source{0, 0, 0, 1, 2, 2};
+    auto rows = generate(*lm, grouped, config);
+    auto alone = generate(*lm, kPrompts, config);
+    for (size_t i = 0; i < grouped.size(); ++i) {
+      CAPTURE(i);
+      const auto& ref = alone[source[i]];
+      CHECK(rows[i].tokens == ref.tokens);
+      CHECK(rows[i].tokens == naive_greedy(lm, grouped[i], 10));
+      REQUIRE(rows[i].logprobs.size() == ref.logprobs.size());
+      for (size_t j = 0; j < ref.logprobs.size(); ++j) CHECK(rows[i].logprobs[j] == doctest::Approx(ref.logprobs[j]).epsilon(1e-5));
+      CHECK(torch::equal(rows[i].routing, ref.routing));
+    }
+    // Sampled repeats of one prompt draw different responses.
+    GenerationConfig sampled;
+    sampled.max_new_tokens = 12;
+    sampled.seed = 3;
+    auto draws = generate(*lm, std::vector<std::vector<int64_t>>(6, kPrompts[1]), sampled);
+    bool differ = false;
+    for (size_t i = 1; i < draws.size(); ++i) differ = differ || draws[i].tokens != draws[0].tokens;
+    CHECK(differ);
+  }
+}
+
 TEST_CASE("sampled log-probs equal a full forward's log_softmax(logits / T)") {
   auto lm = tiny_model("qwen3_moe");
   GenerationConfig config;
@@ -115,6 +151,40 @@ TEST_CASE("captured routing covers prompt + generated[:-1] and replays to the ro
       CHECK(torch::equal(lm->forward(args).logits, native.logits));
     }
   }
+}
+
+TEST_CASE("the batch shrinks to its unfinished rows: each row still generates what it does alone") {
+  auto lm = tiny_model("qwen3_moe");
+  torch::manual_seed(21);
+  std::vector<std::vector<int64_t>> prompts;
+  for (int i = 0; i < 12; ++i) {
+    const auto t = torch::randint(3, 97, {2 + i % 5}, torch::kLong);
+    prompts.emplace_back(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+  }
+  auto config = greedy(16);
+  config.capture_routing = true;
+  // Stop on the ids the free run emits most, so rows end at many different steps.
+  const auto free_run = generate(*lm, prompts, config);
+  std::map<int64_t, int> counts;
+  for (const auto& row : free_run)
+    for (int64_t id : row.tokens) ++counts[id];
+  std::vector<std::pair<int, int64_t>> by_count;
+  for (auto [id, n] : counts) by_count.push_back({n, id});
+  std::sort(by_count.rbegin(), by_count.rend());
+  for (size_t i = 0; i < std::min<size_t>(3, by_count.size()); ++i) config.stop.eos_token_ids.push_back(by_count[i].second);
+  const auto rows = generate(*lm, prompts, config);
+  std::set<size_t> lengths;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    CAPTURE(i);
+    const auto alone = generate(*lm, {prompts[i]}, config)[0];
+    lengths.insert(rows[i].tokens.size());
+    CHECK(rows[i].tokens == alone.tokens);
+    CHECK(rows[i].finish_reason == alone.finish_reason);
+    REQUIRE(rows[i].logprobs.size() == alone.logprobs.size());
+    for (size_t j = 0; j < alone.logprobs.size(); ++j) CHECK(rows[i].logprobs[j] == doctest::Approx(alone.logprobs[j]).epsilon(1e-5));
+    CHECK(torch::equal(rows[i].routing, alone.routing));
+  }
+  CHECK(lengths.size() >= 3);  // rows really did stop at different steps
 }
 
 TEST_CASE("rows stop at EOS, stop sequences and stop strings; others run on") {

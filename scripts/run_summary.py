@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Summarizes a qerl run folder from its metrics.jsonl: held-out accuracy
+before and after, wall time, rollout tokens/s, and the share of wall time
+spent outside stage compute (runtime overhead: scheduling, messaging,
+waiting), i.e. 1 - sum(timing_s/*) / elapsed when stages run one at a time
+(colocated, staleness 0). Usage: run_summary.py RUN_DIR [RUN_DIR...]"""
+import json
+import sys
+
+
+def summarize(run_dir):
+    rows = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")]
+    if not rows:
+        raise SystemExit(f"{run_dir}/metrics.jsonl: no steps")
+    initial = next((r["val/initial_accuracy"] for r in rows if "val/initial_accuracy" in r), None)
+    evals = [(r["step"] + 1, r["val/accuracy"]) for r in rows if "val/accuracy" in r]
+    elapsed = rows[-1]["elapsed_s"]
+    stage_s = sum(v for r in rows for k, v in r.items() if k.startswith("timing_s/"))
+    tps = [r["rollout/tokens_per_s"] for r in rows if "rollout/tokens_per_s" in r]
+    rollout_s = sum(r.get("timing_s/rollout", 0) for r in rows)
+    out = {
+        "run": run_dir,
+        "steps": len(rows),
+        "wall_s": round(elapsed, 1),
+        "initial_accuracy": initial,
+        "final_accuracy": evals[-1][1] if evals else None,
+        "gain_points": round(100 * (evals[-1][1] - initial), 1) if evals and initial is not None else None,
+        "accuracy_curve": evals,
+        "rollout_tokens_per_s_mean": round(sum(tps) / len(tps), 1) if tps else None,
+        "rollout_share": round(rollout_s / elapsed, 3),
+        "overhead_share": round(1 - stage_s / elapsed, 4),
+    }
+    print(json.dumps(out))
+
+
+for d in sys.argv[1:] or sys.exit(__doc__):
+    summarize(d)

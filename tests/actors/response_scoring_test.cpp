@@ -1,0 +1,85 @@
+// score_responses with shared prompt passes (rows of one GRPO group run
+// their prompt once): log-probs, entropies and parameter gradients equal
+// those of scoring each row alone with one full forward, on random groups
+// with left-padded prompts of different lengths and right-padded responses.
+#include <doctest/doctest.h>
+
+#include <torch/types.h>
+
+#include "actors/payloads.hpp"
+#include "actors/response_scoring.hpp"
+#include "tests/models/nn/tiny_model.hpp"
+
+using namespace qerl;
+
+namespace {
+
+// groups x members rows; prompt g has length 3 + 2g, response lengths vary per row.
+std::shared_ptr<actors::RolloutBatch> grouped_batch(int64_t groups, int64_t members, int64_t vocab, uint64_t seed) {
+  torch::manual_seed(seed);
+  const int64_t P = 3 + 2 * (groups - 1), R = 6, B = groups * members;
+  auto batch = std::make_shared<actors::RolloutBatch>();
+  batch->prompt_width = P;
+  batch->tokens = torch::zeros({B, P + R}, torch::kLong);
+  batch->attention_mask = torch::zeros({B, P + R}, torch::kBool);
+  batch->response_mask = torch::zeros({B, R}, torch::kBool);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t len = 3 + 2 * g;
+    const torch::Tensor prompt = torch::randint(3, vocab, {len}, torch::kLong);
+    for (int64_t m = 0; m < members; ++m) {
+      const int64_t row = g * members + m;
+      batch->tokens[row].slice(0, P - len, P).copy_(prompt);
+      batch->attention_mask[row].slice(0, P - len, P).fill_(true);
+      const int64_t n = 1 + (row * 5 + 3) % R;  // 1..R response tokens
+      batch->tokens[row].slice(0, P, P + n).copy_(torch::randint(3, vocab, {n}, torch::kLong));
+      batch->attention_mask[row].slice(0, P, P + n).fill_(true);
+      batch->response_mask[row].slice(0, 0, n).fill_(true);
+      batch->group_ids.push_back(g);
+      batch->answers.push_back(0);
+    }
+  }
+  batch->temperature = 0.9;
+  return batch;
+}
+
+std::vector<torch::Tensor> gradients(models::CausalLMImpl& lm) {
+  std::vector<torch::Tensor> out;
+  for (auto& p : lm.parameters()) out.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+  lm.zero_grad();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("shared prompt passes score like one full forward per row, gradients included") {
+  for (const std::string type : {"qwen3_moe", "qwen2_moe", "llama"}) {
+    CAPTURE(type);
+    auto lm = models::testing::tiny_model(type, /*seed=*/3);
+    const auto batch = grouped_batch(/*groups=*/3, /*members=*/4, /*vocab=*/97, /*seed=*/11);
+    const int64_t B = batch->size();
+    const torch::Tensor mask = batch->response_mask.to(torch::kFloat);
+    const torch::Tensor weights = torch::randn({B, batch->response_width()}) * mask;
+
+    const auto shared = actors::score_responses(*lm, *batch, torch::arange(B), /*with_entropy=*/true);
+    ((shared.logprobs * weights).sum() + (shared.entropy * mask).sum() * 0.1).backward();
+    const auto shared_grads = gradients(*lm);
+
+    std::vector<torch::Tensor> logprobs, entropies;
+    for (int64_t r = 0; r < B; ++r) {  // one row at a time: no sharing possible
+      const auto alone = actors::score_responses(*lm, *batch, torch::tensor({r}), /*with_entropy=*/true);
+      ((alone.logprobs * weights[r]).sum() + (alone.entropy * mask[r]).sum() * 0.1).backward();
+      logprobs.push_back(alone.logprobs);
+      entropies.push_back(alone.entropy);
+    }
+    const auto alone_grads = gradients(*lm);
+    CHECK(torch::allclose(shared.logprobs * mask, torch::cat(logprobs) * mask, /*rtol=*/1e-5, /*atol=*/1e-5));
+    CHECK(torch::allclose(shared.entropy * mask, torch::cat(entropies) * mask, 1e-5, 1e-5));
+    double max_diff = 0, max_grad = 0;
+    for (size_t i = 0; i < alone_grads.size(); ++i) {
+      max_diff = std::max(max_diff, (shared_grads[i] - alone_grads[i]).abs().max().item<double>());
+      max_grad = std::max(max_grad, alone_grads[i].abs().max().item<double>());
+    }
+    CHECK(max_grad > 1e-3);  // the check below compares real gradients
+    CHECK(max_diff < 1e-4 * max_grad);
+  }
+}
