@@ -54,8 +54,9 @@ StageTypeSchema data_stage() {
 StageTypeSchema rollout_stage() {
   StageTypeSchema s;
   s.name = "rollout";
-  s.doc = "Samples responses with the (quantized, AQN-noised) policy; emits tokens, masks, "
-          "sampler log-probs and, when router replay needs them, routing indices.";
+  s.doc = "Samples responses with its copy of the policy; emits tokens, masks, sampler log-probs "
+          "and, when router_replay is on, the routing indices it used (quantized and AQN-noised "
+          "sampling: not implemented yet).";
   s.needs_device = true;
   s.inputs = {port("prompts", pt::prompt_batch, "prompts to answer"),
               port("weights", pt::weights_update,
@@ -110,8 +111,8 @@ StageTypeSchema reference_stage() {
 StageTypeSchema learner_stage() {
   StageTypeSchema s;
   s.name = "learner";
-  s.doc = "Updates the policy: GRPO/PPO ([algorithm]), QAT or LoRA ([quantization], [lora]), "
-          "router replay ([router_replay]); or supervised fine-tuning with mode = \"sft\".";
+  s.doc = "Updates the policy: GRPO/PPO ([algorithm]), full-parameter; or supervised fine-tuning "
+          "with mode = \"sft\" (QAT, LoRA and router replay: not implemented yet; it warns).";
   s.needs_device = true;
   s.inputs = {port("samples", pt::rollout_batch, "responses with sampler log-probs"),
               port("scores", pt::scores, "rewards", /*optional=*/true),
@@ -132,8 +133,8 @@ StageTypeSchema learner_stage() {
 StageTypeSchema weight_sync_stage() {
   StageTypeSchema s;
   s.name = "weight_sync";
-  s.doc = "Pushes the learner's weights to rollout with a version number: an in-device copy "
-          "when colocated, NCCL when disaggregated; only what changed (LoRA, re-packed QAT).";
+  s.doc = "Hands the learner's weights to rollout and eval with a version number, in process "
+          "(NCCL and LoRA-only / packed formats: not implemented yet).";
   s.inputs = {port("params", pt::policy_update, "learner output")};
   s.outputs = {port("weights", pt::weights_update, "weights for rollout (and eval)")};
   s.keys = {

@@ -114,7 +114,13 @@ class LearnerStage final : public runtime::Stage {
   void load_state(const fs::path& dir) override {
     models::CausalLM policy = models::load_causal_lm(dir / "policy");
     apply_parameters(*lm_, models::export_weights(*policy));
-    torch::load(*optimizer_, (dir / "optimizer.pt").string());
+    const fs::path optimizer = dir / "optimizer.pt";
+    if (!fs::exists(optimizer)) throw Error("checkpoint " + optimizer.string() + " is missing");
+    try {
+      torch::load(*optimizer_, optimizer.string());
+    } catch (const c10::Error& e) {
+      throw Error("checkpoint " + optimizer.string() + " is unreadable: " + e.what_without_backtrace());
+    }
     std::ifstream in(dir / "version.txt");
     if (!(in >> version_)) throw Error("checkpoint " + (dir / "version.txt").string() + " is missing or unreadable");
   }

@@ -28,27 +28,27 @@ torch::Tensor full_forward(models::CausalLMImpl& lm, const torch::Tensor& tokens
   return lm.forward(args).logits.slice(1, 0, R);
 }
 
-// prompt_rows: [U] the first row of each distinct prompt; member_of: [b]
-// which of them each row copies. Empty when every prompt is distinct.
-struct PromptGroups {
-  torch::Tensor prompt_rows;
-  torch::Tensor member_of;
-};
+}  // namespace
 
-PromptGroups group_prompts(const torch::Tensor& prompts) {  // [b, P] int64, CPU
+PromptGroups group_prompts(const torch::Tensor& prompts, const torch::Tensor& prompt_mask) {
   std::map<std::vector<int64_t>, int64_t> index;
   std::vector<int64_t> first, member;
-  const auto rows = prompts.contiguous();
-  const int64_t b = rows.size(0), P = rows.size(1);
+  // The key is ids and mask: a prompt that starts with the pad id is not a shorter padded one.
+  const auto ids = prompts.to(torch::kCPU).contiguous();
+  const auto real = prompt_mask.to(torch::kCPU).to(torch::kLong).contiguous();
+  const int64_t b = ids.size(0), P = ids.size(1);
   for (int64_t i = 0; i < b; ++i) {
-    const int64_t* p = rows.data_ptr<int64_t>() + i * P;
-    auto [it, fresh] = index.emplace(std::vector<int64_t>(p, p + P), static_cast<int64_t>(first.size()));
+    std::vector<int64_t> key(ids.data_ptr<int64_t>() + i * P, ids.data_ptr<int64_t>() + (i + 1) * P);
+    key.insert(key.end(), real.data_ptr<int64_t>() + i * P, real.data_ptr<int64_t>() + (i + 1) * P);
+    auto [it, fresh] = index.emplace(std::move(key), static_cast<int64_t>(first.size()));
     if (fresh) first.push_back(i);
     member.push_back(it->second);
   }
   if (static_cast<int64_t>(first.size()) == b) return {};
   return {torch::tensor(first, torch::kLong), torch::tensor(member, torch::kLong)};
 }
+
+namespace {
 
 // Prompt pass over the distinct prompts, then the responses (all but the
 // last token, whose successor is not scored) over the copied cache.
@@ -91,7 +91,7 @@ ResponseScores score_responses(models::CausalLMImpl& lm, const RolloutBatch& bat
   const torch::Tensor attention = batch.attention_mask.index_select(0, cpu_rows.to(batch.attention_mask.device()));
   // Replayed routes are per row and position: those rows run whole.
   const PromptGroups groups = routing.mode == models::RoutingMode::native && R > 0 && P > 0
-                                  ? group_prompts(tokens.slice(1, 0, P).to(torch::kCPU))
+                                  ? group_prompts(tokens.slice(1, 0, P), attention.slice(1, 0, P))
                                   : PromptGroups{};
   torch::Tensor logits = groups.prompt_rows.defined() ? shared_prompt_forward(lm, tokens, attention, P, R, groups)
                                                       : full_forward(lm, tokens, attention, R, routing);

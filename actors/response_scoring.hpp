@@ -1,8 +1,10 @@
 // Per-token log-probs (and entropy) of the response tokens of a
-// RolloutBatch under a model: one forward over prompt + response that keeps
-// only the R + 1 logits that predict response tokens. Logits are divided by
-// the sampler's temperature first, as the sampler did, so that sampler,
-// learner and reference log-probs are comparable.
+// RolloutBatch under a model. Rows with the same prompt (a GRPO group) run
+// it once, their responses on top of a copy of its KV cache; rows with
+// distinct prompts (or replayed routes) run one forward over prompt +
+// response that keeps the R + 1 logits predicting response tokens. Logits
+// are divided by the sampler's temperature first, as the sampler did, so
+// that sampler, learner and reference log-probs are comparable.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +24,15 @@ struct ResponseScores {
 // (greedy samplers report log-probs at T = 1).
 ResponseScores score_responses(models::CausalLMImpl& lm, const RolloutBatch& batch, const torch::Tensor& rows,
                                bool with_entropy, const models::Routing& routing = models::Routing::native());
+
+// Rows of equal prompts (ids and mask): prompt_rows [U] int64 the first row
+// of each distinct prompt, member_of [b] int64 which of them each row is.
+// Both undefined when every prompt is distinct (nothing to share).
+struct PromptGroups {
+  torch::Tensor prompt_rows;
+  torch::Tensor member_of;
+};
+PromptGroups group_prompts(const torch::Tensor& prompts, const torch::Tensor& prompt_mask);  // [b, P] each
 
 // score_responses over the whole batch in chunks of micro_batch rows (0 =
 // all), without gradients: [B, R] float32 log-probs.

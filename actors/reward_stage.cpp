@@ -23,6 +23,9 @@ class RewardStage final : public runtime::Stage {
   runtime::StepOutput run(const runtime::StepInput& input) override {
     const auto samples = input.get<RolloutBatch>("samples");
     const int64_t B = samples->size();
+    if (static_cast<int64_t>(samples->responses.size()) != B)
+      throw Error("samples hold " + std::to_string(samples->responses.size()) + " decoded responses for " +
+                  std::to_string(B) + " reference answers");
     auto scores = std::make_shared<Scores>();
     scores->rewards = torch::zeros({B}, torch::kFloat);
     auto reward = scores->rewards.accessor<float, 1>();

@@ -31,9 +31,9 @@ class WeightSyncStage final : public runtime::Stage {
     if (transport == "nccl")
       throw Error("stage '" + stage.name + "': transport = \"nccl\" needs multi-process placement, which this "
                   "build does not have yet; use \"auto\" or \"copy\"");
-    if (format != "auto" && format != "bf16")
+    if (format != "auto")
       throw Error("stage '" + stage.name + "': format = \"" + format +
-                  "\" is not available yet (full weights only); use \"auto\"");
+                  "\" is not available yet (weights go as the learner holds them); use \"auto\"");
     history_ = context.back_edge_history;
   }
 

@@ -3,18 +3,50 @@
 before and after, wall time, rollout tokens/s, and the share of wall time
 spent outside stage compute (runtime overhead: scheduling, messaging,
 waiting), i.e. 1 - sum(timing_s/*) / elapsed when stages run one at a time
-(colocated, staleness 0). Usage: run_summary.py RUN_DIR [RUN_DIR...]"""
+(colocated, staleness 0). A resumed run's elapsed_s restarts at each resume;
+the segments are added up. Usage: run_summary.py RUN_DIR [RUN_DIR...]"""
 import json
 import sys
 
 
-def summarize(run_dir):
-    rows = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")]
+def fail(message):
+    print(f"run_summary: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read_rows(path):
+    try:
+        with open(path) as f:
+            lines = [line for line in f if line.strip()]
+    except OSError as e:
+        fail(f"{path}: {e.strerror}")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            fail(f"{path}:{number}: not a JSON object ({e.msg})")
     if not rows:
-        raise SystemExit(f"{run_dir}/metrics.jsonl: no steps")
+        fail(f"{path}: no steps")
+    return rows
+
+
+def wall_time(rows):
+    total, last = 0.0, 0.0
+    for r in rows:
+        now = r.get("elapsed_s", 0.0)
+        total += now - last if now >= last else now  # a resume restarts the clock
+        last = now
+    return total
+
+
+def summarize(run_dir):
+    rows = read_rows(f"{run_dir}/metrics.jsonl")
     initial = next((r["val/initial_accuracy"] for r in rows if "val/initial_accuracy" in r), None)
     evals = [(r["step"] + 1, r["val/accuracy"]) for r in rows if "val/accuracy" in r]
-    elapsed = rows[-1]["elapsed_s"]
+    elapsed = wall_time(rows)
+    if elapsed <= 0:
+        fail(f"{run_dir}/metrics.jsonl: no elapsed_s")
     stage_s = sum(v for r in rows for k, v in r.items() if k.startswith("timing_s/"))
     tps = [r["rollout/tokens_per_s"] for r in rows if "rollout/tokens_per_s" in r]
     rollout_s = sum(r.get("timing_s/rollout", 0) for r in rows)

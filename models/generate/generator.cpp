@@ -1,6 +1,7 @@
 // Generation loop: left-padded prefill of the distinct prompts into the KV
-// cache (copied to their repeats), then one token per step for the whole
-// batch until every row has stopped.
+// cache (copied to their repeats), then one token per step for every row
+// still decoding; the batch (and its cache) shrinks to the unfinished rows
+// once a quarter of it has stopped.
 #include "models/generate/generator.hpp"
 
 #include <algorithm>

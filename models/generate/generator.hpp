@@ -1,6 +1,9 @@
 // Batched autoregressive generation with a static KV cache. Prompts of
 // different lengths are left-padded to a common length; RoPE positions count
-// real tokens only, so a row's results do not depend on its batch mates.
+// real tokens only, so a row's logits do not depend on its batch mates. Its
+// sampled tokens do, through the one seeded stream: a step draws one value
+// per row in the decoding batch, so other rows' lengths shift what a row draws.
+// Repeated prompts are prefilled once; the batch shrinks as rows stop.
 // One host sync per step (the sampled ids, for the stop rules); log-probs
 // and routing stay on the device until the end.
 #pragma once

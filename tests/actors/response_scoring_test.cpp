@@ -83,3 +83,34 @@ TEST_CASE("shared prompt passes score like one full forward per row, gradients i
     CHECK(max_diff < 1e-4 * max_grad);
   }
 }
+
+TEST_CASE("group_prompts pairs rows by prompt ids and mask; a lone prompt or all-distinct rows share nothing") {
+  const auto batch = grouped_batch(/*groups=*/3, /*members=*/4, /*vocab=*/97, /*seed=*/5);
+  const int64_t P = batch->prompt_width;
+  const auto groups = actors::group_prompts(batch->tokens.slice(1, 0, P), batch->attention_mask.slice(1, 0, P));
+  REQUIRE(groups.prompt_rows.defined());
+  CHECK(torch::equal(groups.prompt_rows, torch::tensor({0, 4, 8}, torch::kLong)));
+  CHECK(torch::equal(groups.member_of, torch::tensor({0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2}, torch::kLong)));
+  // Same ids, different mask: a prompt that starts with the pad id (0 here)
+  // is not the shorter prompt padded.
+  const torch::Tensor ids = torch::tensor({{0, 7, 8}, {0, 7, 8}}, torch::kLong);
+  const torch::Tensor mask = torch::tensor({{false, true, true}, {true, true, true}});
+  CHECK_FALSE(actors::group_prompts(ids, mask).prompt_rows.defined());
+  CHECK(actors::group_prompts(ids, torch::ones_like(mask)).prompt_rows.numel() == 1);
+}
+
+TEST_CASE("shared prompt passes with one-token responses equal full forwards") {
+  auto lm = models::testing::tiny_model("qwen3_moe", /*seed=*/4);
+  auto batch = grouped_batch(/*groups=*/2, /*members=*/3, /*vocab=*/97, /*seed=*/9);
+  const int64_t P = batch->prompt_width;
+  batch->tokens = batch->tokens.slice(1, 0, P + 1).clone();
+  batch->attention_mask = batch->attention_mask.slice(1, 0, P + 1).clone();
+  batch->attention_mask.select(1, P).fill_(true);
+  batch->response_mask = torch::ones({batch->size(), 1}, torch::kBool);
+  torch::NoGradGuard no_grad;
+  const auto shared = actors::score_responses(*lm, *batch, torch::arange(batch->size()), /*with_entropy=*/false);
+  for (int64_t r = 0; r < batch->size(); ++r) {
+    const auto alone = actors::score_responses(*lm, *batch, torch::tensor({r}), /*with_entropy=*/false);
+    CHECK(shared.logprobs[r][0].item<float>() == doctest::Approx(alone.logprobs[0][0].item<float>()).epsilon(1e-5));
+  }
+}

@@ -308,7 +308,7 @@ TEST_CASE("grpo_tiny.toml trains the shipped model for 3 steps; r3_aqn_nvfp4.tom
   // heldout_size 20 keeps the first 20 of the same held-out permutation:
   // problems the shipped model never trained on.
   const Outcome o = qerl_run(pipeline("grpo_tiny.toml") + " --out " + dir.string() +
-                                 " --set run.steps=3 --set data.heldout_size=20 --set stages.eval.every=3",
+                                 " --set run.steps=3 --set data.heldout_size=20",
                              dir);
   INFO(o.err);
   REQUIRE(o.status == 0);
@@ -322,16 +322,22 @@ TEST_CASE("grpo_tiny.toml trains the shipped model for 3 steps; r3_aqn_nvfp4.tom
     CHECK(line["reward/format_rate"].get<double>() > 0.5);  // it writes "#### N" answers
     CHECK(std::abs(line["rollout_corr/kl"].get<double>()) < 1e-3);  // fp32 sampler = learner
   }
+  double grad_norms = 0;  // an update happened (a step whose groups all agree has none)
+  for (const auto& line : lines) grad_norms += line["actor/grad_norm"].get<double>();
+  CHECK(grad_norms > 0);
+  CHECK(lines[2]["weight_version"].get<int64_t>() == 3);
+  CHECK(lines[2]["rollout/weight_version"].get<double>() == 2);  // step 2 sampled with 2 updates
 
   const fs::path r3 = scratch_dir("r3");
   const Outcome h = qerl_run(pipeline("r3_aqn_nvfp4.toml") + " --out " + r3.string() +
-                                 " --set run.steps=1 --set data.heldout_size=4 --set stages.eval.every=1"
+                                 " --set run.steps=2 --set aqn.num_stages=2 --set run.checkpoint_every=0"
+                                 " --set data.heldout_size=4 --set stages.eval.every=2"
                                  " --set stages.rollout.max_new_tokens=8 --set stages.eval.max_new_tokens=8"
                                  " --set data.prompts_per_step=2 --set data.samples_per_prompt=2",
                              r3);
-  INFO(h.err);
+  INFO(h.out << h.err);
   REQUIRE(h.status == 0);
-  CHECK(h.err.find("declared but not implemented yet: quantization nvfp4 w4a16, LoRA (rank 16), AQN noise, "
+  CHECK((h.out + h.err).find("declared but not implemented yet: quantization nvfp4 w4a16, LoRA (rank 16), AQN noise, "
                    "router replay R3") != std::string::npos);
-  CHECK(metrics_lines(r3 / "metrics.jsonl").size() == 1);
+  CHECK(metrics_lines(r3 / "metrics.jsonl").size() == 2);
 }
