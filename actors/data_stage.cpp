@@ -39,10 +39,12 @@ class DataStage final : public runtime::Stage {
       const int64_t index = cursor_->next();
       tasks::Problem problem = data_.source->get(index);
       const auto ids = encode(format_prompt(spec_->data.prompt_template, problem.question));
-      if (spec_->data.max_prompt_len > 0 && static_cast<int64_t>(ids.size()) > spec_->data.max_prompt_len) {
+      // data.max_prompt_len, or else room for at least one response token.
+      const int64_t limit = spec_->data.max_prompt_len > 0 ? spec_->data.max_prompt_len : spec_->model.max_seq_len - 1;
+      if (static_cast<int64_t>(ids.size()) > limit) {
         if (++skipped > cursor_->epoch_size())
-          throw Error("every training prompt is longer than data.max_prompt_len = " +
-                      std::to_string(spec_->data.max_prompt_len) + " tokens");
+          throw Error("every training prompt is longer than " + std::to_string(limit) +
+                      " tokens (data.max_prompt_len, else model.max_seq_len - 1)");
         continue;
       }
       const int64_t group = input.step * P + static_cast<int64_t>(problems.size());

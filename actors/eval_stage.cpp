@@ -2,6 +2,8 @@
 // accuracy of the current policy on the held-out split, val/accuracy. The
 // policy arrives from weight_sync each step; at step 0 the initial policy
 // is evaluated first (val/initial_accuracy), so one run shows before/after.
+#include <algorithm>
+
 #include "actors/payloads.hpp"
 #include "actors/policy.hpp"
 #include "actors/sampling_batch.hpp"
@@ -38,6 +40,13 @@ class EvalStage final : public runtime::Stage {
       answers_.push_back(problem.answer);
     }
     if (prompts_.empty()) throw Error("stage '" + stage.name + "': data.heldout_size is 0, nothing to evaluate");
+    size_t longest = 0;
+    for (const auto& p : prompts_) longest = std::max(longest, p.size());
+    if (static_cast<int64_t>(longest) >= spec_->model.max_seq_len)
+      throw Error("stage '" + stage.name + "': a held-out prompt has " + std::to_string(longest) +
+                  " tokens, model.max_seq_len is " + std::to_string(spec_->model.max_seq_len));
+    // Prompt + response stays within model.max_seq_len.
+    config_.max_new_tokens = std::min(config_.max_new_tokens, spec_->model.max_seq_len - static_cast<int64_t>(longest));
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
