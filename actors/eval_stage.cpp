@@ -45,8 +45,7 @@ class EvalStage final : public runtime::Stage {
     if (static_cast<int64_t>(longest) >= spec_->model.max_seq_len)
       throw Error("stage '" + stage.name + "': a held-out prompt has " + std::to_string(longest) +
                   " tokens, model.max_seq_len is " + std::to_string(spec_->model.max_seq_len));
-    // Prompt + response stays within model.max_seq_len.
-    config_.max_new_tokens = std::min(config_.max_new_tokens, spec_->model.max_seq_len - static_cast<int64_t>(longest));
+    config_.max_new_tokens = capped_new_tokens(*spec_, prompts_, config_.max_new_tokens);
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {

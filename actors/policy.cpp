@@ -2,6 +2,7 @@
 // snapshots between models (see policy.hpp).
 #include "actors/policy.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "common/error.hpp"
@@ -70,6 +71,13 @@ std::shared_ptr<const TensorMap> snapshot_parameters(models::CausalLMImpl& lm) {
 }
 
 void apply_parameters(models::CausalLMImpl& lm, const TensorMap& tensors) { models::load_weights(lm, tensors); }
+
+int64_t capped_new_tokens(const dsl::PipelineSpec& spec, const std::vector<std::vector<int64_t>>& prompts,
+                          int64_t max_new_tokens) {
+  int64_t longest = 0;
+  for (const auto& p : prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
+  return std::max<int64_t>(1, std::min(max_new_tokens, spec.model.max_seq_len - longest));
+}
 
 std::vector<std::string> unimplemented_features(const dsl::PipelineSpec& spec) {
   std::vector<std::string> out;

@@ -44,6 +44,11 @@ std::shared_ptr<const TensorMap> snapshot_parameters(models::CausalLMImpl& lm);
 // qerl::Error on a missing or mis-shaped tensor.
 void apply_parameters(models::CausalLMImpl& lm, const TensorMap& tensors);
 
+// max_new_tokens capped so that the longest of `prompts` plus its response
+// fits model.max_seq_len (at least 1; data skips prompts that leave no room).
+int64_t capped_new_tokens(const dsl::PipelineSpec& spec, const std::vector<std::vector<int64_t>>& prompts,
+                          int64_t max_new_tokens);
+
 // The QeRL features the pipeline declares that the built-in stages do not
 // implement yet (quantization, LoRA, AQN, router replay), one phrase each;
 // empty when there are none. The learner warns with them once per run, so a

@@ -67,12 +67,8 @@ torch::Tensor shared_prompt_forward(models::CausalLMImpl& lm, const torch::Tenso
   torch::Tensor first = lm.forward(prompt).logits.index_select(0, member_of);  // [b, 1, V]: predicts token 0
   if (R == 1) return first;
 
-  models::KVCache rows;  // the members' copy; writes to it leave the prompt pass's saved tensors alone
-  for (const auto& k : cache.keys) rows.keys.push_back(k.index_select(0, member_of));
-  for (const auto& v : cache.values) rows.values.push_back(v.index_select(0, member_of));
-  rows.valid = cache.valid.index_select(0, member_of);
-  rows.next_position = cache.next_position.index_select(0, member_of);
-  rows.length = cache.length;
+  // The members' copy: writes to it leave the prompt pass's saved tensors alone.
+  models::KVCache rows = cache.select_rows(member_of);
   models::ForwardArgs responses;
   responses.input_ids = tokens.slice(1, P, P + R - 1).to(device);
   responses.attention_mask = attention.slice(1, P, P + R - 1).to(device);

@@ -56,10 +56,7 @@ class RolloutStage final : public runtime::Stage {
     const auto prompts = input.get<PromptBatch>("prompts");
     models::GenerationConfig config = config_;
     config.seed = step_seed(spec_->run.seed, input.step, /*stream=*/100 + replica_);
-    // Prompt + response stays within model.max_seq_len (data skips longer prompts).
-    int64_t longest = 0;
-    for (const auto& p : prompts->prompt_ids) longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
-    config.max_new_tokens = std::max<int64_t>(1, std::min(config.max_new_tokens, spec_->model.max_seq_len - longest));
+    config.max_new_tokens = capped_new_tokens(*spec_, prompts->prompt_ids, config.max_new_tokens);
     SampledBatch sampled = sample_batch(*lm_, tokens_->tokenizer, prompts->prompt_ids, config, max_batch_size_);
     auto& batch = *sampled.batch;
     batch.answers = prompts->answers;

@@ -55,18 +55,6 @@ SharedPrompts share_prompts(const std::vector<std::vector<int64_t>>& prompts) {
   return out;
 }
 
-// The cache rows `rows` (in that order): the distinct prompts' rows copied
-// to the whole batch after the prefill, or the unfinished rows kept.
-KVCache select_rows(const KVCache& cache, const torch::Tensor& rows) {
-  KVCache out;
-  for (const auto& k : cache.keys) out.keys.push_back(k.index_select(0, rows));
-  for (const auto& v : cache.values) out.values.push_back(v.index_select(0, rows));
-  out.valid = cache.valid.index_select(0, rows);
-  out.next_position = cache.next_position.index_select(0, rows);
-  out.length = cache.length;
-  return out;
-}
-
 }  // namespace
 
 std::vector<GeneratedSequence> generate(CausalLMImpl& lm, const std::vector<std::vector<int64_t>>& prompts,
@@ -124,7 +112,7 @@ std::vector<GeneratedSequence> generate(CausalLMImpl& lm, const std::vector<std:
     torch::Tensor next_logits = forward.logits.select(1, -1);  // [A, V] ([U, V] after the prefill)
     torch::Tensor routes = capture ? forward.routing.indices : torch::Tensor();
     if (step == 0 && distinct < batch) {
-      cache = select_rows(cache, expand);
+      cache = cache.select_rows(expand);
       next_logits = next_logits.index_select(0, expand);
       if (capture) routes = routes.index_select(0, expand);
     }
@@ -149,7 +137,7 @@ std::vector<GeneratedSequence> generate(CausalLMImpl& lm, const std::vector<std:
     torch::Tensor next = sampled.tokens;
     if (running > 0 && 4 * keep.size() <= 3 * active_rows.size()) {
       const torch::Tensor kept = torch::tensor(keep, torch::kLong).to(device);
-      cache = select_rows(cache, kept);
+      cache = cache.select_rows(kept);
       next = next.index_select(0, kept);
       active = active.index_select(0, kept);
       std::vector<int64_t> rows;

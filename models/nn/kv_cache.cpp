@@ -7,6 +7,16 @@
 
 namespace qerl::models {
 
+KVCache KVCache::select_rows(const torch::Tensor& rows) const {
+  KVCache out;
+  for (const auto& k : keys) out.keys.push_back(k.index_select(0, rows));
+  for (const auto& v : values) out.values.push_back(v.index_select(0, rows));
+  out.valid = valid.index_select(0, rows);
+  out.next_position = next_position.index_select(0, rows);
+  out.length = length;
+  return out;
+}
+
 KVCache KVCache::allocate(const ModelConfig& config, int64_t batch_size, int64_t max_length, torch::ScalarType dtype,
                           torch::Device device) {
   if (batch_size <= 0 || max_length <= 0) throw Error("KVCache: batch size and length must be positive");

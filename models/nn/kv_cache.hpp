@@ -24,6 +24,12 @@ struct KVCache {
   int64_t batch_size() const { return valid.size(0); }
   int64_t capacity() const { return valid.size(1); }
 
+  // Rows `rows` ([n] int64 on the cache's device, in that order) as a new
+  // cache: copies, so writing to it leaves this one (and any autograd graph
+  // that saved it) alone. Used to copy a shared prompt's rows to its
+  // repeats and to drop finished rows.
+  KVCache select_rows(const torch::Tensor& rows) const;
+
   static KVCache allocate(const ModelConfig& config, int64_t batch_size, int64_t max_length, torch::ScalarType dtype,
                           torch::Device device);
 };
