@@ -1,0 +1,163 @@
+// The one LibTorch translation unit of qerl_kernels: checks shapes and dtypes
+// at the boundary, widens bf16 to float (exact), calls the plain C++ core and
+// wraps its bytes in tensors. bf16 results are rounded from the fp32 values
+// with torch's RTNE cast, as compressed-tensors does.
+#include "kernels/quantize_tensor.hpp"
+
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "common/error.hpp"
+#include "kernels/nvfp4.hpp"
+
+namespace qerl::kernels {
+namespace {
+
+std::string shape_of(const torch::Tensor& t) {
+  std::ostringstream out;
+  out << t.sizes();
+  return out.str();
+}
+
+std::string dtype_of(const torch::Tensor& t) { return std::string(c10::toString(t.scalar_type())); }
+
+// w must be [out, in] float32/bfloat16 with in % group == 0.
+void check_weight(const char* what, const torch::Tensor& w, int64_t group) {
+  if (!w.defined()) throw Error(std::string(what) + ": weight is an undefined tensor");
+  if (w.dim() != 2) {
+    throw Error(std::string(what) + ": expected a 2-D weight [out, in], got " + std::to_string(w.dim()) +
+                "-D " + shape_of(w));
+  }
+  if (w.scalar_type() != torch::kFloat32 && w.scalar_type() != torch::kBFloat16) {
+    throw Error(std::string(what) + ": expected a Float or BFloat16 weight, got " + dtype_of(w) + " " +
+                shape_of(w));
+  }
+  if (w.size(1) % group != 0) {
+    throw Error(std::string(what) + ": weight " + shape_of(w) + " has in = " + std::to_string(w.size(1)) +
+                ", expected a multiple of the group size " + std::to_string(group));
+  }
+}
+
+void check_tensor(const char* what, const char* name, const torch::Tensor& t, torch::Dtype dtype,
+                  const std::vector<int64_t>& shape) {
+  if (!t.defined() || t.scalar_type() != dtype || t.sizes() != c10::IntArrayRef(shape)) {
+    std::ostringstream expected;
+    expected << c10::toString(dtype) << " " << c10::IntArrayRef(shape);
+    throw Error(std::string(what) + ": " + name + " is " +
+                (t.defined() ? dtype_of(t) + " " + shape_of(t) : std::string("undefined")) + ", expected " +
+                expected.str());
+  }
+}
+
+void check_result_dtype(const char* what, torch::Dtype dtype) {
+  if (dtype != torch::kFloat32 && dtype != torch::kBFloat16) {
+    throw Error(std::string(what) + ": result dtype " + std::string(c10::toString(dtype)) +
+                " is not supported, expected Float or BFloat16");
+  }
+}
+
+WeightDtype weight_dtype(const torch::Tensor& w) {
+  return w.scalar_type() == torch::kBFloat16 ? WeightDtype::bf16 : WeightDtype::f32;
+}
+
+// Contiguous CPU float32 copy of w (exact for bf16).
+torch::Tensor as_cpu_float(const torch::Tensor& w) { return w.to(torch::kCPU, torch::kFloat32).contiguous(); }
+
+torch::Tensor cpu_bytes(int64_t rows, int64_t cols) {
+  return torch::empty({rows, cols}, torch::TensorOptions().dtype(torch::kUInt8));
+}
+
+// packed: [out, in/2] uint8 on the CPU, contiguous.
+torch::Tensor checked_packed(const char* what, const torch::Tensor& packed) {
+  if (!packed.defined() || packed.dim() != 2 || packed.scalar_type() != torch::kUInt8) {
+    throw Error(std::string(what) + ": packed is " +
+                (packed.defined() ? dtype_of(packed) + " " + shape_of(packed) : std::string("undefined")) +
+                ", expected Byte [out, in / 2]");
+  }
+  return packed.to(torch::kCPU).contiguous();
+}
+
+}  // namespace
+
+float nvfp4_global_scale(const torch::Tensor& w) {
+  check_weight("nvfp4_global_scale", w, nvfp4_group_size);
+  const torch::Tensor x = as_cpu_float(w);
+  return nvfp4_global_scale(x.data_ptr<float>(), x.numel(), weight_dtype(w));
+}
+
+Nvfp4Weight nvfp4_quantize(const torch::Tensor& w, std::optional<float> global_scale) {
+  check_weight("nvfp4_quantize", w, nvfp4_group_size);
+  const torch::Tensor x = as_cpu_float(w);
+  const WeightDtype dtype = weight_dtype(w);
+  const float g = global_scale ? *global_scale : nvfp4_global_scale(x.data_ptr<float>(), x.numel(), dtype);
+  if (!std::isfinite(g) || g <= 0.0f) {
+    throw Error("nvfp4_quantize: global scale " + std::to_string(g) + " given, expected a finite value > 0");
+  }
+  const int64_t rows = w.size(0), cols = w.size(1);
+  torch::Tensor packed = cpu_bytes(rows, cols / 2);
+  torch::Tensor scale_bits = cpu_bytes(rows, cols / nvfp4_group_size);
+  nvfp4_quantize(x.data_ptr<float>(), rows, cols, g, dtype, packed.data_ptr<uint8_t>(),
+                 scale_bits.data_ptr<uint8_t>());
+  return {packed.to(w.device()), scale_bits.view(torch::kFloat8_e4m3fn).to(w.device()),
+          torch::full({1}, g, torch::TensorOptions().dtype(torch::kFloat32)).to(w.device())};
+}
+
+torch::Tensor nvfp4_dequantize(const torch::Tensor& packed, const torch::Tensor& block_scale,
+                               const torch::Tensor& global_scale, torch::Dtype dtype) {
+  const char* what = "nvfp4_dequantize";
+  check_result_dtype(what, dtype);
+  const torch::Tensor bytes = checked_packed(what, packed);
+  const int64_t rows = bytes.size(0), cols = bytes.size(1) * 2;
+  if (cols % nvfp4_group_size != 0) {
+    throw Error(std::string(what) + ": packed " + shape_of(packed) +
+                " unpacks to in = " + std::to_string(cols) + ", expected a multiple of the group size 16");
+  }
+  check_tensor(what, "block_scale", block_scale, torch::kFloat8_e4m3fn, {rows, cols / nvfp4_group_size});
+  check_tensor(what, "global_scale", global_scale, torch::kFloat32, {1});
+  const torch::Tensor scale_bits = block_scale.to(torch::kCPU).contiguous().view(torch::kUInt8);
+  const float g = global_scale.to(torch::kCPU).item<float>();
+  torch::Tensor out = torch::empty({rows, cols}, torch::TensorOptions().dtype(torch::kFloat32));
+  nvfp4_dequantize(bytes.data_ptr<uint8_t>(), scale_bits.data_ptr<uint8_t>(), g, rows, cols,
+                   out.data_ptr<float>());
+  return out.to(dtype).to(packed.device());
+}
+
+torch::Tensor nvfp4_fake_quantize(const torch::Tensor& w, std::optional<float> global_scale) {
+  const Nvfp4Weight q = nvfp4_quantize(w, global_scale);
+  return nvfp4_dequantize(q.packed, q.block_scale, q.global_scale, w.scalar_type());
+}
+
+Mxfp4Weight mxfp4_quantize(const torch::Tensor& w, MxScaleRule rule) {
+  check_weight("mxfp4_quantize", w, mxfp4_group_size);
+  const torch::Tensor x = as_cpu_float(w);
+  const int64_t rows = w.size(0), cols = w.size(1);
+  torch::Tensor packed = cpu_bytes(rows, cols / 2);
+  torch::Tensor scale = cpu_bytes(rows, cols / mxfp4_group_size);
+  mxfp4_quantize(x.data_ptr<float>(), rows, cols, rule, weight_dtype(w), packed.data_ptr<uint8_t>(),
+                 scale.data_ptr<uint8_t>());
+  return {packed.to(w.device()), scale.to(w.device())};
+}
+
+torch::Tensor mxfp4_dequantize(const torch::Tensor& packed, const torch::Tensor& scale, torch::Dtype dtype) {
+  const char* what = "mxfp4_dequantize";
+  check_result_dtype(what, dtype);
+  const torch::Tensor bytes = checked_packed(what, packed);
+  const int64_t rows = bytes.size(0), cols = bytes.size(1) * 2;
+  if (cols % mxfp4_group_size != 0) {
+    throw Error(std::string(what) + ": packed " + shape_of(packed) +
+                " unpacks to in = " + std::to_string(cols) + ", expected a multiple of the group size 32");
+  }
+  check_tensor(what, "scale", scale, torch::kUInt8, {rows, cols / mxfp4_group_size});
+  const torch::Tensor codes = scale.to(torch::kCPU).contiguous();
+  torch::Tensor out = torch::empty({rows, cols}, torch::TensorOptions().dtype(torch::kFloat32));
+  mxfp4_dequantize(bytes.data_ptr<uint8_t>(), codes.data_ptr<uint8_t>(), rows, cols, out.data_ptr<float>());
+  return out.to(dtype).to(packed.device());
+}
+
+torch::Tensor mxfp4_fake_quantize(const torch::Tensor& w, MxScaleRule rule) {
+  const Mxfp4Weight q = mxfp4_quantize(w, rule);
+  return mxfp4_dequantize(q.packed, q.scale, w.scalar_type());
+}
+
+}  // namespace qerl::kernels
