@@ -112,7 +112,8 @@ StageTypeSchema learner_stage() {
   StageTypeSchema s;
   s.name = "learner";
   s.doc = "Updates the policy: GRPO/PPO ([algorithm]), full-parameter; or supervised fine-tuning "
-          "with mode = \"sft\" (QAT, LoRA and router replay: not implemented yet; it warns).";
+          "with mode = \"sft\". Replays MoE routes under router_replay.mode (R1/R2/R3; metrics router/*). "
+          "QAT and LoRA: not implemented yet (it warns).";
   s.needs_device = true;
   s.inputs = {port("samples", pt::rollout_batch, "responses with sampler log-probs"),
               port("scores", pt::scores, "rewards", /*optional=*/true),

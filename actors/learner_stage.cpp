@@ -13,9 +13,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "actors/aqn.hpp"
 #include "actors/payloads.hpp"
 #include "actors/policy.hpp"
 #include "actors/response_scoring.hpp"
+#include "actors/router_replay.hpp"
 #include "actors/stage_factories.hpp"
 #include "actors/stage_log.hpp"
 #include "dsl/pipeline_spec.hpp"
@@ -60,16 +62,23 @@ class LearnerStage final : public runtime::Stage {
     micro_batch_ = context.stage->option<int64_t>("micro_batch_size");
     lm_ = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
     optimizer_ = std::make_unique<torch::optim::AdamW>(
-        lm_->parameters(), torch::optim::AdamWOptions(alg.lr).weight_decay(alg.weight_decay));
+        lm_->parameters(), torch::optim::AdamWOptions(alg.lr)
+                                .betas({alg.adam_beta1, alg.adam_beta2})
+                                .eps(alg.adam_eps)
+                                .weight_decay(alg.weight_decay));
     loss_agg_ = rl::parse_loss_agg(alg.loss_agg);
     kl_estimator_ = rl::parse_kl_estimator(alg.kl_estimator);
     schedule_ = rl::parse_lr_schedule(alg.lr_schedule);
+    replay_ = parse_replay_mode(spec_->router_replay.mode);
+    const auto& aqn = spec_->aqn;
+    if (!sft_ && aqn.enabled && (aqn.apply_to == "training" || aqn.apply_to == "both"))
+      aqn_ = std::make_unique<AqnNoise>(aqn, *lm_);
     const auto pending = unimplemented_features(*spec_);
     if (!pending.empty() && context.replica == 0) {
       std::string list;
       for (const auto& f : pending) list += (list.empty() ? "" : ", ") + f;
       log_warn(logger_, "declared but not implemented yet: " + list + ". This run samples and trains the " +
-                            spec_->model.dtype + " policy unquantized, full-parameter, with native routing");
+                            spec_->model.dtype + " policy unquantized and full-parameter");
     }
   }
 
@@ -185,6 +194,78 @@ class LearnerStage final : public runtime::Stage {
     return rl::group_advantages(scores.rewards, torch::zeros_like(groups), /*norm_by_std=*/true);
   }
 
+  // Routes of one RL step under router_replay.mode: what each forward is
+  // asked to do, and what the recording pass saw (the learner's own top-k,
+  // for the mismatch metric; under R2 also the routes later replayed).
+  struct RouteBook {
+    ReplayMode mode = ReplayMode::disabled;
+    const RolloutBatch* batch = nullptr;
+    torch::Device device{torch::kCPU};
+    torch::Tensor recorded;        // [B, P + R] bool: positions with a sampler route
+    torch::Tensor learner_native;  // [B, P + R, L, K] int16, filled by the recording pass
+    torch::Tensor learner_routes;  // R2: [B, P + R, L, K] int16 routes the learner used then
+
+    bool active() const { return mode != ReplayMode::disabled; }
+
+    models::Routing request(const torch::Tensor& rows, bool recording) const {
+      auto pick = [&](const torch::Tensor& t) { return t.index_select(0, rows.to(t.device())).to(device); };
+      switch (mode) {
+        case ReplayMode::disabled: return models::Routing::native();
+        case ReplayMode::r1: return recording ? models::Routing::capture() : models::Routing::native();
+        case ReplayMode::r2:
+          return recording ? models::Routing::capture()
+                           : models::Routing::replay(pick(learner_routes), pick(recorded));
+        case ReplayMode::r3: return models::Routing::replay(pick(batch->routing), pick(recorded));
+      }
+      return models::Routing::native();
+    }
+
+    void record(const torch::Tensor& rows, const models::RoutingRecord& seen) {
+      if (!active()) return;
+      // Under R3 the forward used the sampler's routes; its own choice is native_indices.
+      const torch::Tensor own = mode == ReplayMode::r3 ? seen.native_indices : seen.indices;
+      if (!own.defined()) throw Error("router replay: the learner's forward returned no routing record");
+      const torch::Tensor cpu_rows = rows.to(torch::kCPU);
+      if (!learner_native.defined())
+        learner_native = torch::zeros({batch->size(), own.size(1), own.size(2), own.size(3)}, torch::kShort);
+      learner_native.index_copy_(0, cpu_rows, own.to(torch::kCPU).to(torch::kShort));
+      if (mode == ReplayMode::r2) learner_routes = learner_native;
+    }
+  };
+
+  RouteBook open_route_book(const RolloutBatch& batch) {
+    RouteBook book;
+    if (replay_ == ReplayMode::disabled) return book;
+    if (!batch.routing.defined()) {
+      if (!warned_no_routes_)
+        log_warn(logger_, "router_replay.mode = \"" + spec_->router_replay.mode +
+                              "\" but the rollout sent no routes (a dense model?): routing natively");
+      warned_no_routes_ = true;
+      return book;
+    }
+    book.mode = replay_;
+    book.batch = &batch;
+    book.device = lm_->device();
+    book.recorded = recorded_positions(batch);
+    return book;
+  }
+
+  // Log-probs of pi_old over the whole batch (no gradients), in micro-batches;
+  // the recording pass of router replay.
+  torch::Tensor old_logprobs(const RolloutBatch& batch, RouteBook& routes) {
+    torch::NoGradGuard no_grad;
+    const int64_t B = batch.size();
+    const int64_t step = micro_batch_ > 0 ? micro_batch_ : std::max<int64_t>(B, 1);
+    std::vector<torch::Tensor> parts;
+    for (int64_t begin = 0; begin < B; begin += step) {
+      const torch::Tensor rows = torch::arange(begin, std::min(B, begin + step));
+      auto scored = score_responses(*lm_, batch, rows, /*with_entropy=*/false, routes.request(rows, true));
+      routes.record(rows, scored.routing);
+      parts.push_back(scored.logprobs);
+    }
+    return parts.empty() ? torch::zeros({0, batch.response_width()}) : torch::cat(parts, 0);
+  }
+
   void rl_update(const RolloutBatch& batch, const Scores& scores, const RefLogprobs* ref, int64_t step,
                  std::map<std::string, double>& metrics) {
     const auto& alg = spec_->algorithm;
@@ -201,7 +282,27 @@ class LearnerStage final : public runtime::Stage {
     // the update's own forward, so that forward's detached log-probs are
     // exactly the recomputed old log-probs; otherwise recompute up front.
     const bool fused_old = alg.ppo_epochs == 1 && mini == B;
-    const torch::Tensor old_all = fused_old ? torch::Tensor() : response_logprobs(*lm_, batch, micro_batch_).to(device);
+    RouteBook routes = open_route_book(batch);
+    // AQN on the learner (apply_to = training | both): every forward of this
+    // step sees a fresh draw on the clean weights, which are back in place
+    // before each optimizer step.
+    const double sigma = aqn_ ? aqn_sigma(spec_->aqn, step, spec_->run.steps) : 0.0;
+    int64_t draws = 0;
+    auto add_noise = [&] {
+      if (!aqn_) return;
+      aqn_->capture_clean();
+      metrics["aqn/learner_applied_rms"] = aqn_->apply(sigma, step_seed(spec_->run.seed, step, 400 + draws++));
+      metrics["aqn/learner_sigma"] = sigma;
+    };
+    auto remove_noise = [&] {
+      if (aqn_) aqn_->restore();
+    };
+    torch::Tensor old_all;
+    if (!fused_old) {
+      add_noise();
+      old_all = old_logprobs(batch, routes).to(device);
+      remove_noise();
+    }
 
     MetricMeans means;
     double corr_sum = 0;
@@ -220,12 +321,15 @@ class LearnerStage final : public runtime::Stage {
         const double normalizer = loss_agg_ == rl::LossAgg::token_mean ? mini_mask.sum().item<double>()
                                                                        : static_cast<double>(mini_rows.size(0));
         double mini_pg_loss = 0;  // micro-batch terms sum to the mini-batch's loss
+        add_noise();
         for (int64_t u = 0; u < mini_rows.size(0); u += micro_size(mini)) {
           const torch::Tensor rows = mini_rows.slice(0, u, std::min(mini_rows.size(0), u + micro_size(mini)));
           const torch::Tensor d_rows = rows.to(device);
           const torch::Tensor row_mask = mask.index_select(0, d_rows);
           const double tokens = row_mask.sum().item<double>();
-          const auto scored = score_responses(*lm_, batch, rows, /*with_entropy=*/true);
+          const bool recording = fused_old && epoch == 0;  // this pass is also the old-log-prob pass
+          const auto scored = score_responses(*lm_, batch, rows, /*with_entropy=*/true, routes.request(rows, recording));
+          if (recording) routes.record(rows, scored.routing);
           const torch::Tensor old = fused_old ? scored.logprobs.detach() : old_all.index_select(0, d_rows);
           auto terms = rl::clipped_policy_loss(scored.logprobs, old, adv.index_select(0, d_rows), row_mask,
                                                alg.clip_low, alg.clip_high, loss_agg_, normalizer);
@@ -248,12 +352,19 @@ class LearnerStage final : public runtime::Stage {
             corr_sum += ((sampler.index_select(0, d_rows) - old) * row_mask).sum().item<double>();
         }
         means.add("actor/pg_loss", mini_pg_loss, 1);
+        remove_noise();
         optimizer_step(means);
       }
     }
     means.write(metrics);
+    if (routes.active()) add_routing_metrics(batch, routes.learner_native, lm_->config().num_experts, metrics);
     const double tokens = mask.sum().item<double>();
     if (have_sampler_logprobs) metrics["rollout_corr/kl"] = tokens > 0 ? corr_sum / tokens : 0.0;
+    if (scores.correct.size() == batch.group_ids.size()) {
+      const auto outcomes = rl::group_outcomes(batch.group_ids, scores.correct);
+      metrics["critic/groups/solve_none"] = outcomes.solve_none;
+      metrics["critic/groups/solve_all"] = outcomes.solve_all;
+    }
     metrics["critic/advantages/abs_mean"] = adv.abs().mean().item<double>();
     metrics["actor/weight_version"] = static_cast<double>(version_ + 1);
   }
@@ -269,6 +380,9 @@ class LearnerStage final : public runtime::Stage {
   rl::LrSchedule schedule_ = rl::LrSchedule::constant;
   int64_t version_ = 0;
   int64_t skipped_updates_ = 0;
+  ReplayMode replay_ = ReplayMode::disabled;
+  bool warned_no_routes_ = false;
+  std::unique_ptr<AqnNoise> aqn_;
 };
 
 }  // namespace

@@ -85,8 +85,6 @@ std::vector<std::string> unimplemented_features(const dsl::PipelineSpec& spec) {
   if (q.scheme != "none") out.push_back("quantization " + q.scheme + " " + q.mode);
   if (q.train == "qat") out.push_back("QAT (quantization.train = \"qat\")");
   if (q.train == "lora" || spec.lora.rank > 0) out.push_back("LoRA (rank " + std::to_string(spec.lora.rank) + ")");
-  if (spec.aqn.enabled) out.push_back("AQN noise");
-  if (spec.router_replay.mode != "disabled") out.push_back("router replay " + spec.router_replay.mode);
   return out;
 }
 

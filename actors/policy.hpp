@@ -50,7 +50,7 @@ int64_t capped_new_tokens(const dsl::PipelineSpec& spec, const std::vector<std::
                           int64_t max_new_tokens);
 
 // The QeRL features the pipeline declares that the built-in stages do not
-// implement yet (quantization, LoRA, AQN, router replay), one phrase each;
+// implement yet (quantization, LoRA, AQN), one phrase each;
 // empty when there are none. The learner warns with them once per run, so a
 // run never passes an unquantized full-parameter update off as QeRL.
 std::vector<std::string> unimplemented_features(const dsl::PipelineSpec& spec);

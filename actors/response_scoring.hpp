@@ -17,11 +17,16 @@ namespace qerl::actors {
 struct ResponseScores {
   torch::Tensor logprobs;  // [b, R] float32 (0 where response_mask is false is NOT guaranteed: mask it)
   torch::Tensor entropy;   // [b, R] float32, undefined unless asked for
+  // Capture / replay: indices [b, P + R, L_moe, K] int16 the forward routed
+  // by, and (replay) native_indices, the router's own top-k. The last
+  // column was never fed through the model when prompts were shared: 0.
+  models::RoutingRecord routing;
 };
 
 // The rows of `batch` listed in `rows` ([b] int64, CPU); gradients flow
 // unless the caller holds a NoGradGuard. temperature <= 0 counts as 1
-// (greedy samplers report log-probs at T = 1).
+// (greedy samplers report log-probs at T = 1). `routing` is for those rows:
+// replay indices / mask are [b, P + R, ...] (already selected by `rows`).
 ResponseScores score_responses(models::CausalLMImpl& lm, const RolloutBatch& batch, const torch::Tensor& rows,
                                bool with_entropy, const models::Routing& routing = models::Routing::native());
 

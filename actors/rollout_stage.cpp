@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <fstream>
 
+#include "actors/aqn.hpp"
 #include "actors/payloads.hpp"
 #include "actors/policy.hpp"
 #include "actors/sampling_batch.hpp"
 #include "actors/stage_factories.hpp"
+#include "actors/stage_log.hpp"
 #include "dsl/pipeline_spec.hpp"
 #include "models/io/safetensors.hpp"
 #include "models/nn/weights.hpp"
@@ -42,6 +44,12 @@ class RolloutStage final : public runtime::Stage {
     config_.pad_token_id = tokens_->pad_token_id;
     config_.capture_routing = spec_->router_replay.mode != "disabled" && lm_->config().is_moe();
     max_batch_size_ = stage.option<int64_t>("max_batch_size");
+    const auto& aqn = spec_->aqn;
+    if (aqn.enabled && (aqn.apply_to == "rollout" || aqn.apply_to == "both")) {
+      aqn_ = std::make_unique<AqnNoise>(aqn, *lm_);
+      for (const auto& p : aqn_->unmatched())
+        if (replica_ == 0) log_warn(context.logger, "aqn: pattern \"" + p + "\" matches no module");
+    }
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
@@ -49,10 +57,12 @@ class RolloutStage final : public runtime::Stage {
     if (input.has("weights")) {
       const auto update = input.get<WeightsUpdate>("weights");
       if (update->version != version_) {
+        if (aqn_) aqn_->restore();  // updates may cover only some tensors: the rest must be clean
         apply_parameters(*lm_, *update->tensors);
         version_ = update->version;
       }
     }
+    if (aqn_) add_noise(input.step, out.metrics);
     const auto prompts = input.get<PromptBatch>("prompts");
     models::GenerationConfig config = config_;
     config.seed = step_seed(spec_->run.seed, input.step, /*stream=*/100 + replica_);
@@ -79,18 +89,40 @@ class RolloutStage final : public runtime::Stage {
   // The weights this replica samples with (they may lag the learner's by
   // the back-edge staleness, so they are saved here, not taken from it).
   void save_state(const std::filesystem::path& dir) override {
+    if (aqn_) aqn_->restore();  // save the clean weights; the next step redraws its noise
+    noised_version_ = -1;
     models::write_safetensors(dir / "weights.safetensors", models::export_weights(*lm_));
     std::ofstream(dir / "version.txt") << version_ << "\n";
   }
 
   void load_state(const std::filesystem::path& dir) override {
     const auto file = models::read_safetensors(dir / "weights.safetensors");
+    if (aqn_) aqn_->restore();
     apply_parameters(*lm_, file.tensors);
+    noised_version_ = -1;
     std::ifstream in(dir / "version.txt");
     if (!(in >> version_)) throw Error("checkpoint " + (dir / "version.txt").string() + " is missing or unreadable");
   }
 
  private:
+  // AQN: a fresh draw on the clean weights whenever they change (every
+  // weight sync) or the schedule moves to another sigma; aqn/applied_rms is
+  // measured from the weights the sampler then holds.
+  void add_noise(int64_t step, std::map<std::string, double>& metrics) {
+    const double sigma = aqn_sigma(spec_->aqn, step, spec_->run.steps);
+    if (version_ != noised_version_ || sigma != noised_sigma_) {
+      // New weights arrived clean (run() restored before applying them); the
+      // same weights under a new sigma still hold the last draw.
+      if (version_ == noised_version_) aqn_->restore();
+      aqn_->capture_clean();
+      applied_rms_ = aqn_->apply(sigma, step_seed(spec_->run.seed, step, /*stream=*/300 + replica_));
+      noised_version_ = version_;
+      noised_sigma_ = sigma;
+    }
+    metrics["aqn/sigma"] = sigma;
+    metrics["aqn/applied_rms"] = applied_rms_;
+  }
+
   const dsl::PipelineSpec* spec_ = nullptr;
   int replica_ = 0;
   models::CausalLM lm_{nullptr};
@@ -98,6 +130,10 @@ class RolloutStage final : public runtime::Stage {
   models::GenerationConfig config_;
   int64_t max_batch_size_ = 0;
   int64_t version_ = 0;
+  std::unique_ptr<AqnNoise> aqn_;
+  int64_t noised_version_ = -1;
+  double noised_sigma_ = -1;
+  double applied_rms_ = 0;
 };
 
 }  // namespace

@@ -51,6 +51,9 @@ struct AlgorithmSpec {
   std::string lr_schedule;  // constant | linear | cosine
   int64_t warmup_steps = 0;
   double weight_decay = 0;
+  double adam_beta1 = 0;
+  double adam_beta2 = 0;
+  double adam_eps = 0;
   double clip_low = 0;
   double clip_high = 0;
   std::string loss_agg;  // token-mean | seq-mean-token-mean | seq-mean-token-sum

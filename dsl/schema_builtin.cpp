@@ -117,6 +117,9 @@ Schema Schema::builtin() {
       key(&P::algorithm, &AlgorithmSpec::lr_schedule, "lr_schedule", "constant", "Learning-rate schedule after warmup.", choices({"constant", "linear", "cosine"})),
       key(&P::algorithm, &AlgorithmSpec::warmup_steps, "warmup_steps", 0, "Linear warmup steps.", at_least(0)),
       key(&P::algorithm, &AlgorithmSpec::weight_decay, "weight_decay", 0.0, "AdamW weight decay.", range(0, 1)),
+      key(&P::algorithm, &AlgorithmSpec::adam_beta1, "adam_beta1", 0.9, "AdamW first-moment decay.", range(0, 0.999999)),
+      key(&P::algorithm, &AlgorithmSpec::adam_beta2, "adam_beta2", 0.999, "AdamW second-moment decay.", range(0, 0.999999)),
+      key(&P::algorithm, &AlgorithmSpec::adam_eps, "adam_eps", 1e-8, "AdamW denominator epsilon.", range(1e-12, 1)),
       key(&P::algorithm, &AlgorithmSpec::clip_low, "clip_low", 0.2, "PPO ratio clip below 1 (1 - clip_low).", range(0, 1)),
       key(&P::algorithm, &AlgorithmSpec::clip_high, "clip_high", 0.28, "PPO ratio clip above 1 (1 + clip_high); > clip_low = DAPO clip-higher.", range(0, 10)),
       key(&P::algorithm, &AlgorithmSpec::loss_agg, "loss_agg", "token-mean", "How token losses are averaged into the batch loss.", choices({"token-mean", "seq-mean-token-mean", "seq-mean-token-sum"})),
@@ -152,7 +155,7 @@ Schema Schema::builtin() {
       key(&P::aqn, &AqnSpec::apply_to, "apply_to", "rollout", "Which forward passes see the noise.", choices({"rollout", "training", "both"})),
     }),
     section("router_replay", "MoE routing replay between rollout and training.", {
-      key(&P::router_replay, &RouterReplaySpec::mode, "mode", "disabled", "disabled; R1: replay the learner's own routing; R2: replay routing recorded by the reference; R3: replay the rollout's routing in training.", choices({"disabled", "R1", "R2", "R3"})),
+      key(&P::router_replay, &RouterReplaySpec::mode, "mode", "disabled", "disabled; R1: record only (the rollout captures routes, router/mismatch_rate compares them with the learner's own; no replay); R2: the learner records routes in its old-log-prob pass and replays them in every epoch and mini-batch; R3: the rollout's routes are replayed in the learner's old-log-prob pass and updates (the last generated token routes natively).", choices({"disabled", "R1", "R2", "R3"})),
     }),
     section("cluster", "Devices of the run.", {
       key(&P::cluster, &ClusterSpec::device, "device", "auto", "auto: CUDA when visible, else CPU.", choices({"auto", "cuda", "cpu"})),

@@ -4,6 +4,10 @@
 // per-group buffer is allocated with B slots).
 #include "rl/advantages.hpp"
 
+#include <map>
+#include <utility>
+
+#include "common/error.hpp"
 #include "rl/detail/common.hpp"
 
 namespace qerl::rl {
@@ -48,6 +52,28 @@ torch::Tensor group_advantages(const torch::Tensor& rewards, const torch::Tensor
     advantage = advantage / (variance.sqrt().index({index}) + eps);
   }
   return torch::where(count.index({index}) > 1, advantage, torch::zeros_like(advantage));
+}
+
+GroupOutcomes group_outcomes(const std::vector<int64_t>& group_ids, const std::vector<uint8_t>& correct) {
+  if (group_ids.size() != correct.size())
+    throw Error("group_outcomes: " + std::to_string(group_ids.size()) + " group ids for " +
+                std::to_string(correct.size()) + " correctness flags");
+  std::map<int64_t, std::pair<int64_t, int64_t>> groups;  // id -> (responses, correct ones)
+  for (size_t i = 0; i < group_ids.size(); ++i) {
+    auto& [responses, solved] = groups[group_ids[i]];
+    ++responses;
+    solved += correct[i] ? 1 : 0;
+  }
+  GroupOutcomes out;
+  if (groups.empty()) return out;
+  for (const auto& entry : groups) {
+    const auto& [responses, solved] = entry.second;
+    out.solve_none += solved == 0 ? 1 : 0;
+    out.solve_all += solved == responses ? 1 : 0;
+  }
+  out.solve_none /= static_cast<double>(groups.size());
+  out.solve_all /= static_cast<double>(groups.size());
+  return out;
 }
 
 }  // namespace qerl::rl

@@ -4,6 +4,9 @@
 // tokens (clipped_policy_loss accepts [B] directly).
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include <torch/types.h>
 
 namespace qerl::rl {
@@ -17,5 +20,15 @@ namespace qerl::rl {
 // No host synchronization.
 torch::Tensor group_advantages(const torch::Tensor& rewards, const torch::Tensor& group_ids, bool norm_by_std,
                                double eps = 1e-6);
+
+// Share of prompt groups in which no response / every response is correct.
+// Under a correctness reward neither kind carries an advantage signal, and
+// 1 - solve_none is the batch's pass@G. group_ids and correct: one entry per
+// response (sizes must match; empty gives 0 and 0).
+struct GroupOutcomes {
+  double solve_none = 0;
+  double solve_all = 0;
+};
+GroupOutcomes group_outcomes(const std::vector<int64_t>& group_ids, const std::vector<uint8_t>& correct);
 
 }  // namespace qerl::rl

@@ -114,3 +114,43 @@ TEST_CASE("shared prompt passes with one-token responses equal full forwards") {
     CHECK(shared.logprobs[r][0].item<float>() == doctest::Approx(alone.logprobs[0][0].item<float>()).epsilon(1e-5));
   }
 }
+
+TEST_CASE("captured and replayed routes: shared prompt passes equal one full forward per row") {
+  auto lm = models::testing::tiny_model("qwen3_moe", /*seed=*/6);
+  const auto batch = grouped_batch(/*groups=*/3, /*members=*/3, /*vocab=*/97, /*seed=*/13);
+  const int64_t B = batch->size(), P = batch->prompt_width, R = batch->response_width();
+  torch::NoGradGuard no_grad;
+  // Positions whose routes mean something: real tokens except the last column.
+  const torch::Tensor real = batch->attention_mask.slice(1, 0, P + R - 1).unsqueeze(-1).unsqueeze(-1);
+
+  const auto shared = actors::score_responses(*lm, *batch, torch::arange(B), false, models::Routing::capture());
+  REQUIRE(shared.routing.indices.defined());
+  REQUIRE(shared.routing.indices.size(1) == P + R);
+  for (int64_t r = 0; r < B; ++r) {
+    const auto alone = actors::score_responses(*lm, *batch, torch::tensor({r}), false, models::Routing::capture());
+    CHECK(torch::equal(shared.routing.indices[r].slice(0, 0, P + R - 1) * real[r],
+                       alone.routing.indices[0].slice(0, 0, P + R - 1) * real[r]));
+  }
+
+  // Replay random routes (same for every member at prompt positions, as a sampler's would be).
+  torch::manual_seed(21);
+  const auto& config = lm->config();
+  auto routes = torch::randint(0, config.num_experts, shared.routing.indices.sizes(), torch::kShort);
+  for (int64_t r = 0; r < B; ++r) routes[r].slice(0, 0, P).copy_(routes[r - r % 3].slice(0, 0, P));
+  // Two distinct experts per position: replay of a duplicate pair would be a different mixture.
+  routes.select(-1, 1).copy_((routes.select(-1, 0) + 1) % config.num_experts);
+  const torch::Tensor mask = batch->attention_mask.clone();
+  const auto replay = models::Routing::replay(routes, mask);
+  const auto shared_replay = actors::score_responses(*lm, *batch, torch::arange(B), false, replay);
+  const torch::Tensor response = batch->response_mask.to(torch::kFloat);
+  CHECK((shared_replay.logprobs - shared.logprobs).abs().mul(response).max().item<double>() > 1e-3);
+  for (int64_t r = 0; r < B; ++r) {
+    const auto rows = torch::tensor({r});
+    const auto alone = actors::score_responses(*lm, *batch, rows, false,
+                                               models::Routing::replay(routes.index_select(0, rows),
+                                                                       mask.index_select(0, rows)));
+    CHECK(torch::allclose(shared_replay.logprobs[r] * response[r], alone.logprobs[0] * response[r], 1e-5, 1e-5));
+    CHECK(torch::equal(shared_replay.routing.native_indices[r].slice(0, 0, P + R - 1) * real[r],
+                       alone.routing.native_indices[0].slice(0, 0, P + R - 1) * real[r]));
+  }
+}

@@ -133,6 +133,19 @@ TEST_CASE("group_advantages: GRPO and Dr.GRPO by hand, unsorted ids, singleton g
   CHECK(max_abs_diff(dr, torch::tensor({0.f, 1.f, -1.f, -1.f, 1.f, 0.f})) < 1e-6);
 }
 
+TEST_CASE("group_outcomes: groups with no / every response correct, by hand") {
+  // id 4: {0, 0, 0} -> solved by none; id 1: {1, 1} -> by all; id 9: {1, 0, 1} -> mixed;
+  // id 2: {0}, a single wrong response -> none.
+  const std::vector<int64_t> ids{4, 1, 9, 4, 9, 1, 4, 9, 2};
+  const std::vector<uint8_t> correct{0, 1, 1, 0, 0, 1, 0, 1, 0};
+  const auto outcomes = group_outcomes(ids, correct);
+  CHECK(outcomes.solve_none == doctest::Approx(2.0 / 4));
+  CHECK(outcomes.solve_all == doctest::Approx(1.0 / 4));
+  CHECK(group_outcomes({}, {}).solve_none == 0);
+  CHECK_THROWS_WITH_AS(group_outcomes({1, 2}, {1}), "group_outcomes: 2 group ids for 1 correctness flags",
+                       qerl::Error);
+}
+
 TEST_CASE("group_advantages: a group of equal rewards gets 0, not NaN") {
   const auto rewards = torch::tensor({3.f, 3.f, 3.f, 1.f, 0.f});
   const auto ids = torch::tensor({5, 5, 5, 9, 9}, torch::kLong);

@@ -337,7 +337,21 @@ TEST_CASE("grpo_tiny.toml trains the shipped model for 3 steps; r3_aqn_nvfp4.tom
                              r3);
   INFO(h.out << h.err);
   REQUIRE(h.status == 0);
-  CHECK((h.out + h.err).find("declared but not implemented yet: quantization nvfp4 w4a16, LoRA (rank 16), AQN noise, "
-                   "router replay R3") != std::string::npos);
-  CHECK(metrics_lines(r3 / "metrics.jsonl").size() == 2);
+  CHECK((h.out + h.err).find("declared but not implemented yet: quantization nvfp4 w4a16, LoRA (rank 16).") !=
+        std::string::npos);
+  const auto r3_lines = metrics_lines(r3 / "metrics.jsonl");
+  REQUIRE(r3_lines.size() == 2);
+  // R3 is real: the learner replays the rollout's routes and reports how often its own router disagrees.
+  for (const auto& line : r3_lines) {
+    REQUIRE(line.contains("router/mismatch_rate"));
+    CHECK(line["router/mismatch_rate"].get<double>() >= 0);
+    CHECK(line["router/mismatch_rate"].get<double>() <= 1);
+    CHECK(line.contains("router/load_imbalance/layer_0"));
+  }
+  // AQN (2 stages over 2 steps): step 0 samples clean, step 1 with sigma_start on the norms.
+  CHECK(r3_lines[0]["aqn/sigma"].get<double>() == 0);
+  CHECK(r3_lines[0]["aqn/applied_rms"].get<double>() == 0);
+  const double sigma = r3_lines[1]["aqn/sigma"].get<double>();
+  CHECK(sigma > 0);
+  CHECK(r3_lines[1]["aqn/applied_rms"].get<double>() == doctest::Approx(sigma).epsilon(0.15));
 }
