@@ -1,5 +1,5 @@
 // AQN schedule and noise injection (see aqn.hpp). Targets are found by
-// module type (models::RMSNorm, torch::nn::Linear) and module name; the
+// module type (models::RMSNorm, models::Linear) and module name; the
 // noise generator runs on the parameter's device, seeded per draw, so a
 // run's noise is a function of (run.seed, step).
 #include "actors/aqn.hpp"
@@ -7,11 +7,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include <torch/nn/modules/linear.h>
-
 #include "common/error.hpp"
 #include "common/name_pattern.hpp"
 #include "models/generate/sampling.hpp"
+#include "models/nn/linear.hpp"
 #include "models/nn/rms_norm.hpp"
 
 namespace qerl::actors {
@@ -36,7 +35,7 @@ AqnNoise::AqnNoise(const dsl::AqnSpec& aqn, models::CausalLMImpl& lm) {
     const std::string& name = item.key();
     const auto& module = item.value();
     const bool is_norm = module->as<models::RMSNormImpl>() != nullptr;
-    const bool is_linear = module->as<torch::nn::LinearImpl>() != nullptr;
+    const bool is_linear = module->as<models::LinearImpl>() != nullptr;
     if (!((is_norm && wants("rmsnorm")) || (is_linear && wants("linear")))) continue;
     if (!targets.matches(name) || exclude.matches(name)) continue;
     const auto own = module->named_parameters(/*recurse=*/false);  // the dict must outlive `weight`

@@ -55,8 +55,9 @@ StageTypeSchema rollout_stage() {
   StageTypeSchema s;
   s.name = "rollout";
   s.doc = "Samples responses with its copy of the policy; emits tokens, masks, sampler log-probs "
-          "and, when router_replay is on, the routing indices it used (quantized and AQN-noised "
-          "sampling: not implemented yet).";
+          "and, when router_replay is on, the routing indices it used. Samples with the "
+          "[quantization] scheme's packed weights (W4A16, or W4A4 with inputs calibrated on its "
+          "first batch) and with [aqn] noise on the clean weights (metrics aqn/*).";
   s.needs_device = true;
   s.inputs = {port("prompts", pt::prompt_batch, "prompts to answer"),
               port("weights", pt::weights_update,
@@ -113,7 +114,8 @@ StageTypeSchema learner_stage() {
   s.name = "learner";
   s.doc = "Updates the policy: GRPO/PPO ([algorithm]), full-parameter; or supervised fine-tuning "
           "with mode = \"sft\". Replays MoE routes under router_replay.mode (R1/R2/R3; metrics router/*). "
-          "QAT and LoRA: not implemented yet (it warns).";
+          "quantization.train = \"qat\": the forward uses fake-quantized weights, straight-through. "
+          "LoRA: not implemented yet (it warns).";
   s.needs_device = true;
   s.inputs = {port("samples", pt::rollout_batch, "responses with sampler log-probs"),
               port("scores", pt::scores, "rewards", /*optional=*/true),

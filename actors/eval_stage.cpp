@@ -27,6 +27,9 @@ class EvalStage final : public runtime::Stage {
     at_start_ = stage.option<bool>("at_start");
     max_batch_size_ = stage.option<int64_t>("max_batch_size");
     lm_ = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    // Evaluate what the rollout samples with: the same quantized weights.
+    const models::QuantSpec quant = quant_spec_of(*spec_);
+    if (quant.scheme != models::QuantScheme::none) packed_ = std::make_unique<models::PackedBase>(*lm_, quant);
     tokens_ = std::make_unique<TokenizerInfo>(open_tokenizer(*spec_));
     config_.max_new_tokens = stage.option<int64_t>("max_new_tokens");
     config_.sampling.temperature = 0;  // greedy
@@ -46,6 +49,7 @@ class EvalStage final : public runtime::Stage {
       throw Error("stage '" + stage.name + "': a held-out prompt has " + std::to_string(longest) +
                   " tokens, model.max_seq_len is " + std::to_string(spec_->model.max_seq_len));
     config_.max_new_tokens = capped_new_tokens(*spec_, prompts_, config_.max_new_tokens);
+    if (packed_) calibrate_inputs(*packed_, prompts_, tokens_->pad_token_id, lm_->device());
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
@@ -55,6 +59,7 @@ class EvalStage final : public runtime::Stage {
     if (input.has("weights")) {
       const auto update = input.get<WeightsUpdate>("weights");
       apply_parameters(*lm_, *update->tensors);
+      if (packed_) packed_->repack();
     }
     const bool last = input.step + 1 == spec_->run.steps;
     if ((input.step + 1) % every_ == 0 || last) {
@@ -83,6 +88,7 @@ class EvalStage final : public runtime::Stage {
   bool first_call_ = true;
   int64_t max_batch_size_ = 0;
   models::CausalLM lm_{nullptr};
+  std::unique_ptr<models::PackedBase> packed_;
   std::unique_ptr<TokenizerInfo> tokens_;
   models::GenerationConfig config_;
   std::vector<std::vector<int64_t>> prompts_;

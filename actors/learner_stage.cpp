@@ -70,6 +70,12 @@ class LearnerStage final : public runtime::Stage {
     kl_estimator_ = rl::parse_kl_estimator(alg.kl_estimator);
     schedule_ = rl::parse_lr_schedule(alg.lr_schedule);
     replay_ = parse_replay_mode(spec_->router_replay.mode);
+    const models::QuantSpec quant = quant_spec_of(*spec_);
+    if (spec_->quantization.train == "qat" && quant.scheme != models::QuantScheme::none) {
+      // QAT: the forward sees the rollout's quantized weights, the optimizer updates the dense ones.
+      const auto summary = models::install_qat(*lm_, quant);
+      if (context.replica == 0) log_quant_summary(logger_, summary, quant);
+    }
     const auto& aqn = spec_->aqn;
     if (!sft_ && aqn.enabled && (aqn.apply_to == "training" || aqn.apply_to == "both"))
       aqn_ = std::make_unique<AqnNoise>(aqn, *lm_);
@@ -77,8 +83,8 @@ class LearnerStage final : public runtime::Stage {
     if (!pending.empty() && context.replica == 0) {
       std::string list;
       for (const auto& f : pending) list += (list.empty() ? "" : ", ") + f;
-      log_warn(logger_, "declared but not implemented yet: " + list + ". This run samples and trains the " +
-                            spec_->model.dtype + " policy unquantized and full-parameter");
+      log_warn(logger_, "declared but not implemented yet: " + list + ". The learner trains every parameter of the " +
+                            spec_->model.dtype + " policy instead");
     }
   }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "actors/stage_log.hpp"
 #include "common/error.hpp"
 #include "dsl/pipeline_spec.hpp"
 #include "models/nn/weights.hpp"
@@ -79,11 +80,50 @@ int64_t capped_new_tokens(const dsl::PipelineSpec& spec, const std::vector<std::
   return std::max<int64_t>(1, std::min(max_new_tokens, spec.model.max_seq_len - longest));
 }
 
+models::QuantSpec quant_spec_of(const dsl::PipelineSpec& spec) {
+  const auto& q = spec.quantization;
+  models::QuantSpec out;
+  out.scheme = models::parse_quant_scheme(q.scheme);
+  out.quantize_inputs = q.mode == "w4a4";
+  out.ignore = q.ignore;
+  out.fuse_scales = q.fuse_scales;
+  const int64_t native = out.scheme == models::QuantScheme::mxfp4 ? 32 : 16;
+  if (out.scheme != models::QuantScheme::none && q.group_size != 0 && q.group_size != native)
+    throw Error("quantization.group_size: " + q.scheme + " uses groups of " + std::to_string(native) + ", got " +
+                std::to_string(q.group_size));
+  return out;
+}
+
+void log_quant_summary(const std::shared_ptr<spdlog::logger>& logger, const models::QuantSummary& summary,
+                       const models::QuantSpec& spec) {
+  log_info(logger, summary.describe(spec.scheme) + (spec.quantize_inputs ? ", inputs too (W4A4)" : " (W4A16)"));
+  for (const auto& p : summary.unmatched_ignores)
+    log_warn(logger, "quantization.ignore: pattern \"" + p + "\" matches no Linear module");
+  for (const auto& name : summary.unsupported_names)
+    log_warn(logger, "quantization: " + name + " kept in full precision (input width not a multiple of the group)");
+}
+
+void calibrate_inputs(models::PackedBase& base, const std::vector<std::vector<int64_t>>& prompts, int64_t pad,
+                      torch::Device device) {
+  int64_t width = 0;
+  for (const auto& p : prompts) width = std::max<int64_t>(width, static_cast<int64_t>(p.size()));
+  if (prompts.empty() || width == 0) return;
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  torch::Tensor ids = torch::full({B, width}, pad, torch::kLong);
+  torch::Tensor mask = torch::zeros({B, width}, torch::kLong);
+  for (int64_t i = 0; i < B; ++i) {
+    const auto& p = prompts[i];
+    const int64_t n = static_cast<int64_t>(p.size());
+    if (n == 0) continue;
+    ids[i].slice(0, width - n, width).copy_(torch::tensor(p, torch::kLong));
+    mask[i].slice(0, width - n, width).fill_(1);
+  }
+  base.calibrate_inputs(ids.to(device), mask.to(device));
+}
+
 std::vector<std::string> unimplemented_features(const dsl::PipelineSpec& spec) {
   std::vector<std::string> out;
   const auto& q = spec.quantization;
-  if (q.scheme != "none") out.push_back("quantization " + q.scheme + " " + q.mode);
-  if (q.train == "qat") out.push_back("QAT (quantization.train = \"qat\")");
   if (q.train == "lora" || spec.lora.rank > 0) out.push_back("LoRA (rank " + std::to_string(spec.lora.rank) + ")");
   return out;
 }

@@ -11,6 +11,7 @@
 
 #include "actors/payloads.hpp"
 #include "models/nn/causal_lm.hpp"
+#include "models/quant/quantize_model.hpp"
 #include "models/tokenizer/tokenizer.hpp"
 
 namespace qerl::dsl {
@@ -18,6 +19,10 @@ struct PipelineSpec;
 }
 namespace qerl::runtime {
 struct StageContext;
+}
+
+namespace spdlog {
+class logger;
 }
 
 namespace qerl::actors {
@@ -49,8 +54,22 @@ void apply_parameters(models::CausalLMImpl& lm, const TensorMap& tensors);
 int64_t capped_new_tokens(const dsl::PipelineSpec& spec, const std::vector<std::vector<int64_t>>& prompts,
                           int64_t max_new_tokens);
 
+// The model side of [quantization]: scheme, W4A4, ignore list, fused scales
+// (qerl::Error for a group_size other than the scheme's).
+models::QuantSpec quant_spec_of(const dsl::PipelineSpec& spec);
+
+// One info line on what a quantization plan did (counts, bytes before and
+// after) and a warning per ignore pattern that matched no Linear.
+void log_quant_summary(const std::shared_ptr<spdlog::logger>& logger, const models::QuantSummary& summary,
+                       const models::QuantSpec& spec);
+
+// W4A4: calibrates the input global scales on one prefill of `prompts`
+// (left-padded with `pad`); W4A16 bases ignore it.
+void calibrate_inputs(models::PackedBase& base, const std::vector<std::vector<int64_t>>& prompts, int64_t pad,
+                      torch::Device device);
+
 // The QeRL features the pipeline declares that the built-in stages do not
-// implement yet (quantization, LoRA, AQN), one phrase each;
+// implement yet (LoRA), one phrase each;
 // empty when there are none. The learner warns with them once per run, so a
 // run never passes an unquantized full-parameter update off as QeRL.
 std::vector<std::string> unimplemented_features(const dsl::PipelineSpec& spec);

@@ -16,6 +16,7 @@
 #include "dsl/pipeline_spec.hpp"
 #include "models/io/safetensors.hpp"
 #include "models/nn/weights.hpp"
+#include "models/quant/quantize_model.hpp"
 #include "runtime/stage.hpp"
 
 namespace qerl::actors {
@@ -50,6 +51,11 @@ class RolloutStage final : public runtime::Stage {
       for (const auto& p : aqn_->unmatched())
         if (replica_ == 0) log_warn(context.logger, "aqn: pattern \"" + p + "\" matches no module");
     }
+    const models::QuantSpec quant = quant_spec_of(*spec_);
+    if (quant.scheme != models::QuantScheme::none) {
+      packed_ = std::make_unique<models::PackedBase>(*lm_, quant);
+      if (replica_ == 0) log_quant_summary(context.logger, packed_->summary(), quant);
+    }
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
@@ -60,10 +66,17 @@ class RolloutStage final : public runtime::Stage {
         if (aqn_) aqn_->restore();  // updates may cover only some tensors: the rest must be clean
         apply_parameters(*lm_, *update->tensors);
         version_ = update->version;
+        repack_ = true;
       }
     }
-    if (aqn_) add_noise(input.step, out.metrics);
+    if (aqn_) repack_ = add_noise(input.step, out.metrics) || repack_;
     const auto prompts = input.get<PromptBatch>("prompts");
+    if (packed_) {
+      // The sampler computes with the codes of the weights it now holds (after any AQN draw).
+      if (repack_) packed_->repack();
+      repack_ = false;
+      if (!packed_->inputs_calibrated()) calibrate_inputs(*packed_, prompts->prompt_ids, tokens_->pad_token_id, lm_->device());
+    }
     models::GenerationConfig config = config_;
     config.seed = step_seed(spec_->run.seed, input.step, /*stream=*/100 + replica_);
     config.max_new_tokens = capped_new_tokens(*spec_, prompts->prompt_ids, config.max_new_tokens);
@@ -91,6 +104,7 @@ class RolloutStage final : public runtime::Stage {
   void save_state(const std::filesystem::path& dir) override {
     if (aqn_) aqn_->restore();  // save the clean weights; the next step redraws its noise
     noised_version_ = -1;
+    repack_ = true;
     models::write_safetensors(dir / "weights.safetensors", models::export_weights(*lm_));
     std::ofstream(dir / "version.txt") << version_ << "\n";
   }
@@ -100,6 +114,7 @@ class RolloutStage final : public runtime::Stage {
     if (aqn_) aqn_->restore();
     apply_parameters(*lm_, file.tensors);
     noised_version_ = -1;
+    repack_ = true;
     std::ifstream in(dir / "version.txt");
     if (!(in >> version_)) throw Error("checkpoint " + (dir / "version.txt").string() + " is missing or unreadable");
   }
@@ -108,9 +123,11 @@ class RolloutStage final : public runtime::Stage {
   // AQN: a fresh draw on the clean weights whenever they change (every
   // weight sync) or the schedule moves to another sigma; aqn/applied_rms is
   // measured from the weights the sampler then holds.
-  void add_noise(int64_t step, std::map<std::string, double>& metrics) {
+  // True when the weights changed (a new draw).
+  bool add_noise(int64_t step, std::map<std::string, double>& metrics) {
     const double sigma = aqn_sigma(spec_->aqn, step, spec_->run.steps);
-    if (version_ != noised_version_ || sigma != noised_sigma_) {
+    const bool redraw = version_ != noised_version_ || sigma != noised_sigma_;
+    if (redraw) {
       // New weights arrived clean (run() restored before applying them); the
       // same weights under a new sigma still hold the last draw.
       if (version_ == noised_version_) aqn_->restore();
@@ -121,6 +138,7 @@ class RolloutStage final : public runtime::Stage {
     }
     metrics["aqn/sigma"] = sigma;
     metrics["aqn/applied_rms"] = applied_rms_;
+    return redraw;
   }
 
   const dsl::PipelineSpec* spec_ = nullptr;
@@ -131,6 +149,8 @@ class RolloutStage final : public runtime::Stage {
   int64_t max_batch_size_ = 0;
   int64_t version_ = 0;
   std::unique_ptr<AqnNoise> aqn_;
+  std::unique_ptr<models::PackedBase> packed_;
+  bool repack_ = false;
   int64_t noised_version_ = -1;
   double noised_sigma_ = -1;
   double applied_rms_ = 0;

@@ -12,16 +12,15 @@ AttentionImpl::AttentionImpl(const ModelConfig& config, int64_t layer_index)
       num_heads_(config.num_attention_heads),
       num_kv_heads_(config.num_key_value_heads),
       head_dim_(config.head_dim) {
-  using torch::nn::LinearOptions;
   const int64_t hidden = config.hidden_size;
   q_proj =
-      register_module("q_proj", torch::nn::Linear(LinearOptions(hidden, num_heads_ * head_dim_).bias(config.qkv_bias)));
+      register_module("q_proj", Linear(hidden, num_heads_ * head_dim_, config.qkv_bias));
   k_proj = register_module("k_proj",
-                           torch::nn::Linear(LinearOptions(hidden, num_kv_heads_ * head_dim_).bias(config.qkv_bias)));
+                           Linear(hidden, num_kv_heads_ * head_dim_, config.qkv_bias));
   v_proj = register_module("v_proj",
-                           torch::nn::Linear(LinearOptions(hidden, num_kv_heads_ * head_dim_).bias(config.qkv_bias)));
+                           Linear(hidden, num_kv_heads_ * head_dim_, config.qkv_bias));
   o_proj =
-      register_module("o_proj", torch::nn::Linear(LinearOptions(num_heads_ * head_dim_, hidden).bias(config.o_bias)));
+      register_module("o_proj", Linear(num_heads_ * head_dim_, hidden, config.o_bias));
   if (config.qk_norm) {
     q_norm = register_module("q_norm", RMSNorm(head_dim_, config.rms_norm_eps));
     k_norm = register_module("k_norm", RMSNorm(head_dim_, config.rms_norm_eps));

@@ -5,10 +5,10 @@
 #pragma once
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
 #include "models/nn/kv_cache.hpp"
+#include "models/nn/linear.hpp"
 #include "models/nn/model_config.hpp"
 #include "models/nn/rms_norm.hpp"
 #include "models/nn/rotary_embedding.hpp"
@@ -26,7 +26,7 @@ class AttentionImpl : public torch::nn::Module {
   // Returns [B, S, hidden] model dtype.
   torch::Tensor forward(const torch::Tensor& hidden, const RopeTables& rope, const torch::Tensor& mask, KVCache* cache);
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  // qwen3 / qwen3_moe only
 
  private:

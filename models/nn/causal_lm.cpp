@@ -28,7 +28,7 @@ CausalLMImpl::CausalLMImpl(ModelConfig config)
   model = register_module("model", DecoderModel(config_));
   if (!config_.tie_word_embeddings) {
     lm_head = register_module(
-        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
+        "lm_head", Linear(config_.hidden_size, config_.vocab_size, /*bias=*/false));
   }
 }
 

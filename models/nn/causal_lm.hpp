@@ -8,9 +8,9 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "models/nn/linear.hpp"
 #include "models/nn/decoder_layer.hpp"
 #include "models/nn/kv_cache.hpp"
 #include "models/nn/model_config.hpp"
@@ -62,7 +62,7 @@ class CausalLMImpl : public torch::nn::Module {
   torch::Device device() const;
 
   DecoderModel model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+  Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
   ModelConfig config_;

@@ -14,8 +14,7 @@ SparseMoeImpl::SparseMoeImpl(const ModelConfig& config)
       top_k_(config.num_experts_per_tok),
       norm_topk_prob_(config.norm_topk_prob),
       float32_mixing_weights_(config.float32_mixing_weights) {
-  using torch::nn::LinearOptions;
-  gate = register_module("gate", torch::nn::Linear(LinearOptions(config.hidden_size, num_experts_).bias(false)));
+  gate = register_module("gate", Linear(config.hidden_size, num_experts_, /*bias=*/false));
   experts = register_module("experts", torch::nn::ModuleList());
   const auto names = config.architecture == Architecture::mixtral ? SwiGLUNames::mixtral() : SwiGLUNames{};
   for (int64_t e = 0; e < num_experts_; ++e) {
@@ -26,7 +25,7 @@ SparseMoeImpl::SparseMoeImpl(const ModelConfig& config)
     shared_expert =
         register_module("shared_expert", SwiGLU(config.hidden_size, config.shared_expert_intermediate_size));
     shared_expert_gate =
-        register_module("shared_expert_gate", torch::nn::Linear(LinearOptions(config.hidden_size, 1).bias(false)));
+        register_module("shared_expert_gate", Linear(config.hidden_size, 1, /*bias=*/false));
   }
 }
 

@@ -7,9 +7,9 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "models/nn/linear.hpp"
 #include "models/nn/model_config.hpp"
 #include "models/nn/routing.hpp"
 #include "models/nn/swiglu.hpp"
@@ -36,10 +36,10 @@ class SparseMoeImpl : public torch::nn::Module {
   // x: [T, hidden] model dtype (tokens flattened).
   MoeOutput forward(const torch::Tensor& x, const LayerRoute& route);
 
-  torch::nn::Linear gate{nullptr};                // weight [E, hidden]
+  Linear gate{nullptr};                // weight [E, hidden]
   torch::nn::ModuleList experts{nullptr};         // E x SwiGLU
   SwiGLU shared_expert{nullptr};                  // qwen2_moe only
-  torch::nn::Linear shared_expert_gate{nullptr};  // qwen2_moe only, weight [1, hidden]
+  Linear shared_expert_gate{nullptr};  // qwen2_moe only, weight [1, hidden]
 
  private:
   // x: [T, H]; indices: [T, K] int64; weights: [T, K] -> [T, H] x's dtype

@@ -6,10 +6,9 @@
 namespace qerl::models {
 
 SwiGLUImpl::SwiGLUImpl(int64_t hidden_size, int64_t intermediate_size, bool bias, const SwiGLUNames& names) {
-  using torch::nn::LinearOptions;
-  gate = register_module(names.gate, torch::nn::Linear(LinearOptions(hidden_size, intermediate_size).bias(bias)));
-  up = register_module(names.up, torch::nn::Linear(LinearOptions(hidden_size, intermediate_size).bias(bias)));
-  down = register_module(names.down, torch::nn::Linear(LinearOptions(intermediate_size, hidden_size).bias(bias)));
+  gate = register_module(names.gate, Linear(hidden_size, intermediate_size, bias));
+  up = register_module(names.up, Linear(hidden_size, intermediate_size, bias));
+  down = register_module(names.down, Linear(intermediate_size, hidden_size, bias));
 }
 
 torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {

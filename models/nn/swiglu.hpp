@@ -6,8 +6,9 @@
 #include <string>
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
+
+#include "models/nn/linear.hpp"
 
 namespace qerl::models {
 
@@ -26,7 +27,7 @@ class SwiGLUImpl : public torch::nn::Module {
   // x: [..., hidden] model dtype -> [..., hidden] model dtype
   torch::Tensor forward(const torch::Tensor& x);
 
-  torch::nn::Linear gate{nullptr}, up{nullptr}, down{nullptr};
+  Linear gate{nullptr}, up{nullptr}, down{nullptr};
 };
 TORCH_MODULE(SwiGLU);
 
