@@ -30,6 +30,10 @@ class EvalStage final : public runtime::Stage {
     // Evaluate what the rollout samples with: the same quantized weights.
     const models::QuantSpec quant = quant_spec_of(*spec_);
     if (quant.scheme != models::QuantScheme::none) packed_ = std::make_unique<models::PackedBase>(*lm_, quant);
+    if (spec_->quantization.train == "lora") {
+      lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));
+      lora_->set_training(false);
+    }
     tokens_ = std::make_unique<TokenizerInfo>(open_tokenizer(*spec_));
     config_.max_new_tokens = stage.option<int64_t>("max_new_tokens");
     config_.sampling.temperature = 0;  // greedy
@@ -58,8 +62,13 @@ class EvalStage final : public runtime::Stage {
     first_call_ = false;
     if (input.has("weights")) {
       const auto update = input.get<WeightsUpdate>("weights");
-      apply_parameters(*lm_, *update->tensors);
-      if (packed_) packed_->repack();
+      if (update->format == "lora-only") {
+        if (!lora_) throw Error("eval: got LoRA-only weights, but quantization.train is not \"lora\"");
+        lora_->load(*update->tensors);
+      } else {
+        apply_parameters(*lm_, *update->tensors);
+        if (packed_) packed_->repack();
+      }
     }
     const bool last = input.step + 1 == spec_->run.steps;
     if ((input.step + 1) % every_ == 0 || last) {
@@ -89,6 +98,7 @@ class EvalStage final : public runtime::Stage {
   int64_t max_batch_size_ = 0;
   models::CausalLM lm_{nullptr};
   std::unique_ptr<models::PackedBase> packed_;
+  std::unique_ptr<models::LoraAdapters> lora_;
   std::unique_ptr<TokenizerInfo> tokens_;
   models::GenerationConfig config_;
   std::vector<std::vector<int64_t>> prompts_;

@@ -21,7 +21,9 @@
 #include "actors/stage_factories.hpp"
 #include "actors/stage_log.hpp"
 #include "dsl/pipeline_spec.hpp"
+#include "models/io/safetensors.hpp"
 #include "models/nn/weights.hpp"
+#include "models/quant/lora.hpp"
 #include "rl/advantages.hpp"
 #include "rl/grad_clip.hpp"
 #include "rl/kl.hpp"
@@ -61,8 +63,25 @@ class LearnerStage final : public runtime::Stage {
     sft_ = context.stage->option<std::string>("mode") == "sft";
     micro_batch_ = context.stage->option<int64_t>("micro_batch_size");
     lm_ = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    const models::QuantSpec quant = quant_spec_of(*spec_);
+    if (spec_->quantization.train == "lora") {
+      // QeRL: a frozen base (packed when a scheme is set) and trainable adapters only.
+      if (quant.scheme != models::QuantScheme::none) {
+        base_ = std::make_unique<models::PackedBase>(*lm_, quant);
+        if (context.replica == 0) log_quant_summary(logger_, base_->summary(), quant);
+      }
+      for (auto& p : lm_->parameters()) p.requires_grad_(false);
+      lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));
+      trainable_ = lora_->parameters();
+      if (context.replica == 0)
+        log_info(logger_, "LoRA: " + std::to_string(lora_->num_adapters()) + " adapters, " +
+                              std::to_string(lora_->num_parameters()) + " trainable parameters (rank " +
+                              std::to_string(spec_->lora.rank) + ")");
+    } else {
+      trainable_ = lm_->parameters();
+    }
     optimizer_ = std::make_unique<torch::optim::AdamW>(
-        lm_->parameters(), torch::optim::AdamWOptions(alg.lr)
+        trainable_, torch::optim::AdamWOptions(alg.lr)
                                 .betas({alg.adam_beta1, alg.adam_beta2})
                                 .eps(alg.adam_eps)
                                 .weight_decay(alg.weight_decay));
@@ -70,7 +89,6 @@ class LearnerStage final : public runtime::Stage {
     kl_estimator_ = rl::parse_kl_estimator(alg.kl_estimator);
     schedule_ = rl::parse_lr_schedule(alg.lr_schedule);
     replay_ = parse_replay_mode(spec_->router_replay.mode);
-    const models::QuantSpec quant = quant_spec_of(*spec_);
     if (spec_->quantization.train == "qat" && quant.scheme != models::QuantScheme::none) {
       // QAT: the forward sees the rollout's quantized weights, the optimizer updates the dense ones.
       const auto summary = models::install_qat(*lm_, quant);
@@ -79,12 +97,12 @@ class LearnerStage final : public runtime::Stage {
     const auto& aqn = spec_->aqn;
     if (!sft_ && aqn.enabled && (aqn.apply_to == "training" || aqn.apply_to == "both"))
       aqn_ = std::make_unique<AqnNoise>(aqn, *lm_);
-    const auto pending = unimplemented_features(*spec_);
-    if (!pending.empty() && context.replica == 0) {
+    const auto unused = unused_declarations(*spec_);
+    if (!unused.empty() && context.replica == 0) {
       std::string list;
-      for (const auto& f : pending) list += (list.empty() ? "" : ", ") + f;
-      log_warn(logger_, "declared but not implemented yet: " + list + ". The learner trains every parameter of the " +
-                            spec_->model.dtype + " policy instead");
+      for (const auto& f : unused) list += (list.empty() ? "" : ", ") + f;
+      log_warn(logger_, "declared but unused: " + list + ". The learner trains every parameter of the " +
+                            spec_->model.dtype + " policy");
     }
   }
 
@@ -108,7 +126,12 @@ class LearnerStage final : public runtime::Stage {
     ++version_;
     auto update = std::make_shared<PolicyUpdate>();
     update->version = version_;
-    update->tensors = snapshot_parameters(*lm_);
+    if (lora_) {
+      update->format = "lora-only";  // the base never changes: only the adapters travel
+      update->tensors = std::make_shared<const TensorMap>(lora_->tensors());
+    } else {
+      update->tensors = snapshot_parameters(*lm_);
+    }
     out.weight_version = version_;
     out.ports["params"] = std::move(update);
     return out;
@@ -122,6 +145,7 @@ class LearnerStage final : public runtime::Stage {
       const fs::path from = fs::path(spec_->model.path) / name;
       if (fs::exists(from)) fs::copy_file(from, dir / "policy" / name, fs::copy_options::overwrite_existing);
     }
+    if (lora_) models::write_safetensors(dir / "lora.safetensors", lora_->tensors());
     torch::save(*optimizer_, (dir / "optimizer.pt").string());
     std::ofstream(dir / "version.txt") << version_ << "\n";
   }
@@ -129,6 +153,12 @@ class LearnerStage final : public runtime::Stage {
   void load_state(const fs::path& dir) override {
     models::CausalLM policy = models::load_causal_lm(dir / "policy");
     apply_parameters(*lm_, models::export_weights(*policy));
+    if (lora_) {
+      const fs::path adapters = dir / "lora.safetensors";
+      if (!fs::exists(adapters)) throw Error("checkpoint " + adapters.string() + " is missing");
+      lora_->load(models::read_safetensors(adapters).tensors);
+    }
+    if (base_) base_->repack();
     const fs::path optimizer = dir / "optimizer.pt";
     if (!fs::exists(optimizer)) throw Error("checkpoint " + optimizer.string() + " is missing");
     try {
@@ -153,7 +183,7 @@ class LearnerStage final : public runtime::Stage {
   // Clips, steps the optimizer (unless the gradient is not finite) and
   // records the pre-clip norm.
   void optimizer_step(MetricMeans& means) {
-    const double norm = rl::clip_grad_norm(lm_->parameters(), spec_->algorithm.max_grad_norm);
+    const double norm = rl::clip_grad_norm(trainable_, spec_->algorithm.max_grad_norm);
     means.add("actor/grad_norm", norm, 1);
     if (std::isfinite(norm)) {
       optimizer_->step();
@@ -389,6 +419,9 @@ class LearnerStage final : public runtime::Stage {
   ReplayMode replay_ = ReplayMode::disabled;
   bool warned_no_routes_ = false;
   std::unique_ptr<AqnNoise> aqn_;
+  std::unique_ptr<models::PackedBase> base_;    // train = "lora" with a scheme: the frozen packed base
+  std::unique_ptr<models::LoraAdapters> lora_;  // train = "lora"
+  std::vector<torch::Tensor> trainable_;        // what the optimizer updates
 };
 
 }  // namespace

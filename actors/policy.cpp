@@ -94,6 +94,19 @@ models::QuantSpec quant_spec_of(const dsl::PipelineSpec& spec) {
   return out;
 }
 
+models::LoraConfig lora_config_of(const dsl::PipelineSpec& spec) {
+  if (spec.lora.rank < 1)
+    throw Error("quantization.train = \"lora\" needs lora.rank >= 1, got " + std::to_string(spec.lora.rank));
+  models::LoraConfig config;
+  config.rank = spec.lora.rank;
+  config.alpha = spec.lora.alpha;
+  config.dropout = spec.lora.dropout;
+  config.target_modules = spec.lora.target_modules;
+  return config;
+}
+
+uint64_t lora_seed(const dsl::PipelineSpec& spec) { return step_seed(spec.run.seed, 0, /*stream=*/500); }
+
 void log_quant_summary(const std::shared_ptr<spdlog::logger>& logger, const models::QuantSummary& summary,
                        const models::QuantSpec& spec) {
   log_info(logger, summary.describe(spec.scheme) + (spec.quantize_inputs ? ", inputs too (W4A4)" : " (W4A16)"));
@@ -121,10 +134,11 @@ void calibrate_inputs(models::PackedBase& base, const std::vector<std::vector<in
   base.calibrate_inputs(ids.to(device), mask.to(device));
 }
 
-std::vector<std::string> unimplemented_features(const dsl::PipelineSpec& spec) {
+std::vector<std::string> unused_declarations(const dsl::PipelineSpec& spec) {
   std::vector<std::string> out;
   const auto& q = spec.quantization;
-  if (q.train == "lora" || spec.lora.rank > 0) out.push_back("LoRA (rank " + std::to_string(spec.lora.rank) + ")");
+  if (q.train != "lora" && spec.lora.rank > 0)
+    out.push_back("[lora] rank " + std::to_string(spec.lora.rank) + " without quantization.train = \"lora\"");
   return out;
 }
 

@@ -11,6 +11,7 @@
 
 #include "actors/payloads.hpp"
 #include "models/nn/causal_lm.hpp"
+#include "models/quant/lora.hpp"
 #include "models/quant/quantize_model.hpp"
 #include "models/tokenizer/tokenizer.hpp"
 
@@ -58,6 +59,12 @@ int64_t capped_new_tokens(const dsl::PipelineSpec& spec, const std::vector<std::
 // (qerl::Error for a group_size other than the scheme's).
 models::QuantSpec quant_spec_of(const dsl::PipelineSpec& spec);
 
+// [lora] as adapter settings (qerl::Error when quantization.train = "lora"
+// and lora.rank < 1), and the seed of the adapters' A matrices: the same in
+// learner, rollout and eval, so every copy starts equal.
+models::LoraConfig lora_config_of(const dsl::PipelineSpec& spec);
+uint64_t lora_seed(const dsl::PipelineSpec& spec);
+
 // One info line on what a quantization plan did (counts, bytes before and
 // after) and a warning per ignore pattern that matched no Linear.
 void log_quant_summary(const std::shared_ptr<spdlog::logger>& logger, const models::QuantSummary& summary,
@@ -68,11 +75,11 @@ void log_quant_summary(const std::shared_ptr<spdlog::logger>& logger, const mode
 void calibrate_inputs(models::PackedBase& base, const std::vector<std::vector<int64_t>>& prompts, int64_t pad,
                       torch::Device device);
 
-// The QeRL features the pipeline declares that the built-in stages do not
-// implement yet (LoRA), one phrase each;
-// empty when there are none. The learner warns with them once per run, so a
-// run never passes an unquantized full-parameter update off as QeRL.
-std::vector<std::string> unimplemented_features(const dsl::PipelineSpec& spec);
+// Settings the pipeline declares that this run will not use (e.g. [lora]
+// without quantization.train = "lora"), one phrase each; empty when there
+// are none. The learner warns with them once per run, so a run never
+// passes a full-parameter update off as an adapter one.
+std::vector<std::string> unused_declarations(const dsl::PipelineSpec& spec);
 
 // A counter-based seed for (run seed, step, stream): independent streams
 // without stored RNG state, so a resumed run draws what it would have.

@@ -56,6 +56,15 @@ class RolloutStage final : public runtime::Stage {
       packed_ = std::make_unique<models::PackedBase>(*lm_, quant);
       if (replica_ == 0) log_quant_summary(context.logger, packed_->summary(), quant);
     }
+    if (spec_->quantization.train == "lora") {
+      lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));
+      lora_->set_training(false);  // no adapter dropout while sampling
+    }
+  }
+
+  void load_adapters(const TensorMap& tensors) {
+    if (!lora_) throw Error("rollout: got LoRA-only weights, but quantization.train is not \"lora\"");
+    lora_->load(tensors);
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
@@ -63,10 +72,15 @@ class RolloutStage final : public runtime::Stage {
     if (input.has("weights")) {
       const auto update = input.get<WeightsUpdate>("weights");
       if (update->version != version_) {
-        if (aqn_) aqn_->restore();  // updates may cover only some tensors: the rest must be clean
-        apply_parameters(*lm_, *update->tensors);
+        if (update->format == "lora-only") {
+          load_adapters(*update->tensors);  // the base is frozen: nothing to repack
+        } else {
+          if (aqn_) aqn_->restore();  // updates may cover only some tensors: the rest must be clean
+          apply_parameters(*lm_, *update->tensors);
+          weights_clean_ = true;
+          repack_ = true;
+        }
         version_ = update->version;
-        repack_ = true;
       }
     }
     if (aqn_) repack_ = add_noise(input.step, out.metrics) || repack_;
@@ -103,8 +117,10 @@ class RolloutStage final : public runtime::Stage {
   // the back-edge staleness, so they are saved here, not taken from it).
   void save_state(const std::filesystem::path& dir) override {
     if (aqn_) aqn_->restore();  // save the clean weights; the next step redraws its noise
+    weights_clean_ = true;
     noised_version_ = -1;
     repack_ = true;
+    if (lora_) models::write_safetensors(dir / "lora.safetensors", lora_->tensors());
     models::write_safetensors(dir / "weights.safetensors", models::export_weights(*lm_));
     std::ofstream(dir / "version.txt") << version_ << "\n";
   }
@@ -113,8 +129,14 @@ class RolloutStage final : public runtime::Stage {
     const auto file = models::read_safetensors(dir / "weights.safetensors");
     if (aqn_) aqn_->restore();
     apply_parameters(*lm_, file.tensors);
+    weights_clean_ = true;
     noised_version_ = -1;
     repack_ = true;
+    if (lora_) {
+      const auto adapters = dir / "lora.safetensors";
+      if (!std::filesystem::exists(adapters)) throw Error("checkpoint " + adapters.string() + " is missing");
+      lora_->load(models::read_safetensors(adapters).tensors);
+    }
     std::ifstream in(dir / "version.txt");
     if (!(in >> version_)) throw Error("checkpoint " + (dir / "version.txt").string() + " is missing or unreadable");
   }
@@ -128,10 +150,10 @@ class RolloutStage final : public runtime::Stage {
     const double sigma = aqn_sigma(spec_->aqn, step, spec_->run.steps);
     const bool redraw = version_ != noised_version_ || sigma != noised_sigma_;
     if (redraw) {
-      // New weights arrived clean (run() restored before applying them); the
-      // same weights under a new sigma still hold the last draw.
-      if (version_ == noised_version_) aqn_->restore();
+      // New full weights arrived clean; otherwise the model still holds the last draw.
+      if (!weights_clean_) aqn_->restore();
       aqn_->capture_clean();
+      weights_clean_ = false;
       applied_rms_ = aqn_->apply(sigma, step_seed(spec_->run.seed, step, /*stream=*/300 + replica_));
       noised_version_ = version_;
       noised_sigma_ = sigma;
@@ -151,6 +173,8 @@ class RolloutStage final : public runtime::Stage {
   std::unique_ptr<AqnNoise> aqn_;
   std::unique_ptr<models::PackedBase> packed_;
   bool repack_ = false;
+  bool weights_clean_ = true;  // no AQN draw on the weights the model holds
+  std::unique_ptr<models::LoraAdapters> lora_;
   int64_t noised_version_ = -1;
   double noised_sigma_ = -1;
   double applied_rms_ = 0;

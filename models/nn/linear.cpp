@@ -12,7 +12,9 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool bias) {
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   const torch::Tensor input = input_hook_ ? input_hook_(x) : x;
-  return torch::nn::functional::linear(input, effective_weight(), bias);
+  torch::Tensor y = torch::nn::functional::linear(input, effective_weight(), bias);
+  if (adapter_hook_) y = y + adapter_hook_(x);
+  return y;
 }
 
 }  // namespace qerl::models

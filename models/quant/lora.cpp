@@ -1,0 +1,107 @@
+// LoRA adapters (see lora.hpp): matching target modules PEFT-style, drawing
+// A, and the adapter hook y += scale * (dropout(x) A^T) B^T computed in
+// x's dtype from the fp32 leaves.
+#include "models/quant/lora.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <memory>
+
+#include "common/error.hpp"
+#include "common/name_pattern.hpp"
+
+namespace qerl::models {
+namespace {
+
+bool targets_module(const std::string& name, const std::vector<std::string>& leaf_names, NamePatterns& patterns) {
+  for (const auto& leaf : leaf_names)
+    if (name == leaf || (name.size() > leaf.size() && name.compare(name.size() - leaf.size(), leaf.size(), leaf) == 0 &&
+                         name[name.size() - leaf.size() - 1] == '.'))
+      return true;
+  return patterns.matches(name);
+}
+
+}  // namespace
+
+LoraAdapters::LoraAdapters(CausalLMImpl& lm, const LoraConfig& config, uint64_t seed) {
+  if (config.rank < 1) throw Error("lora.rank must be at least 1, got " + std::to_string(config.rank));
+  scale_ = config.alpha / static_cast<double>(config.rank);
+  dropout_ = config.dropout;
+  std::vector<std::string> leaves, regexes;
+  for (const auto& t : config.target_modules) (t.rfind("re:", 0) == 0 ? regexes : leaves).push_back(t);
+  NamePatterns patterns(regexes, "lora.target_modules");
+  auto generator = at::detail::createCPUGenerator(seed);
+  for (const auto& item : lm.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    auto* linear = item.value()->as<LinearImpl>();
+    if (linear == nullptr || !targets_module(item.key(), leaves, patterns)) continue;
+    const int64_t in = linear->in_features(), out = linear->out_features();
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+    Adapter adapter;
+    adapter.name = item.key();
+    adapter.linear = linear;
+    adapter.a = (torch::rand({config.rank, in}, generator, torch::kFloat) * (2 * bound) - bound)
+                    .to(linear->weight.device())
+                    .requires_grad_(true);
+    adapter.b = torch::zeros({out, config.rank}, torch::dtype(torch::kFloat).device(linear->weight.device()))
+                    .requires_grad_(true);
+    adapters_.push_back(std::move(adapter));
+  }
+  if (adapters_.empty()) throw Error("lora.target_modules: no Linear module matches");
+  for (auto& adapter : adapters_) {
+    const torch::Tensor a = adapter.a, b = adapter.b;
+    const double scale = scale_;
+    const double p = dropout_;
+    const bool* training = &training_;
+    adapter.linear->set_adapter_hook([a, b, scale, p, training](const torch::Tensor& x) {
+      torch::Tensor in = p > 0 && *training ? torch::dropout(x, p, /*train=*/true) : x;
+      // [..., in] @ [in, r] @ [r, out], in x's dtype.
+      return torch::matmul(torch::matmul(in, a.to(x.scalar_type()).t()), b.to(x.scalar_type()).t()) * scale;
+    });
+  }
+}
+
+LoraAdapters::~LoraAdapters() {
+  for (auto& adapter : adapters_) adapter.linear->set_adapter_hook({});
+}
+
+std::vector<torch::Tensor> LoraAdapters::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& adapter : adapters_) {
+    out.push_back(adapter.a);
+    out.push_back(adapter.b);
+  }
+  return out;
+}
+
+std::map<std::string, torch::Tensor> LoraAdapters::tensors() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& adapter : adapters_) {
+    out[adapter.name + ".lora_A.weight"] = adapter.a.detach().clone();
+    out[adapter.name + ".lora_B.weight"] = adapter.b.detach().clone();
+  }
+  return out;
+}
+
+void LoraAdapters::load(const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  for (auto& adapter : adapters_) {
+    for (auto [suffix, target] : {std::pair<const char*, torch::Tensor*>{".lora_A.weight", &adapter.a},
+                                  std::pair<const char*, torch::Tensor*>{".lora_B.weight", &adapter.b}}) {
+      const std::string name = adapter.name + suffix;
+      const auto it = tensors.find(name);
+      if (it == tensors.end()) throw Error("LoRA tensors: " + name + " is missing");
+      if (it->second.sizes() != target->sizes())
+        throw Error("LoRA tensors: " + name + " has the wrong shape");
+      target->copy_(it->second.to(target->device(), torch::kFloat));
+    }
+  }
+}
+
+int64_t LoraAdapters::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& adapter : adapters_) n += adapter.a.numel() + adapter.b.numel();
+  return n;
+}
+
+}  // namespace qerl::models
