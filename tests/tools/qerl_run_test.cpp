@@ -11,42 +11,19 @@
 #include <sstream>
 #include <string>
 
+#include "run_tool.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Outcome {
-  int status = -1;  // exit status; -1 if killed by a signal
-  std::string out;
-  std::string err;
-};
+using qerl::test::Outcome;
+using qerl::test::slurp;
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-fs::path scratch_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("qerl_tools_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path scratch_dir(const std::string& name) { return qerl::test::scratch_dir("qerl_tools_test", name); }
 
 // Runs qerl-run with `args` (already shell-quoted where needed).
-Outcome qerl_run(const std::string& args, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = std::string(QERL_RUN_EXE) + " " + args + " >" + out.string() + " 2>" +
-                          err.string();
-  const int raw = std::system(cmd.c_str());
-  Outcome o;
-  o.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  o.out = slurp(out);
-  o.err = slurp(err);
-  return o;
-}
+Outcome qerl_run(const std::string& args, const fs::path& dir) { return qerl::test::run_tool(QERL_RUN_EXE, args, dir); }
 
 std::string pipeline(const std::string& name) {
   return std::string(QERL_SOURCE_DIR) + "/pipelines/" + name;

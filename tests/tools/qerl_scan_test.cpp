@@ -28,6 +28,8 @@
 #include "kernels/nvfp4.hpp"
 #include "tools/scan/quant_error.hpp"
 
+#include "run_tool.hpp"
+
 namespace fs = std::filesystem;
 using qerl::tools::QuantErrorStats;
 using qerl::tools::quant_error_stats;
@@ -70,32 +72,12 @@ const float e2m1_values[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
 
 // ---- running qerl-scan --------------------------------------------------------
 
-struct Outcome {
-  int status = -1;  // exit status; -1 if killed by a signal
-  std::string out;
-  std::string err;
-};
+using qerl::test::Outcome;
+using qerl::test::slurp;
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+fs::path scratch_dir(const std::string& name) { return qerl::test::scratch_dir("qerl_scan_test", name); }
 
-fs::path scratch_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("qerl_scan_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-Outcome qerl_scan(const std::string& args, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = std::string(QERL_SCAN_EXE) + " " + args + " >" + out.string() + " 2>" + err.string();
-  const int raw = std::system(cmd.c_str());
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
-}
+Outcome qerl_scan(const std::string& args, const fs::path& dir) { return qerl::test::run_tool(QERL_SCAN_EXE, args, dir); }
 
 size_t count_lines(const std::string& text) {
   size_t n = 0;
