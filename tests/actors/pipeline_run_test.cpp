@@ -337,3 +337,29 @@ TEST_CASE("a stage that throws mid-run leaves the last checkpoint intact and loa
   CHECK(v == 2);
   fs::remove_all(dir);
 }
+
+TEST_CASE("router replay R1 / R2 / R3 report per-layer mismatch: ~0 on equal weights, > 0 under AQN noise") {
+  for (const std::string mode : {"R1", "R2", "R3"}) {
+    CAPTURE(mode);
+    const fs::path dir = fresh_dir("replay_" + mode);
+    // Step 0 samples clean; step 1 with strong AQN noise on the sampler's norms (stage 1 of 2).
+    const Run run = run_pipeline_text(dir, rl_pipeline("test.seeded_reward"),
+                                      {"run.steps=2", "router_replay.mode=" + mode, "aqn.enabled=true",
+                                       "aqn.num_stages=2", "aqn.sigma_start=0.5", "aqn.sigma_end=0.5"},
+                                      &test_registry());
+    REQUIRE_MESSAGE(run.result.ok, run.result.error);
+    REQUIRE(run.metrics.size() == 2);
+    for (const auto& line : run.metrics) {
+      REQUIRE(finite_number(line, "router/mismatch_rate"));
+      CHECK(finite_number(line, "router/mismatch_rate/layer_0"));
+      CHECK(line["router/load_imbalance"].get<double>() >= 0);
+    }
+    // Same fp32 weights in sampler and learner: the routers agree (ties aside).
+    CHECK(run.metrics[0]["router/mismatch_rate"].get<double>() < 0.01);
+    CHECK(run.metrics[0]["aqn/applied_rms"].get<double>() == 0);
+    // The noised sampler routes differently, and the metric sees it.
+    CHECK(run.metrics[1]["aqn/applied_rms"].get<double>() > 0.3);
+    CHECK(run.metrics[1]["router/mismatch_rate"].get<double>() > 0.02);
+    fs::remove_all(dir);
+  }
+}
