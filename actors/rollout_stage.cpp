@@ -89,6 +89,7 @@ class RolloutStage final : public runtime::Stage {
       // The sampler computes with the codes of the weights it now holds (after any AQN draw).
       if (repack_) packed_->repack();
       repack_ = false;
+      out.metrics["quant/sqnr_db"] = packed_->sqnr_db();
       if (!packed_->inputs_calibrated()) calibrate_inputs(*packed_, prompts->prompt_ids, tokens_->pad_token_id, lm_->device());
     }
     models::GenerationConfig config = config_;

@@ -5,6 +5,7 @@
 #include "models/quant/quantize_model.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <sstream>
 
@@ -114,6 +115,7 @@ PackedBase::~PackedBase() {
 void PackedBase::repack() {
   torch::NoGradGuard no_grad;
   const auto scales = fused_global_scales(targets_, spec_);
+  double signal = 0, noise = 0;
   for (size_t i = 0; i < targets_.size(); ++i) {
     const torch::Tensor w = targets_[i].linear->weight.detach();
     Packed& p = *packed_[i];
@@ -126,7 +128,11 @@ void PackedBase::repack() {
       p.dequantized = kernels::mxfp4_dequantize(p.mxfp4.packed, p.mxfp4.scale, w.scalar_type());
     }
     p.dequantized = p.dequantized.to(w.device());
+    const torch::Tensor w64 = w.to(torch::kDouble);
+    signal += w64.square().sum().item<double>();
+    noise += (w64 - p.dequantized.to(torch::kDouble)).square().sum().item<double>();
   }
+  sqnr_db_ = noise > 0 ? 10 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
 }
 
 void PackedBase::calibrate_inputs(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {

@@ -60,6 +60,9 @@ class PackedBase {
 
   void repack();
   const QuantSummary& summary() const { return summary_; }
+  // Signal-to-quantization-noise ratio of the last repack over all packed
+  // weights (element-weighted): 10 log10(sum w^2 / sum (w - dequant)^2).
+  double sqnr_db() const { return sqnr_db_; }
   // Calibrates W4A4 input global scales on one forward of `input_ids`
   // ([B, S] int64, with attention_mask) and installs the input hooks.
   void calibrate_inputs(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
@@ -80,6 +83,7 @@ class PackedBase {
   QuantSummary summary_;
   bool inputs_calibrated_ = false;
   std::map<std::string, float> input_global_scales_;
+  double sqnr_db_ = 0;
 };
 
 // QAT: each target's forward uses fake_quantize(W) (NVFP4 with the fused

@@ -330,6 +330,9 @@ TEST_CASE("grpo_tiny.toml trains the shipped model for 3 steps; r3_aqn_nvfp4.tom
   const double per_layer = 16 * ((hidden + attention) + 2 * (hidden + kv) + (attention + hidden)) +
                            8 * 16 * (2 * (hidden + expert) + (expert + hidden));
   CHECK(r3_lines[0]["weight_sync/bytes"].get<double>() == doctest::Approx(4 * 4 * per_layer));
+  // The sampler's packed weights: NVFP4 on trained weights, about 20 dB.
+  CHECK(r3_lines[0]["quant/sqnr_db"].get<double>() > 18);
+  CHECK(r3_lines[0]["quant/sqnr_db"].get<double>() < 23);
   // AQN (2 stages over 2 steps): step 0 samples clean, step 1 with sigma_start on the norms.
   CHECK(r3_lines[0]["aqn/sigma"].get<double>() == 0);
   CHECK(r3_lines[0]["aqn/applied_rms"].get<double>() == 0);
