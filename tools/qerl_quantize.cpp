@@ -29,6 +29,7 @@
 #include "models/nn/linear.hpp"
 #include "models/nn/weights.hpp"
 #include "models/quant/quantize_model.hpp"
+#include "tools/tool_errors.hpp"
 
 namespace fs = std::filesystem;
 using namespace qerl;
@@ -36,8 +37,8 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int exit_internal_error = 1;
-constexpr int exit_bad_input = 2;
+using tools::exit_bad_input;
+using tools::exit_internal_error;
 constexpr int64_t calibration_prompts = 8;   // W4A4 input scales: prompts of one forward
 constexpr int64_t calibration_length = 32;   // token ids per prompt
 constexpr uint64_t calibration_seed = 0;
@@ -249,14 +250,5 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  try {
-    return run(opt);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "qerl-quantize: %s\n", e.what());
-    return exit_bad_input;
-  } catch (const std::exception& e) {  // LibTorch (c10::Error), filesystem: first line only
-    const std::string what = e.what();
-    std::fprintf(stderr, "qerl-quantize: internal error: %s\n", what.substr(0, what.find('\n')).c_str());
-    return exit_internal_error;
-  }
+  return tools::report_errors("qerl-quantize", [&] { return run(opt); });
 }

@@ -22,6 +22,7 @@
 #include "common/error.hpp"
 #include "models/nn/weights.hpp"
 #include "tools/scan/layer_scan.hpp"
+#include "tools/tool_errors.hpp"
 
 namespace fs = std::filesystem;
 using namespace qerl;
@@ -30,8 +31,8 @@ using namespace qerl::tools;
 namespace {
 
 constexpr int64_t calibration_length = 32;  // tokens per calibration prompt
-constexpr int exit_internal_error = 1;
-constexpr int exit_bad_input = 2;
+using tools::exit_bad_input;
+using tools::exit_internal_error;
 
 struct Options {
   std::string dir;
@@ -359,14 +360,5 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  try {
-    return run(opt);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "qerl-scan: %s\n", e.what());
-    return exit_bad_input;
-  } catch (const std::exception& e) {  // LibTorch (c10::Error), filesystem: first line only
-    const std::string what = e.what();
-    std::fprintf(stderr, "qerl-scan: internal error: %s\n", what.substr(0, what.find('\n')).c_str());
-    return exit_internal_error;
-  }
+  return tools::report_errors("qerl-scan", [&] { return run(opt); });
 }
