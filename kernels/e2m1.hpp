@@ -26,4 +26,14 @@ inline uint8_t e2m1_pack(uint8_t low, uint8_t high) {
 inline uint8_t e2m1_low(uint8_t byte) { return byte & 0x0F; }
 inline uint8_t e2m1_high(uint8_t byte) { return byte >> 4; }
 
+// out[first + i] = decode(code first + i) * scale for i in [0, count), the
+// codes read two per byte from `packed` (first and count even).
+inline void e2m1_decode_scaled(const uint8_t* packed, int64_t first, int64_t count, float scale, float* out) {
+  for (int64_t i = 0; i < count; i += 2) {
+    const uint8_t byte = packed[(first + i) / 2];
+    out[first + i] = e2m1_decode(e2m1_low(byte)) * scale;
+    out[first + i + 1] = e2m1_decode(e2m1_high(byte)) * scale;
+  }
+}
+
 }  // namespace qerl::kernels

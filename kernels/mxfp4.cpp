@@ -79,12 +79,7 @@ void mxfp4_dequantize(const uint8_t* packed, const uint8_t* scale, int64_t rows,
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t g = 0; g < groups; ++g) {
       const float scale_value = mxfp4_scale_value(scale[r * groups + g]);
-      const int64_t first = r * cols + g * mxfp4_group_size;
-      for (int64_t i = 0; i < mxfp4_group_size; i += 2) {
-        const uint8_t byte = packed[(first + i) / 2];
-        out[first + i] = e2m1_decode(e2m1_low(byte)) * scale_value;
-        out[first + i + 1] = e2m1_decode(e2m1_high(byte)) * scale_value;
-      }
+      e2m1_decode_scaled(packed, r * cols + g * mxfp4_group_size, mxfp4_group_size, scale_value, out);
     }
   }
 }

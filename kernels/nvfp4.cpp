@@ -70,12 +70,7 @@ void nvfp4_dequantize(const uint8_t* packed, const uint8_t* block_scale, float g
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t g = 0; g < groups; ++g) {
       const float effective_scale = fp8_e4m3_decode(block_scale[r * groups + g]) / global_scale;
-      const int64_t first = r * cols + g * nvfp4_group_size;
-      for (int64_t i = 0; i < nvfp4_group_size; i += 2) {
-        const uint8_t byte = packed[(first + i) / 2];
-        out[first + i] = e2m1_decode(e2m1_low(byte)) * effective_scale;
-        out[first + i + 1] = e2m1_decode(e2m1_high(byte)) * effective_scale;
-      }
+      e2m1_decode_scaled(packed, r * cols + g * nvfp4_group_size, nvfp4_group_size, effective_scale, out);
     }
   }
 }
