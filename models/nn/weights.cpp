@@ -120,6 +120,10 @@ void init_weights(CausalLMImpl& lm, uint64_t seed) {
 CausalLM load_causal_lm(const std::filesystem::path& dir, const LoadOptions& options) {
   // The config first: an unsupported model fails before any weights are mapped.
   const ModelConfig config = load_model_config((dir / "config.json").string());
+  if (config.raw.contains("quantization_config"))
+    throw Error((dir / "config.json").string() +
+                ": quantization_config: a quantized checkpoint; this reads dense weights only (qerl-run, "
+                "qerl-model and qerl-merge read compressed-tensors folders)");
   Checkpoint checkpoint = load_checkpoint(dir);
   const auto dtype = options.dtype.value_or(config.dtype);
   CausalLM lm(config);
@@ -135,6 +139,7 @@ CausalLM load_causal_lm(const std::filesystem::path& dir, const LoadOptions& opt
 
 void save_causal_lm(const std::filesystem::path& dir, CausalLMImpl& lm) {
   nlohmann::json config = lm.config().raw;
+  config.erase("quantization_config");  // the weights written are dense, whatever was loaded
   config["dtype"] = dtype_name(lm.dtype());
   if (config.contains("torch_dtype")) config["torch_dtype"] = dtype_name(lm.dtype());
   save_checkpoint(dir, config, export_weights(lm));

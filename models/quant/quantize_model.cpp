@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include "common/error.hpp"
@@ -93,16 +94,126 @@ torch::Tensor fake_quantize_input(const torch::Tensor& x, QuantScheme scheme, fl
   return q.reshape(shape);
 }
 
+std::vector<QuantTarget> named_targets(CausalLMImpl& lm, const std::vector<std::string>& names, const QuantSpec& spec) {
+  std::set<std::string> wanted(names.begin(), names.end());
+  std::vector<QuantTarget> targets;
+  for (const auto& item : lm.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    if (!wanted.count(item.key())) continue;
+    auto* linear = item.value()->as<LinearImpl>();
+    if (linear == nullptr) throw Error("packed tensors for " + item.key() + ", which is not a Linear module");
+    targets.push_back({item.key(), linear, spec.fuse_scales ? fusion_group_of(item.key()) : item.key()});
+    wanted.erase(item.key());
+  }
+  if (!wanted.empty()) throw Error("packed tensors for " + *wanted.begin() + ", which the model does not have");
+  return targets;
+}
+
+namespace {
+
+constexpr const char* packed_suffixes[] = {".weight_packed", ".weight_scale", ".weight_global_scale",
+                                           ".input_global_scale"};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The packed tensors of one weight `w` under `spec` (global_scale used for NVFP4).
+void pack_one(const torch::Tensor& w, const QuantSpec& spec, float global_scale, torch::Tensor& packed,
+              torch::Tensor& scale, torch::Tensor& global) {
+  if (spec.scheme == QuantScheme::nvfp4) {
+    kernels::Nvfp4Weight q = kernels::nvfp4_quantize(w, global_scale);
+    packed = q.packed;
+    scale = q.block_scale;
+    global = q.global_scale;
+  } else {
+    kernels::Mxfp4Weight q = kernels::mxfp4_quantize(w);
+    packed = q.packed;
+    scale = q.scale;
+    global = torch::Tensor();
+  }
+}
+
+torch::Tensor dequantize(QuantScheme scheme, const torch::Tensor& packed, const torch::Tensor& scale,
+                         const torch::Tensor& global, torch::ScalarType dtype) {
+  // The kernels produce float32 or bfloat16; other model dtypes go through float32.
+  const torch::ScalarType kernel_dtype = dtype == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat;
+  torch::Tensor w = scheme == QuantScheme::nvfp4 ? kernels::nvfp4_dequantize(packed, scale, global, kernel_dtype)
+                                                 : kernels::mxfp4_dequantize(packed, scale, kernel_dtype);
+  return w.to(dtype);
+}
+
+}  // namespace
+
+bool is_packed_tensor_name(const std::string& name) {
+  for (const char* suffix : packed_suffixes)
+    if (ends_with(name, suffix)) return true;
+  return false;
+}
+
+std::string packed_module_name(const std::string& name) {
+  const std::string suffix = ".weight_packed";
+  return ends_with(name, suffix) ? name.substr(0, name.size() - suffix.size()) : std::string();
+}
+
+TensorMap pack_weights(const std::vector<QuantTarget>& targets, const QuantSpec& spec) {
+  torch::NoGradGuard no_grad;
+  const auto scales = fused_global_scales(targets, spec);
+  TensorMap out;
+  for (const auto& t : targets) {
+    torch::Tensor packed, scale, global;
+    const float g = spec.scheme == QuantScheme::nvfp4 ? scales.at(t.fusion_group) : 0.f;
+    pack_one(t.linear->weight.detach(), spec, g, packed, scale, global);
+    out[t.name + ".weight_packed"] = packed;
+    out[t.name + ".weight_scale"] = scale;
+    if (global.defined()) out[t.name + ".weight_global_scale"] = global;
+  }
+  return out;
+}
+
 PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec) : lm_(&lm), spec_(spec) {
   if (spec.scheme == QuantScheme::none) throw Error("PackedBase: quantization.scheme is \"none\"");
   targets_ = plan_quantization(lm, spec, &summary_);
+  install_weight_hooks();
+  repack();
+}
+
+PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap& packed) : lm_(&lm), spec_(spec) {
+  if (spec.scheme == QuantScheme::none) throw Error("PackedBase: quantization.scheme is \"none\"");
+  std::vector<std::string> names;
+  for (const auto& [name, tensor] : packed)
+    if (const std::string module = packed_module_name(name); !module.empty()) names.push_back(module);
+  if (names.empty()) throw Error("PackedBase: no weight_packed tensor among the stored tensors");
+  targets_ = named_targets(lm, names, spec);
+  // The summary counts what the stored layout quantized and left alone.
+  std::set<std::string> packed_names(names.begin(), names.end());
+  for (const auto& item : lm.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    const auto* linear = item.value()->as<LinearImpl>();
+    if (linear == nullptr) continue;
+    const int64_t numel = linear->weight.numel();
+    if (!packed_names.count(item.key())) {
+      if (linear->in_features() % group_size(spec.scheme) != 0) {  // as plan_quantization counts them
+        ++summary_.unsupported;
+        summary_.unsupported_names.push_back(item.key());
+      } else {
+        ++summary_.ignored;
+      }
+    } else {
+      ++summary_.quantized;
+      summary_.bytes_before += numel * static_cast<int64_t>(linear->weight.element_size());
+      summary_.bytes_after += packed_bytes(spec.scheme, numel);
+    }
+  }
+  install_weight_hooks();
+  load_packed(packed);
+}
+
+void PackedBase::install_weight_hooks() {
   for (auto& t : targets_) {
     auto packed = std::make_shared<Packed>();
     packed_.push_back(packed);
     // The hook ignores the dense parameter: the matmul sees the codes only.
     t.linear->set_weight_hook([packed](const torch::Tensor&) { return packed->dequantized; });
   }
-  repack();
 }
 
 PackedBase::~PackedBase() {
@@ -113,26 +224,120 @@ PackedBase::~PackedBase() {
 }
 
 void PackedBase::repack() {
+  std::vector<size_t> changed;
+  for (size_t i = 0; i < targets_.size(); ++i)
+    if (targets_[i].linear->weight._version() != packed_[i]->version) changed.push_back(i);
+  if (changed.empty()) return;
   torch::NoGradGuard no_grad;
+  // Fused siblings share one global scale, so a changed member repacks its whole group.
+  std::set<std::string> groups;
+  for (size_t i : changed) groups.insert(targets_[i].fusion_group);
   const auto scales = fused_global_scales(targets_, spec_);
-  double signal = 0, noise = 0;
   for (size_t i = 0; i < targets_.size(); ++i) {
+    if (!groups.count(targets_[i].fusion_group)) continue;
     const torch::Tensor w = targets_[i].linear->weight.detach();
     Packed& p = *packed_[i];
-    if (spec_.scheme == QuantScheme::nvfp4) {
-      p.nvfp4 = kernels::nvfp4_quantize(w, scales.at(targets_[i].fusion_group));
-      p.dequantized = kernels::nvfp4_dequantize(p.nvfp4.packed, p.nvfp4.block_scale, p.nvfp4.global_scale,
-                                                w.scalar_type());
-    } else {
-      p.mxfp4 = kernels::mxfp4_quantize(w);
-      p.dequantized = kernels::mxfp4_dequantize(p.mxfp4.packed, p.mxfp4.scale, w.scalar_type());
-    }
-    p.dequantized = p.dequantized.to(w.device());
+    const float g = spec_.scheme == QuantScheme::nvfp4 ? scales.at(targets_[i].fusion_group) : 0.f;
+    pack_one(w, spec_, g, p.packed, p.scale, p.global_scale);
+    p.dequantized = dequantize(spec_.scheme, p.packed, p.scale, p.global_scale, w.scalar_type()).to(w.device());
     const torch::Tensor w64 = w.to(torch::kDouble);
-    signal += w64.square().sum().item<double>();
-    noise += (w64 - p.dequantized.to(torch::kDouble)).square().sum().item<double>();
+    p.signal = w64.square().sum().item<double>();
+    p.noise = (w64 - p.dequantized.to(torch::kDouble)).square().sum().item<double>();
+    p.loaded = false;
+    p.version = targets_[i].linear->weight._version();
   }
-  sqnr_db_ = noise > 0 ? 10 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
+}
+
+void PackedBase::load_packed(const TensorMap& packed) {
+  torch::NoGradGuard no_grad;
+  std::set<std::string> used;
+  const auto take = [&](const std::string& name, bool required) -> torch::Tensor {
+    const auto it = packed.find(name);
+    if (it == packed.end()) {
+      if (required) throw Error("packed weights: " + name + " is missing");
+      return {};
+    }
+    used.insert(name);
+    return it->second;
+  };
+  const bool nvfp4 = spec_.scheme == QuantScheme::nvfp4;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const std::string& name = targets_[i].name;
+    LinearImpl& linear = *targets_[i].linear;
+    Packed& p = *packed_[i];
+    const torch::Tensor codes = take(name + ".weight_packed", true);
+    const torch::Tensor scale = take(name + ".weight_scale", true);
+    const torch::Tensor global = nvfp4 ? take(name + ".weight_global_scale", true) : torch::Tensor();
+    if (!nvfp4 && packed.count(name + ".weight_global_scale"))
+      throw Error("packed weights: " + name + ".weight_global_scale given for MXFP4, which has none");
+    const int64_t out = linear.out_features(), in = linear.in_features();
+    if (codes.sizes() != torch::IntArrayRef{out, in / 2})
+      throw Error("packed weights: " + name + ".weight_packed has shape " + c10::str(codes.sizes()) + ", the [" +
+                  std::to_string(out) + ", " + std::to_string(in) + "] weight needs [" + std::to_string(out) + ", " +
+                  std::to_string(in / 2) + "]");
+    torch::Tensor w = dequantize(spec_.scheme, codes.to(torch::kCPU), scale.to(torch::kCPU),
+                                 nvfp4 ? global.to(torch::kCPU) : global, linear.weight.scalar_type());
+    p.packed = codes.to(torch::kCPU);
+    p.scale = scale.to(torch::kCPU);
+    p.global_scale = nvfp4 ? global.to(torch::kCPU) : torch::Tensor();
+    p.dequantized = w.to(linear.weight.device());
+    linear.weight.copy_(p.dequantized);  // the dense copy agrees with the codes
+    p.version = linear.weight._version();
+    p.loaded = true;
+    take(name + ".input_global_scale", false);  // read by load_input_scales
+  }
+  for (const auto& [name, tensor] : packed)
+    if (!used.count(name)) throw Error("packed weights: " + name + " belongs to no packed Linear of this model");
+  load_input_scales(packed);
+}
+
+TensorMap PackedBase::packed_tensors() const {
+  TensorMap out;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const std::string& name = targets_[i].name;
+    const Packed& p = *packed_[i];
+    out[name + ".weight_packed"] = p.packed;
+    out[name + ".weight_scale"] = p.scale;
+    if (p.global_scale.defined()) out[name + ".weight_global_scale"] = p.global_scale;
+    if (inputs_calibrated_)
+      out[name + ".input_global_scale"] = torch::full({1}, input_global_scale(name), torch::kFloat32);
+  }
+  return out;
+}
+
+void PackedBase::load_input_scales(const TensorMap& packed) {
+  std::map<std::string, float> scales;
+  for (const auto& t : targets_) {
+    const auto it = packed.find(t.name + ".input_global_scale");
+    if (it != packed.end()) scales[t.name] = it->second.to(torch::kFloat).reshape({-1})[0].item<float>();
+  }
+  if (scales.empty()) return;
+  if (!spec_.quantize_inputs)
+    throw Error("packed weights: input_global_scale given, but the inputs are not quantized (W4A16)");
+  if (scales.size() != targets_.size())
+    throw Error("packed weights: input_global_scale given for " + std::to_string(scales.size()) + " of " +
+                std::to_string(targets_.size()) + " packed Linear modules");
+  input_global_scales_ = std::move(scales);
+  install_input_hooks();
+}
+
+std::optional<double> PackedBase::sqnr_db() const {
+  double signal = 0, noise = 0;
+  for (const auto& p : packed_) {
+    if (p->loaded) return std::nullopt;
+    signal += p->signal;
+    noise += p->noise;
+  }
+  return noise > 0 ? 10 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
+}
+
+void PackedBase::install_input_hooks() {
+  for (const auto& t : targets_) {
+    const float g = input_global_scales_.at(t.name);
+    const QuantScheme scheme = spec_.scheme;
+    t.linear->set_input_hook([scheme, g](const torch::Tensor& x) { return fake_quantize_input(x, scheme, g); });
+  }
+  inputs_calibrated_ = true;
 }
 
 void PackedBase::calibrate_inputs(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
@@ -154,12 +359,9 @@ void PackedBase::calibrate_inputs(const torch::Tensor& input_ids, const torch::T
   // Pass 2 onwards: quantize inputs with G_in = 448 * 6 / amax (1 for an all-zero input).
   for (size_t i = 0; i < targets_.size(); ++i) {
     const float a = (*amax)[i];
-    const float g = a > 0 ? 448.f * 6.f / a : 1.f;
-    const QuantScheme scheme = spec_.scheme;
-    input_global_scales_[targets_[i].name] = g;
-    targets_[i].linear->set_input_hook([scheme, g](const torch::Tensor& x) { return fake_quantize_input(x, scheme, g); });
+    input_global_scales_[targets_[i].name] = a > 0 ? 448.f * 6.f / a : 1.f;
   }
-  inputs_calibrated_ = true;
+  install_input_hooks();
 }
 
 float PackedBase::input_global_scale(const std::string& name) const {

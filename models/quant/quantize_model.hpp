@@ -9,12 +9,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <torch/types.h>
 
 #include "kernels/quantize_tensor.hpp"
+#include "models/io/checkpoint.hpp"
 #include "models/nn/causal_lm.hpp"
 #include "models/quant/quant_spec.hpp"
 
@@ -43,26 +45,69 @@ struct QuantSummary {
 // The Linear modules of `lm` that `spec` quantizes, in module order.
 std::vector<QuantTarget> plan_quantization(CausalLMImpl& lm, const QuantSpec& spec, QuantSummary* summary);
 
+// The targets named `names` (module names of Linear layers of `lm`, in
+// module order; qerl::Error for a name that is not one), fusion groups as
+// plan_quantization assigns them.
+std::vector<QuantTarget> named_targets(CausalLMImpl& lm, const std::vector<std::string>& names, const QuantSpec& spec);
+
 // group -> the NVFP4 global scale its members share (min over members, or
 // each member's own when !spec.fuse_scales), from the current weights.
 std::map<std::string, float> fused_global_scales(const std::vector<QuantTarget>& targets, const QuantSpec& spec);
 
-// A frozen packed base: the codes are the source of truth; each quantized
+// The suffixes of a packed Linear's tensors, as compressed-tensors names
+// them after the module name: weight_packed, weight_scale, (NVFP4)
+// weight_global_scale, (W4A4) input_global_scale.
+bool is_packed_tensor_name(const std::string& name);
+// "<module>.weight_packed" -> "<module>"; "" for any other name.
+std::string packed_module_name(const std::string& name);
+
+// Every target's current weight packed, under compressed-tensors names
+// (<module>.weight_packed, .weight_scale, NVFP4 .weight_global_scale with
+// the fused global scales): what qerl-quantize stores and what a QAT
+// learner sends the rollout.
+TensorMap pack_weights(const std::vector<QuantTarget>& targets, const QuantSpec& spec);
+
+// A packed base: the codes are the source of truth; each quantized
 // Linear's weight hook returns their dequantization (cached, as a CPU
-// reference of a dequantize-in-matmul kernel). repack() re-quantizes from
-// the Linear's current dense weights (call after new weights arrive).
+// reference of a dequantize-in-matmul kernel). Codes come from packing the
+// Linears' dense weights (repack: those whose weight changed since they
+// were last packed) or from stored tensors (load_packed: a compressed-
+// tensors checkpoint, a QAT learner's update, a rollout checkpoint).
 class PackedBase {
  public:
+  // Packs the Linears `spec` selects from their current weights.
   PackedBase(CausalLMImpl& lm, const QuantSpec& spec);
+  // Takes the codes of `packed` (compressed-tensors names): the Linears
+  // holding a weight_packed there are the targets, whatever spec.ignore says.
+  PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap& packed);
   ~PackedBase();
   PackedBase(const PackedBase&) = delete;
   PackedBase& operator=(const PackedBase&) = delete;
 
+  // Re-quantizes every target whose dense weight changed (its version
+  // counter moved) since it was packed or loaded; a no-op otherwise.
   void repack();
+  // Installs stored codes: every target's weight_packed and weight_scale
+  // (and NVFP4 weight_global_scale) must be in `packed`, with the target's
+  // shapes; tensors of other modules are an error. The dense weights are
+  // overwritten with the dequantization, so they agree with the codes. With
+  // an input_global_scale for every target (W4A4), the inputs count as
+  // calibrated with those scales.
+  void load_packed(const TensorMap& packed);
+  // The current codes (and W4A4 input scales once calibrated), as load_packed takes them.
+  TensorMap packed_tensors() const;
+  // W4A4: only the input scales of `packed` (every target's
+  // input_global_scale; other tensors there are not read). Nothing when it
+  // holds none.
+  void load_input_scales(const TensorMap& packed);
+
   const QuantSummary& summary() const { return summary_; }
-  // Signal-to-quantization-noise ratio of the last repack over all packed
-  // weights (element-weighted): 10 log10(sum w^2 / sum (w - dequant)^2).
-  double sqnr_db() const { return sqnr_db_; }
+  const std::vector<QuantTarget>& targets() const { return targets_; }
+  // Signal-to-quantization-noise ratio of the current codes over all
+  // packed weights (element-weighted): 10 log10(sum w^2 / sum (w - dequant)^2),
+  // w the dense weight that was packed; nullopt when some codes were loaded
+  // (their dense original is unknown here).
+  std::optional<double> sqnr_db() const;
   // Calibrates W4A4 input global scales on one forward of `input_ids`
   // ([B, S] int64, with attention_mask) and installs the input hooks.
   void calibrate_inputs(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
@@ -72,10 +117,14 @@ class PackedBase {
 
  private:
   struct Packed {
-    kernels::Nvfp4Weight nvfp4;
-    kernels::Mxfp4Weight mxfp4;
-    torch::Tensor dequantized;  // [out, in] model dtype, what the matmul uses
+    torch::Tensor packed, scale, global_scale;  // compressed-tensors tensors (no global scale for MXFP4)
+    torch::Tensor dequantized;  // [out, in] model dtype, on the weight's device: what the matmul uses
+    int64_t version = -1;       // the weight's version counter when packed or loaded
+    double signal = 0, noise = 0;
+    bool loaded = false;        // codes from load_packed: signal/noise unknown
   };
+  void install_weight_hooks();
+  void install_input_hooks();
   CausalLMImpl* lm_;
   QuantSpec spec_;
   std::vector<QuantTarget> targets_;
@@ -83,7 +132,6 @@ class PackedBase {
   QuantSummary summary_;
   bool inputs_calibrated_ = false;
   std::map<std::string, float> input_global_scales_;
-  double sqnr_db_ = 0;
 };
 
 // QAT: each target's forward uses fake_quantize(W) (NVFP4 with the fused
