@@ -16,7 +16,7 @@ apt_packages=(
 torch_version="2.11.0"
 # Python oracles for the peer-parity tests (HF is the truth for models and
 # tokenizers); pinned so a test's reference does not move under it.
-oracle_packages=(numpy "transformers==5.23.0" "tokenizers==0.23.3" "safetensors==0.8.0" "compressed-tensors==0.20.1")
+oracle_packages=(numpy "transformers==5.23.0" "tokenizers==0.23.3" "safetensors==0.8.0" "compressed-tensors==0.20.1" "peft==0.21.2")
 
 log() { echo "[setup] $*" >&2; }
 
@@ -56,8 +56,8 @@ if [ -z "$py" ]; then
   log "pip: installing torch==$torch_version into $py (large download, once)"
   "$py" -m pip install -q "torch==$torch_version" >&2
 fi
-if ! "$py" -c 'import numpy, transformers, tokenizers, safetensors, compressed_tensors
-assert (transformers.__version__, tokenizers.__version__, safetensors.__version__, compressed_tensors.__version__) == ("5.23.0", "0.23.3", "0.8.0", "0.20.1")' 2>/dev/null; then
+if ! "$py" -c 'import numpy, transformers, tokenizers, safetensors, compressed_tensors, peft
+assert (transformers.__version__, tokenizers.__version__, safetensors.__version__, compressed_tensors.__version__, peft.__version__) == ("5.23.0", "0.23.3", "0.8.0", "0.20.1", "0.21.2")' 2>/dev/null; then
   log "pip: installing ${oracle_packages[*]}"
   "$py" -m pip install -q "${oracle_packages[@]}" >&2
 fi

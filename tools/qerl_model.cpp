@@ -20,6 +20,7 @@
 #include "models/generate/generator.hpp"
 #include "models/io/safetensors.hpp"
 #include "models/nn/weights.hpp"
+#include "models/quant/compressed_tensors.hpp"
 #include "models/tokenizer/char_level.hpp"
 #include "models/tokenizer/tokenizer.hpp"
 #include "common/atomic_file.hpp"
@@ -66,7 +67,7 @@ std::vector<int64_t> parse_token_list(const std::string& text) {
 CausalLM load(const Options& opt) {
   LoadOptions load_options;
   if (!opt.dtype.empty()) load_options.dtype = parse_dtype(opt.dtype);
-  return load_causal_lm(opt.dir, load_options);
+  return load_model_folder(opt.dir, load_options).lm;  // a compressed-tensors folder: its dequantized codes
 }
 
 std::optional<Tokenizer> maybe_tokenizer(const std::string& dir) {

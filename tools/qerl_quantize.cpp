@@ -9,12 +9,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
 #include <set>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -22,13 +20,12 @@
 #include <nlohmann/json.hpp>
 #include <torch/types.h>
 
-#include "common/atomic_file.hpp"
 #include "common/error.hpp"
-#include "kernels/quantize_tensor.hpp"
 #include "models/io/checkpoint.hpp"
 #include "models/nn/linear.hpp"
 #include "models/nn/weights.hpp"
 #include "models/quant/quantize_model.hpp"
+#include "tools/hf_folder.hpp"
 #include "tools/tool_errors.hpp"
 
 namespace fs = std::filesystem;
@@ -103,36 +100,6 @@ json quantization_config(const Scheme& s, const std::vector<std::string>& ignore
           {"moe_sparsity_config", nullptr}};
 }
 
-bool is_weight_file(const fs::path& p) {
-  const std::string name = p.filename().string();
-  const auto ends = [&](const std::string& suffix) {
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  return name == "config.json" || ends(".safetensors") || ends(".safetensors.index.json") || ends(".bin") ||
-         ends(".bin.index.json") || ends(".pt") || ends(".pth");
-}
-
-std::string read_bytes(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(file.string() + ": cannot read");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void check_folders(const Options& opt) {
-  const fs::path in = opt.in_dir, out = opt.out_dir;
-  if (!fs::is_directory(in)) throw Error(opt.in_dir + ": no such folder");
-  std::error_code ec;
-  if (fs::exists(out, ec)) {
-    if (fs::equivalent(in, out, ec)) throw Error(opt.out_dir + ": OUT_DIR is IN_DIR; write to a new folder");
-    if (!fs::is_directory(out)) throw Error(opt.out_dir + ": exists and is not a folder");
-    if (!fs::is_empty(out)) throw Error(opt.out_dir + ": exists and is not empty");
-  } else if (fs::weakly_canonical(in, ec) == fs::weakly_canonical(out, ec)) {
-    throw Error(opt.out_dir + ": OUT_DIR is IN_DIR; write to a new folder");
-  }
-}
-
 // 8 x 32 token ids, uniform over the vocabulary, seeded (as qerl-scan's).
 torch::Tensor calibration_ids(int64_t vocab_size, int64_t length) {
   std::mt19937_64 rng(calibration_seed);
@@ -144,8 +111,8 @@ torch::Tensor calibration_ids(int64_t vocab_size, int64_t length) {
 
 int run(const Options& opt) {
   const Scheme scheme = parse_scheme(opt.scheme);
-  check_folders(opt);
   const fs::path in = opt.in_dir, out = opt.out_dir;
+  tools::check_output_folder(in, out, "IN_DIR");
 
   models::Checkpoint checkpoint = models::load_checkpoint(in);
   models::CausalLM lm = models::load_causal_lm(in);  // config's dtype, CPU, eval mode
@@ -183,25 +150,12 @@ int run(const Options& opt) {
     for (const auto& t : targets) input_scales[t.name] = base.input_global_scale(t.name);
   }
 
-  torch::NoGradGuard no_grad;
-  const auto global_scales = models::fused_global_scales(targets, spec);
-  for (const auto& t : targets) {
-    const std::string weight = t.name + ".weight";
-    if (tensors.erase(weight) == 0) throw Error(opt.in_dir + ": no tensor " + weight + " in the checkpoint");
-    const torch::Tensor w = t.linear->weight.detach();
-    if (scheme.quant == models::QuantScheme::nvfp4) {
-      kernels::Nvfp4Weight q = kernels::nvfp4_quantize(w, global_scales.at(t.fusion_group));
-      tensors[t.name + ".weight_packed"] = q.packed;
-      tensors[t.name + ".weight_scale"] = q.block_scale;
-      tensors[t.name + ".weight_global_scale"] = q.global_scale;
-      if (scheme.w4a4)
-        tensors[t.name + ".input_global_scale"] = torch::full({1}, input_scales.at(t.name), torch::kFloat32);
-    } else {
-      kernels::Mxfp4Weight q = kernels::mxfp4_quantize(w);
-      tensors[t.name + ".weight_packed"] = q.packed;
-      tensors[t.name + ".weight_scale"] = q.scale;
-    }
-  }
+  for (const auto& t : targets)
+    if (tensors.erase(t.name + ".weight") == 0)
+      throw Error(opt.in_dir + ": no tensor " + t.name + ".weight in the checkpoint");
+  for (auto& [name, tensor] : models::pack_weights(targets, spec)) tensors[name] = tensor;
+  for (const auto& [name, scale] : input_scales)
+    tensors[name + ".input_global_scale"] = torch::full({1}, scale, torch::kFloat32);
 
   json config = checkpoint.config;
   config["quantization_config"] = quantization_config(scheme, ignore);
@@ -210,12 +164,7 @@ int run(const Options& opt) {
   if (ec) throw Error(opt.out_dir + ": cannot create: " + ec.message());
   models::save_checkpoint(out, config, tensors);
 
-  int64_t copied_files = 0;
-  for (const auto& entry : fs::directory_iterator(in)) {
-    if (!entry.is_regular_file() || is_weight_file(entry.path())) continue;
-    write_file_atomically(out / entry.path().filename(), read_bytes(entry.path()));
-    ++copied_files;
-  }
+  const int64_t copied_files = tools::copy_other_files(in, out);
   std::cout << "qerl-quantize " << opt.in_dir << " -> " << opt.out_dir << ": " << opt.scheme << " ("
             << scheme.format << "), " << summary.describe(scheme.quant) << "; " << ignore.size()
             << " Linear modules in the ignore list; " << copied_files << " other files copied"

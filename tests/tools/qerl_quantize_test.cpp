@@ -24,29 +24,13 @@
 #include "models/io/safetensors_header.hpp"
 
 #include "run_tool.hpp"
+#include "stored_tensors.hpp"
 
 namespace fs = std::filesystem;
 using namespace qerl::test;
 using qerl::models::Dtype;
 
 namespace {
-
-struct StoredTensor {
-  Dtype dtype = Dtype::F32;
-  std::vector<int64_t> shape;
-  std::string bytes;
-};
-
-// A whole .safetensors file, without LibTorch.
-std::map<std::string, StoredTensor> read_tensors(const fs::path& file) {
-  const std::string bytes = slurp(file);
-  REQUIRE(!bytes.empty());
-  const auto header = qerl::models::parse_safetensors_header(bytes, bytes.size(), file.string());
-  std::map<std::string, StoredTensor> out;
-  for (const auto& t : header.tensors)
-    out[t.name] = {t.dtype, t.shape, bytes.substr(t.data_begin, t.data_end - t.data_begin)};
-  return out;
-}
 
 fs::path tiny_moe() { return fs::path(QERL_SOURCE_DIR) / "assets" / "tiny-moe"; }
 

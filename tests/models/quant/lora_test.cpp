@@ -2,11 +2,23 @@
 // nothing; with random A and B the model equals one whose weights are
 // W + (alpha / r) B A (merged by hand); gradients reach only A and B when
 // the base is frozen; adapters over a packed NVFP4 base add to the
-// dequantized weights; tensors() / load() round-trip and reject bad input.
+// dequantized weights; tensors() / load() round-trip and reject bad input;
+// PEFT adapter folders round-trip bit for bit (target lists and "re:"
+// patterns selecting the same modules) and every folder qerl cannot apply
+// exactly is a one-line error naming the file and key.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
 #include "common/error.hpp"
+#include "models/io/safetensors.hpp"
 #include "models/quant/lora.hpp"
+#include "models/quant/peft_adapter.hpp"
 #include "models/quant/quantize_model.hpp"
 #include "tests/models/nn/tiny_model.hpp"
 
@@ -109,4 +121,151 @@ TEST_CASE("LoRA: tensors round-trip; a missing or mis-shaped tensor and an empty
   CHECK_THROWS_AS(copy.load(wrong), qerl::Error);
   config.target_modules = {"nothing_like_this"};
   CHECK_THROWS_AS(LoraAdapters(*lm, config, 1), qerl::Error);
+}
+
+namespace {
+
+// An empty folder <tmp>/qerl_peft_<pid>/<name>.
+std::filesystem::path peft_test_dir(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("qerl_peft_" + std::to_string(::getpid())) / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::string file_text(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("PEFT adapter folders round-trip: tensors bit for bit, config, and targets that select the same modules") {
+  for (const std::vector<std::string>& targets :
+       {std::vector<std::string>{"q_proj", "experts.3.down_proj"},
+        std::vector<std::string>{"re:.*self_attn\\.(q|v)_proj$", "up_proj", "re:model\\.layers\\.2\\.mlp\\.experts"}}) {
+    CAPTURE(targets.front());
+    auto lm = testing::tiny_model("qwen3_moe", /*seed=*/14);
+    LoraConfig config;
+    config.rank = 3;
+    config.alpha = 6.5;
+    config.dropout = 0.1;
+    config.target_modules = targets;
+    LoraAdapters lora(*lm, config, /*seed=*/7);
+    randomize(lora, 15);
+    const auto dir = peft_test_dir("round_trip");
+    write_peft_adapter(dir, config, lora.tensors(), "org/base-model");
+
+    // PEFT's names on disk, PEFT's fields in the config.
+    const auto stored = read_safetensors(dir / "adapter_model.safetensors");
+    CHECK(stored.metadata.at("format") == "pt");
+    for (const auto& [key, t] : stored.tensors) CHECK(key.rfind("base_model.model.model.layers.", 0) == 0);
+    const auto json = nlohmann::json::parse(file_text(dir / "adapter_config.json"));
+    CHECK(json.at("peft_type") == "LORA");
+    CHECK(json.at("r") == 3);
+    CHECK(json.at("lora_alpha") == 6.5);
+    CHECK(json.at("bias") == "none");
+    CHECK(json.at("use_dora") == false);
+    CHECK(json.at("target_modules").is_string() == (targets.front().rfind("re:", 0) == 0));
+
+    const PeftAdapter read = read_peft_adapter(dir);
+    CHECK(read.config.rank == 3);
+    CHECK(read.config.alpha == 6.5);
+    CHECK(read.config.dropout == 0.1);
+    CHECK(read.base_model == "org/base-model");
+    const auto saved = lora.tensors();
+    REQUIRE(read.tensors.size() == saved.size());
+    for (const auto& [name, t] : saved) {
+      CAPTURE(name);
+      REQUIRE(read.tensors.count(name) == 1);
+      CHECK((read.tensors.at(name).scalar_type() == torch::kFloat));
+      CHECK(torch::equal(read.tensors.at(name), t));
+    }
+    // The targets read back select the same modules: the adapters load into them.
+    auto other = testing::tiny_model("qwen3_moe", /*seed=*/14);
+    LoraAdapters again(*other, read.config, /*seed=*/8);
+    CHECK(again.num_adapters() == lora.num_adapters());
+    again.load(read.tensors);
+    if (targets.front() == "q_proj") CHECK(read.config.target_modules == targets);
+  }
+}
+
+TEST_CASE("PEFT target_modules: a list for leaf names, one regex otherwise; a back-reference cannot be joined") {
+  CHECK(peft_target_modules({"q_proj", "v_proj"}) == nlohmann::json::array({"q_proj", "v_proj"}));
+  CHECK(peft_target_modules({"re:.*\\.q_proj$"}) == ".*\\.q_proj$");
+  CHECK(peft_target_modules({"re:model\\.layers\\.1"}) == "(?:model\\.layers\\.1).*");
+  CHECK(peft_target_modules({"re:.*q_proj$", "v.proj"}) == "(?:.*q_proj$)|(?:(?:.*\\.)?v\\.proj)");
+  CHECK_THROWS_AS(peft_target_modules({"re:(a)\\1", "q_proj"}), qerl::Error);
+  CHECK_THROWS_AS(peft_target_modules({}), qerl::Error);
+}
+
+TEST_CASE("read_peft_adapter: each folder qerl cannot apply exactly is one line naming the file and key") {
+  auto lm = testing::tiny_model("qwen3_moe", /*seed=*/16);
+  LoraConfig config;
+  config.rank = 2;
+  config.target_modules = {"q_proj"};
+  LoraAdapters lora(*lm, config, /*seed=*/9);
+  randomize(lora, 17);
+  const auto good = lora.tensors();
+  const std::string a_name = "model.layers.0.self_attn.q_proj.lora_A.weight";
+  const std::string b_name = "model.layers.0.self_attn.q_proj.lora_B.weight";
+
+  using Edit = std::function<void(nlohmann::json&, TensorMap&)>;
+  const auto expect_error = [&](const std::string& what, const Edit& edit, const std::string& message) {
+    CAPTURE(what);
+    const auto dir = peft_test_dir("bad");
+    write_peft_adapter(dir, config, good, "");
+    auto json = nlohmann::json::parse(file_text(dir / "adapter_config.json"));
+    TensorMap stored = read_safetensors(dir / "adapter_model.safetensors").tensors;
+    for (auto& [key, t] : stored) t = t.clone();  // unmap before rewriting the file
+    edit(json, stored);
+    std::ofstream(dir / "adapter_config.json") << json.dump();
+    write_safetensors(dir / "adapter_model.safetensors", stored);
+    try {
+      read_peft_adapter(dir);
+      FAIL("no error");
+    } catch (const qerl::Error& e) {
+      const std::string text = e.what();
+      CHECK(text.find(message) != std::string::npos);
+      CHECK(text.find('\n') == std::string::npos);
+      CHECK(text.find(dir.string()) == 0);
+    }
+  };
+  const auto key = [](const std::string& name) { return "base_model.model." + name; };
+  expect_error("peft_type", [](auto& j, auto&) { j["peft_type"] = "IA3"; }, "\"peft_type\" is \"IA3\", expected \"LORA\"");
+  expect_error("DoRA", [](auto& j, auto&) { j["use_dora"] = true; }, "adapter_config.json: \"use_dora\" is true: DoRA");
+  expect_error("rsLoRA", [](auto& j, auto&) { j["use_rslora"] = true; }, "\"use_rslora\" is true: rank-stabilized");
+  expect_error("bias", [](auto& j, auto&) { j["bias"] = "all"; }, "\"bias\" is \"all\", expected \"none\"");
+  expect_error("fan_in_fan_out", [](auto& j, auto&) { j["fan_in_fan_out"] = true; }, "\"fan_in_fan_out\" is true");
+  expect_error("rank_pattern", [](auto& j, auto&) { j["rank_pattern"] = {{"q_proj", 4}}; }, "per-module ranks");
+  expect_error("fused experts", [](auto& j, auto&) { j["target_parameters"] = {"gate_up_proj"}; },
+               "\"target_parameters\" is [\"gate_up_proj\"]");
+  expect_error("r", [](auto& j, auto&) { j["r"] = "two"; }, "\"r\" is \"two\", expected a positive integer");
+  expect_error("no r", [](auto& j, auto&) { j.erase("r"); }, "\"r\" is missing");
+  expect_error("rank", [](auto& j, auto&) { j["r"] = 3; },
+               "adapter_model.safetensors: " + a_name + " has shape [2, 32], expected [r, in] with r = 3");
+  expect_error("A without B", [&](auto&, auto& t) { t.erase(key(b_name)); }, a_name + " has no " + b_name);
+  expect_error("B without A", [&](auto&, auto& t) { t.erase(key(a_name)); }, b_name + " has no " + a_name);
+  expect_error("adapter name", [&](auto&, auto& t) {
+    t["base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight"] = t.at(key(a_name));
+    t.erase(key(a_name));
+  }, "carries the adapter name \"default\"");
+  expect_error("no prefix", [&](auto&, auto& t) {
+    t[a_name] = t.at(key(a_name));
+    t.erase(key(a_name));
+  }, "tensor " + a_name + ": expected base_model.model.<module>.lora_A.weight or .lora_B.weight");
+  expect_error("DoRA magnitude", [&](auto&, auto& t) {
+    t["base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"] = torch::ones({32});
+  }, "lora_magnitude_vector: expected base_model.model.<module>.lora_A.weight");
+
+  const auto dir = peft_test_dir("files");
+  CHECK_THROWS_WITH_AS(read_peft_adapter(dir), doctest::Contains("adapter_config.json: no such file"), qerl::Error);
+  std::ofstream(dir / "adapter_config.json") << "{\"peft_type\": \"LORA\", ";
+  CHECK_THROWS_WITH_AS(read_peft_adapter(dir), doctest::Contains("adapter_config.json: bad JSON"), qerl::Error);
+  write_peft_adapter(dir, config, good, "");
+  std::filesystem::remove(dir / "adapter_model.safetensors");
+  CHECK_THROWS_WITH_AS(read_peft_adapter(dir), doctest::Contains("adapter_model.safetensors: no such file"),
+                       qerl::Error);
 }
