@@ -137,7 +137,10 @@ StageTypeSchema weight_sync_stage() {
   StageTypeSchema s;
   s.name = "weight_sync";
   s.doc = "Hands the learner's weights to rollout and eval with a version number, in process "
-          "(NCCL and LoRA-only / packed formats: not implemented yet).";
+          "(NCCL between processes: not implemented yet). What travels follows [quantization]: "
+          "the LoRA tensors only (train = \"lora\"), the packed codes of every quantized Linear "
+          "(train = \"qat\" with a scheme; the rest dense), all parameters otherwise; metric "
+          "weight_sync/bytes.";
   s.inputs = {port("params", pt::policy_update, "learner output")};
   s.outputs = {port("weights", pt::weights_update, "weights for rollout (and eval)")};
   s.keys = {
@@ -145,8 +148,8 @@ StageTypeSchema weight_sync_stage() {
                  "auto = copy when colocated, nccl when disaggregated."),
              {"auto", "copy", "nccl"}),
       choice(key("format", ValueKind::string, std::string("auto"),
-                 "auto = follows [quantization] and [lora]."),
-             {"auto", "bf16", "nvfp4-packed", "mxfp4-packed", "lora-only"}),
+                 "auto = follows [quantization] (lora-only, packed or full); the only choice for now."),
+             {"auto"}),
   };
   return s;
 }

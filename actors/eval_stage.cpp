@@ -26,10 +26,10 @@ class EvalStage final : public runtime::Stage {
     every_ = stage.option<int64_t>("every");
     at_start_ = stage.option<bool>("at_start");
     max_batch_size_ = stage.option<int64_t>("max_batch_size");
-    lm_ = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    models::LoadedModel policy = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    lm_ = policy.lm;
     // Evaluate what the rollout samples with: the same quantized weights.
-    const models::QuantSpec quant = quant_spec_of(*spec_);
-    if (quant.scheme != models::QuantScheme::none) packed_ = std::make_unique<models::PackedBase>(*lm_, quant);
+    packed_ = open_packed_base(*spec_, policy);
     if (spec_->quantization.train == "lora") {
       lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));
       lora_->set_training(false);
@@ -61,14 +61,8 @@ class EvalStage final : public runtime::Stage {
     if (first_call_ && input.step == 0 && at_start_) out.metrics["val/initial_accuracy"] = accuracy(out);
     first_call_ = false;
     if (input.has("weights")) {
-      const auto update = input.get<WeightsUpdate>("weights");
-      if (update->format == "lora-only") {
-        if (!lora_) throw Error("eval: got LoRA-only weights, but quantization.train is not \"lora\"");
-        lora_->load(*update->tensors);
-      } else {
-        apply_parameters(*lm_, *update->tensors);
-        if (packed_) packed_->repack();
-      }
+      apply_update(*input.get<WeightsUpdate>("weights"), *lm_, packed_.get(), lora_.get());
+      if (packed_) packed_->repack();
     }
     const bool last = input.step + 1 == spec_->run.steps;
     if ((input.step + 1) % every_ == 0 || last) {

@@ -5,7 +5,10 @@
 // micro-batches for gradient accumulation). mode = sft: token-mean
 // cross-entropy on demonstrations. Each step publishes a parameter
 // snapshot with version = updates applied; checkpoints hold the policy (an
-// HF folder), the optimizer and the version.
+// HF folder), the optimizer and the version. Full-parameter training of a
+// bf16 / fp16 policy steps fp32 master copies of the parameters (mixed
+// precision: an AdamW step far below one bf16 ulp of a weight would round
+// away) and writes them, rounded, into the policy after each step.
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 
@@ -24,6 +27,7 @@
 #include "models/io/safetensors.hpp"
 #include "models/nn/weights.hpp"
 #include "models/quant/lora.hpp"
+#include "models/quant/peft_adapter.hpp"
 #include "rl/advantages.hpp"
 #include "rl/grad_clip.hpp"
 #include "rl/kl.hpp"
@@ -59,17 +63,18 @@ class LearnerStage final : public runtime::Stage {
   void setup(const runtime::StageContext& context) override {
     spec_ = context.pipeline;
     logger_ = context.logger;
+    context_replica_ = context.replica;
     const auto& alg = spec_->algorithm;
     sft_ = context.stage->option<std::string>("mode") == "sft";
     micro_batch_ = context.stage->option<int64_t>("micro_batch_size");
-    lm_ = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    models::LoadedModel policy = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    lm_ = policy.lm;
     const models::QuantSpec quant = quant_spec_of(*spec_);
     if (spec_->quantization.train == "lora") {
-      // QeRL: a frozen base (packed when a scheme is set) and trainable adapters only.
-      if (quant.scheme != models::QuantScheme::none) {
-        base_ = std::make_unique<models::PackedBase>(*lm_, quant);
-        if (context.replica == 0) log_quant_summary(logger_, base_->summary(), quant);
-      }
+      // QeRL: a frozen base (packed when a scheme is set; a compressed-tensors
+      // model.path keeps its codes) and trainable adapters only.
+      base_ = open_packed_base(*spec_, policy);
+      if (base_ && context.replica == 0) log_quant_summary(logger_, base_->summary(), quant);
       for (auto& p : lm_->parameters()) p.requires_grad_(false);
       lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));
       trainable_ = lora_->parameters();
@@ -79,6 +84,7 @@ class LearnerStage final : public runtime::Stage {
                               std::to_string(spec_->lora.rank) + ")");
     } else {
       trainable_ = lm_->parameters();
+      keep_fp32_masters();
     }
     optimizer_ = std::make_unique<torch::optim::AdamW>(
         trainable_, torch::optim::AdamWOptions(alg.lr)
@@ -93,6 +99,9 @@ class LearnerStage final : public runtime::Stage {
       // QAT: the forward sees the rollout's quantized weights, the optimizer updates the dense ones.
       const auto summary = models::install_qat(*lm_, quant);
       if (context.replica == 0) log_quant_summary(logger_, summary, quant);
+      // Weight sync sends the codes the QAT forward computes with, not the dense weights.
+      qat_targets_ = models::plan_quantization(*lm_, quant, nullptr);
+      qat_spec_ = quant;
     }
     const auto& aqn = spec_->aqn;
     if (!sft_ && aqn.enabled && (aqn.apply_to == "training" || aqn.apply_to == "both"))
@@ -129,6 +138,9 @@ class LearnerStage final : public runtime::Stage {
     if (lora_) {
       update->format = "lora-only";  // the base never changes: only the adapters travel
       update->tensors = std::make_shared<const TensorMap>(lora_->tensors());
+    } else if (!qat_targets_.empty()) {
+      update->format = "packed";
+      update->tensors = snapshot_packed(*lm_, qat_targets_, qat_spec_);
     } else {
       update->tensors = snapshot_parameters(*lm_);
     }
@@ -138,27 +150,39 @@ class LearnerStage final : public runtime::Stage {
   }
 
   // policy/ is a complete HF folder (weights, config, tokenizer files), so
-  // a checkpoint's policy can be used directly as model.path.
+  // a checkpoint's policy can be used directly as model.path. With LoRA the
+  // policy is model.path's frozen base plus adapter/ (a PEFT folder;
+  // qerl-merge folds it into the base), so there is no policy/.
   void save_state(const fs::path& dir) override {
-    models::save_causal_lm(dir / "policy", *lm_);
-    for (const char* name : {"tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
-      const fs::path from = fs::path(spec_->model.path) / name;
-      if (fs::exists(from)) fs::copy_file(from, dir / "policy" / name, fs::copy_options::overwrite_existing);
+    if (!lora_) {
+      models::save_causal_lm(dir / "policy", *lm_);
+      for (const char* name : {"tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+        const fs::path from = fs::path(spec_->model.path) / name;
+        if (fs::exists(from)) fs::copy_file(from, dir / "policy" / name, fs::copy_options::overwrite_existing);
+      }
+    } else {
+      const auto adapters = lora_->tensors();
+      models::write_safetensors(dir / "lora.safetensors", adapters);
+      // The same adapters as a PEFT folder: PEFT loads it, qerl-merge folds it into model.path.
+      models::write_peft_adapter(dir / "adapter", lora_config_of(*spec_), adapters,
+                                 fs::absolute(spec_->model.path).lexically_normal().string());
     }
-    if (lora_) models::write_safetensors(dir / "lora.safetensors", lora_->tensors());
+    if (!master_of_.empty()) models::write_safetensors(dir / "master.safetensors", master_tensors());
     torch::save(*optimizer_, (dir / "optimizer.pt").string());
     std::ofstream(dir / "version.txt") << version_ << "\n";
   }
 
   void load_state(const fs::path& dir) override {
-    models::CausalLM policy = models::load_causal_lm(dir / "policy");
-    apply_parameters(*lm_, models::export_weights(*policy));
     if (lora_) {
+      // The base is frozen: what setup loaded from model.path is what was trained on.
       const fs::path adapters = dir / "lora.safetensors";
       if (!fs::exists(adapters)) throw Error("checkpoint " + adapters.string() + " is missing");
       lora_->load(models::read_safetensors(adapters).tensors);
+    } else {
+      models::CausalLM policy = models::load_causal_lm(dir / "policy");
+      apply_parameters(*lm_, models::export_weights(*policy));
+      if (!master_of_.empty()) load_masters(dir / "master.safetensors");
     }
-    if (base_) base_->repack();
     const fs::path optimizer = dir / "optimizer.pt";
     if (!fs::exists(optimizer)) throw Error("checkpoint " + optimizer.string() + " is missing");
     try {
@@ -180,19 +204,66 @@ class LearnerStage final : public runtime::Stage {
     metrics["actor/lr"] = lr;
   }
 
+  // A policy with parameters below fp32: trainable_ becomes fp32 copies
+  // (the optimizer's), master_of_ the policy parameter each one feeds.
+  void keep_fp32_masters() {
+    bool low_precision = false;
+    for (const auto& p : trainable_) low_precision |= p.scalar_type() != torch::kFloat;
+    if (!low_precision) return;
+    master_of_ = trainable_;
+    for (auto& p : trainable_) p = p.detach().to(torch::kFloat).clone();
+    if (context_replica_ == 0)
+      log_info(logger_, "mixed precision: the optimizer steps fp32 masters of the " + spec_->model.dtype +
+                            " policy's " + std::to_string(trainable_.size()) + " parameters");
+  }
+
+  std::map<std::string, torch::Tensor> master_tensors() const {
+    std::map<std::string, torch::Tensor> out;
+    const auto named = lm_->named_parameters();
+    for (size_t i = 0; i < trainable_.size(); ++i) out[named[i].key()] = trainable_[i];
+    return out;
+  }
+
+  void load_masters(const fs::path& file) {
+    if (!fs::exists(file)) throw Error("checkpoint " + file.string() + " is missing");
+    const auto tensors = models::read_safetensors(file).tensors;
+    const auto named = lm_->named_parameters();
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < trainable_.size(); ++i) {
+      const auto found = tensors.find(named[i].key());
+      if (found == tensors.end() || !found->second.sizes().equals(trainable_[i].sizes()))
+        throw Error("checkpoint " + file.string() + ": no fp32 master " + named[i].key() +
+                    " of the policy's shape");
+      trainable_[i].copy_(found->second);
+      master_of_[i].copy_(trainable_[i]);
+    }
+  }
+
+  void zero_grads() {
+    optimizer_->zero_grad();
+    for (auto& p : master_of_) p.mutable_grad().reset();
+  }
+
   // Clips, steps the optimizer (unless the gradient is not finite) and
-  // records the pre-clip norm.
+  // records the pre-clip norm. With fp32 masters, the policy's gradients
+  // are taken into them first and the stepped masters rounded back.
   void optimizer_step(MetricMeans& means) {
+    for (size_t i = 0; i < master_of_.size(); ++i) {
+      const torch::Tensor& grad = master_of_[i].grad();
+      trainable_[i].mutable_grad() = grad.defined() ? grad.to(torch::kFloat) : torch::Tensor();
+    }
     const double norm = rl::clip_grad_norm(trainable_, spec_->algorithm.max_grad_norm);
     means.add("actor/grad_norm", norm, 1);
     if (std::isfinite(norm)) {
       optimizer_->step();
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < master_of_.size(); ++i) master_of_[i].copy_(trainable_[i]);
     } else {
       ++skipped_updates_;
       log_warn(logger_, "non-finite gradient norm: optimizer step skipped (" + std::to_string(skipped_updates_) +
                             " so far)");
     }
-    optimizer_->zero_grad();
+    zero_grads();
   }
 
   int64_t micro_size(int64_t mini) const { return micro_batch_ > 0 ? std::min(micro_batch_, mini) : mini; }
@@ -202,7 +273,7 @@ class LearnerStage final : public runtime::Stage {
     const int64_t mini = spec_->algorithm.mini_batch_size > 0 ? std::min(spec_->algorithm.mini_batch_size, B) : B;
     const torch::Tensor mask = batch.response_mask.to(lm_->device()).to(torch::kFloat);
     MetricMeans means;
-    optimizer_->zero_grad();
+    zero_grads();
     for (int64_t m = 0; m < B; m += mini) {
       const int64_t m_end = std::min(B, m + mini);
       const double tokens = mask.slice(0, m, m_end).sum().item<double>();
@@ -419,9 +490,13 @@ class LearnerStage final : public runtime::Stage {
   ReplayMode replay_ = ReplayMode::disabled;
   bool warned_no_routes_ = false;
   std::unique_ptr<AqnNoise> aqn_;
-  std::unique_ptr<models::PackedBase> base_;    // train = "lora" with a scheme: the frozen packed base
+  std::unique_ptr<models::PackedBase> base_;
+  std::vector<models::QuantTarget> qat_targets_;  // QAT: the Linears whose codes weight sync sends
+  models::QuantSpec qat_spec_;    // train = "lora" with a scheme: the frozen packed base
   std::unique_ptr<models::LoraAdapters> lora_;  // train = "lora"
   std::vector<torch::Tensor> trainable_;        // what the optimizer updates
+  std::vector<torch::Tensor> master_of_;        // mixed precision: the policy parameter of each trainable_
+  int context_replica_ = 0;
 };
 
 }  // namespace

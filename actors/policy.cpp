@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "actors/stage_log.hpp"
 #include "common/error.hpp"
@@ -27,21 +28,64 @@ torch::ScalarType model_dtype(const dsl::PipelineSpec& spec) {
   return torch::kBFloat16;
 }
 
-models::CausalLM open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype) {
-  models::CausalLM lm{nullptr};
+models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype) {
+  models::LoadedModel policy;
   if (spec.model.init == "random") {
     const fs::path config = fs::path(spec.model.path) / "config.json";
     if (!fs::exists(config)) throw Error("model.path '" + spec.model.path + "' has no config.json");
-    lm = models::CausalLM(models::load_model_config(config.string()));
-    models::init_weights(*lm, static_cast<uint64_t>(spec.run.seed));
+    models::ModelConfig model_config = models::load_model_config(config.string());
+    if (model_config.raw.contains("quantization_config"))
+      throw Error("model.init = \"random\" with model.path '" + spec.model.path +
+                  "', a quantized checkpoint: random init needs a dense config");
+    policy.lm = models::CausalLM(model_config);
+    models::init_weights(*policy.lm, static_cast<uint64_t>(spec.run.seed));
   } else {
     models::LoadOptions options;
     options.dtype = dtype;
-    lm = models::load_causal_lm(spec.model.path, options);
+    policy = models::load_model_folder(spec.model.path, options);
   }
-  lm->to(device, dtype);
-  lm->eval();
-  return lm;
+  policy.lm->to(device, dtype);
+  policy.lm->eval();
+  return policy;
+}
+
+std::unique_ptr<models::PackedBase> open_packed_base(const dsl::PipelineSpec& spec, models::LoadedModel& policy) {
+  const models::QuantSpec quant = quant_spec_of(spec);
+  if (!policy.quantization) {
+    if (quant.scheme == models::QuantScheme::none) return nullptr;
+    return std::make_unique<models::PackedBase>(*policy.lm, quant);
+  }
+  const auto& stored = policy.quantization->spec;
+  const std::string where = "model.path '" + spec.model.path + "' holds a " + policy.quantization->format +
+                            (stored.quantize_inputs ? " W4A4" : " W4A16") + " checkpoint";
+  if (quant.scheme != stored.scheme)
+    throw Error(where + ": quantization.scheme must be \"" + models::quant_scheme_name(stored.scheme) + "\", got \"" +
+                spec.quantization.scheme + "\"");
+  if (quant.quantize_inputs != stored.quantize_inputs)
+    throw Error(where + ": quantization.mode must be \"" + (stored.quantize_inputs ? "w4a4" : "w4a16") +
+                "\", got \"" + spec.quantization.mode + "\"");
+  models::QuantSpec from_checkpoint = stored;
+  from_checkpoint.fuse_scales = quant.fuse_scales;  // for repacks after new weights arrive
+  return std::make_unique<models::PackedBase>(*policy.lm, from_checkpoint, policy.packed);
+}
+
+void apply_update(const WeightsUpdate& update, models::CausalLMImpl& lm, models::PackedBase* base,
+                  models::LoraAdapters* lora) {
+  if (update.format == "lora-only") {
+    if (!lora) throw Error("got LoRA-only weights, but quantization.train is not \"lora\"");
+    lora->load(*update.tensors);  // the base is frozen
+  } else if (update.format == "packed") {
+    if (!base) throw Error("got packed weights, but quantization.scheme is \"none\"");
+    TensorMap dense, codes;
+    for (const auto& [name, t] : *update.tensors) (models::is_packed_tensor_name(name) ? codes : dense)[name] = t;
+    for (const auto& t : base->targets()) dense[t.name + ".weight"] = t.linear->weight.detach();  // set from the codes
+    models::load_weights(lm, dense);
+    base->load_packed(codes);
+  } else if (update.format == "full") {
+    apply_parameters(lm, *update.tensors);
+  } else {
+    throw Error("weights of unknown format \"" + update.format + "\"");
+  }
 }
 
 TokenizerInfo open_tokenizer(const dsl::PipelineSpec& spec) {
@@ -72,6 +116,16 @@ std::shared_ptr<const TensorMap> snapshot_parameters(models::CausalLMImpl& lm) {
 }
 
 void apply_parameters(models::CausalLMImpl& lm, const TensorMap& tensors) { models::load_weights(lm, tensors); }
+
+std::shared_ptr<const TensorMap> snapshot_packed(models::CausalLMImpl& lm, const std::vector<models::QuantTarget>& targets,
+                                                 const models::QuantSpec& spec) {
+  auto tensors = std::make_shared<TensorMap>(models::pack_weights(targets, spec));
+  std::set<std::string> packed;
+  for (const auto& t : targets) packed.insert(t.name + ".weight");
+  for (auto& item : lm.named_parameters(/*recurse=*/true))
+    if (!packed.count(item.key())) (*tensors)[item.key()] = item.value().detach().clone();
+  return tensors;
+}
 
 int64_t capped_new_tokens(const dsl::PipelineSpec& spec, const std::vector<std::vector<int64_t>>& prompts,
                           int64_t max_new_tokens) {
@@ -118,6 +172,7 @@ void log_quant_summary(const std::shared_ptr<spdlog::logger>& logger, const mode
 
 void calibrate_inputs(models::PackedBase& base, const std::vector<std::vector<int64_t>>& prompts, int64_t pad,
                       torch::Device device) {
+  if (base.inputs_calibrated()) return;  // e.g. input scales stored with the codes
   int64_t width = 0;
   for (const auto& p : prompts) width = std::max<int64_t>(width, static_cast<int64_t>(p.size()));
   if (prompts.empty() || width == 0) return;

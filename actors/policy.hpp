@@ -11,6 +11,7 @@
 
 #include "actors/payloads.hpp"
 #include "models/nn/causal_lm.hpp"
+#include "models/quant/compressed_tensors.hpp"
 #include "models/quant/lora.hpp"
 #include "models/quant/quantize_model.hpp"
 #include "models/tokenizer/tokenizer.hpp"
@@ -33,9 +34,25 @@ torch::Device stage_device(const runtime::StageContext& context);
 // model.dtype as a torch dtype.
 torch::ScalarType model_dtype(const dsl::PipelineSpec& spec);
 
-// model.init = checkpoint: the folder's weights; random: HF-style init of
-// its config.json seeded by run.seed. The model is in eval mode.
-models::CausalLM open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype);
+// model.init = checkpoint: the folder's weights (a compressed-tensors
+// folder: the dequantized codes, the codes kept for open_packed_base);
+// random: HF-style init of its config.json seeded by run.seed. The model is
+// in eval mode.
+models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype);
+
+// The packed base of [quantization] over `policy` (null for scheme "none"):
+// a compressed-tensors policy keeps its stored codes (quantization.scheme
+// and mode must match the checkpoint's: qerl::Error otherwise), any other
+// is packed from its weights.
+std::unique_ptr<models::PackedBase> open_packed_base(const dsl::PipelineSpec& spec, models::LoadedModel& policy);
+
+// Copies a weight update into a sampling copy of the policy (rollout,
+// eval): "full" sets every parameter (the base repacks what changed at its
+// next repack()), "packed" sets the dense parameters and the base's codes,
+// "lora-only" the adapters. qerl::Error when the format does not fit the
+// copy (no base for packed codes, no adapters for LoRA tensors).
+void apply_update(const WeightsUpdate& update, models::CausalLMImpl& lm, models::PackedBase* base,
+                  models::LoraAdapters* lora);
 
 struct TokenizerInfo {
   models::Tokenizer tokenizer;
@@ -49,6 +66,11 @@ std::shared_ptr<const TensorMap> snapshot_parameters(models::CausalLMImpl& lm);
 // Copies a full set of parameters in (cast to the model's dtype/device);
 // qerl::Error on a missing or mis-shaped tensor.
 void apply_parameters(models::CausalLMImpl& lm, const TensorMap& tensors);
+
+// A QAT learner's update: its packed Linears as codes (pack_weights under
+// the same fused scales its forward uses), every other parameter dense.
+std::shared_ptr<const TensorMap> snapshot_packed(models::CausalLMImpl& lm, const std::vector<models::QuantTarget>& targets,
+                                                 const models::QuantSpec& spec);
 
 // max_new_tokens capped so that the longest of `prompts` plus its response
 // fits model.max_seq_len (at least 1; data skips prompts that leave no room).

@@ -21,7 +21,7 @@ class ReferenceStage final : public runtime::Stage {
       log_info(context.logger, "algorithm.kl_coef = 0: reference log-probs are skipped");
       return;
     }
-    lm_ = open_policy(*context.pipeline, stage_device(context), model_dtype(*context.pipeline));
+    lm_ = open_policy(*context.pipeline, stage_device(context), model_dtype(*context.pipeline)).lm;
     for (auto& p : lm_->parameters()) p.set_requires_grad(false);
   }
 

@@ -28,7 +28,8 @@ class RolloutStage final : public runtime::Stage {
     spec_ = context.pipeline;
     replica_ = context.replica;
     const auto& stage = *context.stage;
-    lm_ = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    models::LoadedModel policy = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    lm_ = policy.lm;
     tokens_ = std::make_unique<TokenizerInfo>(open_tokenizer(*spec_));
     config_.max_new_tokens = stage.option<int64_t>("max_new_tokens");
     config_.sampling.temperature = stage.option<double>("temperature");
@@ -51,20 +52,12 @@ class RolloutStage final : public runtime::Stage {
       for (const auto& p : aqn_->unmatched())
         if (replica_ == 0) log_warn(context.logger, "aqn: pattern \"" + p + "\" matches no module");
     }
-    const models::QuantSpec quant = quant_spec_of(*spec_);
-    if (quant.scheme != models::QuantScheme::none) {
-      packed_ = std::make_unique<models::PackedBase>(*lm_, quant);
-      if (replica_ == 0) log_quant_summary(context.logger, packed_->summary(), quant);
-    }
+    packed_ = open_packed_base(*spec_, policy);
+    if (packed_ && replica_ == 0) log_quant_summary(context.logger, packed_->summary(), quant_spec_of(*spec_));
     if (spec_->quantization.train == "lora") {
       lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));
       lora_->set_training(false);  // no adapter dropout while sampling
     }
-  }
-
-  void load_adapters(const TensorMap& tensors) {
-    if (!lora_) throw Error("rollout: got LoRA-only weights, but quantization.train is not \"lora\"");
-    lora_->load(tensors);
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
@@ -72,24 +65,20 @@ class RolloutStage final : public runtime::Stage {
     if (input.has("weights")) {
       const auto update = input.get<WeightsUpdate>("weights");
       if (update->version != version_) {
-        if (update->format == "lora-only") {
-          load_adapters(*update->tensors);  // the base is frozen: nothing to repack
-        } else {
-          if (aqn_) aqn_->restore();  // updates may cover only some tensors: the rest must be clean
-          apply_parameters(*lm_, *update->tensors);
-          weights_clean_ = true;
-          repack_ = true;
-        }
+        const bool dense = update->format != "lora-only";  // LoRA-only: the base is frozen
+        if (dense && aqn_) aqn_->restore();  // updates may cover only some tensors: the rest must be clean
+        apply_update(*update, *lm_, packed_.get(), lora_.get());
+        if (dense) weights_clean_ = true;
         version_ = update->version;
       }
     }
-    if (aqn_) repack_ = add_noise(input.step, out.metrics) || repack_;
+    if (aqn_) add_noise(input.step, out.metrics);
     const auto prompts = input.get<PromptBatch>("prompts");
     if (packed_) {
-      // The sampler computes with the codes of the weights it now holds (after any AQN draw).
-      if (repack_) packed_->repack();
-      repack_ = false;
-      out.metrics["quant/sqnr_db"] = packed_->sqnr_db();
+      // The sampler computes with the codes of the weights it now holds:
+      // Linears changed by a full update or an AQN draw are packed again.
+      packed_->repack();
+      if (const auto sqnr = packed_->sqnr_db()) out.metrics["quant/sqnr_db"] = *sqnr;
       if (!packed_->inputs_calibrated()) calibrate_inputs(*packed_, prompts->prompt_ids, tokens_->pad_token_id, lm_->device());
     }
     models::GenerationConfig config = config_;
@@ -115,29 +104,48 @@ class RolloutStage final : public runtime::Stage {
   }
 
   // The weights this replica samples with (they may lag the learner's by
-  // the back-edge staleness, so they are saved here, not taken from it).
+  // the back-edge staleness, so they are saved here, not taken from it):
+  // the dense weights (not with LoRA: its base is model.path's, frozen), the
+  // codes and W4A4 input scales of the packed base (so a resumed run samples
+  // with the same codes, whatever packed them), the adapters.
   void save_state(const std::filesystem::path& dir) override {
     if (aqn_) aqn_->restore();  // save the clean weights; the next step redraws its noise
     weights_clean_ = true;
     noised_version_ = -1;
-    repack_ = true;
-    if (lora_) models::write_safetensors(dir / "lora.safetensors", lora_->tensors());
-    models::write_safetensors(dir / "weights.safetensors", models::export_weights(*lm_));
+    if (lora_) {
+      models::write_safetensors(dir / "lora.safetensors", lora_->tensors());
+    } else {
+      models::write_safetensors(dir / "weights.safetensors", models::export_weights(*lm_));
+    }
+    if (packed_) models::write_safetensors(dir / "packed.safetensors", packed_->packed_tensors());
     std::ofstream(dir / "version.txt") << version_ << "\n";
   }
 
   void load_state(const std::filesystem::path& dir) override {
-    const auto file = models::read_safetensors(dir / "weights.safetensors");
+    const auto require = [&](const char* name) {
+      const auto file = dir / name;
+      if (!std::filesystem::exists(file)) throw Error("checkpoint " + file.string() + " is missing");
+      return models::read_safetensors(file).tensors;
+    };
     if (aqn_) aqn_->restore();
-    apply_parameters(*lm_, file.tensors);
+    if (lora_) {
+      lora_->load(require("lora.safetensors"));
+    } else {
+      apply_parameters(*lm_, require("weights.safetensors"));
+    }
+    if (packed_) {
+      // QAT: the codes came from the learner and stay as they were; other
+      // bases repack deterministically from the weights (LoRA: model.path's)
+      // and take only the W4A4 input scales calibrated on the first batch.
+      const auto stored = require("packed.safetensors");
+      if (spec_->quantization.train == "qat") {
+        packed_->load_packed(stored);
+      } else {
+        packed_->load_input_scales(stored);
+      }
+    }
     weights_clean_ = true;
     noised_version_ = -1;
-    repack_ = true;
-    if (lora_) {
-      const auto adapters = dir / "lora.safetensors";
-      if (!std::filesystem::exists(adapters)) throw Error("checkpoint " + adapters.string() + " is missing");
-      lora_->load(models::read_safetensors(adapters).tensors);
-    }
     std::ifstream in(dir / "version.txt");
     if (!(in >> version_)) throw Error("checkpoint " + (dir / "version.txt").string() + " is missing or unreadable");
   }
@@ -146,8 +154,7 @@ class RolloutStage final : public runtime::Stage {
   // AQN: a fresh draw on the clean weights whenever they change (every
   // weight sync) or the schedule moves to another sigma; aqn/applied_rms is
   // measured from the weights the sampler then holds.
-  // True when the weights changed (a new draw).
-  bool add_noise(int64_t step, std::map<std::string, double>& metrics) {
+  void add_noise(int64_t step, std::map<std::string, double>& metrics) {
     const double sigma = aqn_sigma(spec_->aqn, step, spec_->run.steps);
     const bool redraw = version_ != noised_version_ || sigma != noised_sigma_;
     if (redraw) {
@@ -161,7 +168,6 @@ class RolloutStage final : public runtime::Stage {
     }
     metrics["aqn/sigma"] = sigma;
     metrics["aqn/applied_rms"] = applied_rms_;
-    return redraw;
   }
 
   const dsl::PipelineSpec* spec_ = nullptr;
@@ -173,7 +179,6 @@ class RolloutStage final : public runtime::Stage {
   int64_t version_ = 0;
   std::unique_ptr<AqnNoise> aqn_;
   std::unique_ptr<models::PackedBase> packed_;
-  bool repack_ = false;
   bool weights_clean_ = true;  // no AQN draw on the weights the model holds
   std::unique_ptr<models::LoraAdapters> lora_;
   int64_t noised_version_ = -1;

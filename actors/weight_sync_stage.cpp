@@ -5,8 +5,9 @@
 // they apply it). It keeps the updates its back-edge consumers may still
 // need after a checkpoint (context.back_edge_history of them) in its state,
 // so a resumed rollout samples with the weights the uninterrupted run's
-// did. NCCL between processes and the quantized / LoRA-only formats arrive
-// with their issues; asking for them is a clear error.
+// did. The learner picks the format (full, packed codes for QAT, LoRA-only
+// for adapters); NCCL between processes arrives with its issue, and asking
+// for it is a clear error.
 #include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -31,9 +32,7 @@ class WeightSyncStage final : public runtime::Stage {
     if (transport == "nccl")
       throw Error("stage '" + stage.name + "': transport = \"nccl\" needs multi-process placement, which this "
                   "build does not have yet; use \"auto\" or \"copy\"");
-    if (format != "auto")
-      throw Error("stage '" + stage.name + "': format = \"" + format +
-                  "\" is not available yet (weights go as the learner holds them); use \"auto\"");
+    if (format != "auto") throw Error("stage '" + stage.name + "': format = \"" + format + "\"; use \"auto\"");
     history_ = context.back_edge_history;
   }
 

@@ -11,7 +11,9 @@
 #include <sstream>
 #include <string>
 
+#include "kernels/bf16.hpp"
 #include "run_tool.hpp"
+#include "stored_tensors.hpp"
 
 namespace fs = std::filesystem;
 
@@ -19,6 +21,9 @@ namespace {
 
 using qerl::test::Outcome;
 using qerl::test::slurp;
+using qerl::test::bf16_words;
+using qerl::test::f32_values;
+using qerl::test::read_tensors;
 
 fs::path scratch_dir(const std::string& name) { return qerl::test::scratch_dir("qerl_tools_test", name); }
 
@@ -193,13 +198,17 @@ std::string resume_args(const fs::path& dir, const std::string& extra = "") {
          " --set 'plugins=[\"" + QERL_TOY_PLUGIN + "\"]' " + extra;
 }
 
-// Metrics lines without what depends on the clock (elapsed_s, timing_s/*).
+// Metrics lines without what depends on the clock (elapsed_s, timing_s/*, throughputs).
 std::vector<nlohmann::json> timeless_metrics(const fs::path& run_dir) {
   std::vector<nlohmann::json> lines = metrics_lines(run_dir / "metrics.jsonl");
+  const auto clocked = [](const std::string& key) {
+    const std::string rate = "tokens_per_s";
+    return key.rfind("timing_s/", 0) == 0 ||
+           (key.size() >= rate.size() && key.compare(key.size() - rate.size(), rate.size(), rate) == 0);
+  };
   for (auto& line : lines) {
     line.erase("elapsed_s");
-    for (auto it = line.begin(); it != line.end();)
-      it = it.key().rfind("timing_s/", 0) == 0 ? line.erase(it) : std::next(it);
+    for (auto it = line.begin(); it != line.end();) it = clocked(it.key()) ? line.erase(it) : std::next(it);
   }
   return lines;
 }
@@ -339,4 +348,146 @@ TEST_CASE("grpo_tiny.toml trains the shipped model for 3 steps; r3_aqn_nvfp4.tom
   const double sigma = r3_lines[1]["aqn/sigma"].get<double>();
   CHECK(sigma > 0);
   CHECK(r3_lines[1]["aqn/applied_rms"].get<double>() == doctest::Approx(sigma).epsilon(0.15));
+}
+
+namespace {
+
+// r3_aqn_nvfp4.toml cut to seconds: fp32 (so packing at start and
+// qerl-quantize give the same codes), no reference (kl_coef 0: the
+// reference would see the dequantized weights of a quantized model.path).
+std::string small_r3(const std::string& pipeline_file, const fs::path& dir, const std::string& extra = "") {
+  return pipeline(pipeline_file) + " --out " + dir.string() +
+         " --set model.dtype=fp32 --set algorithm.kl_coef=0 --set run.steps=2 --set aqn.num_stages=2"
+         " --set run.checkpoint_every=0 --set data.heldout_size=4 --set stages.eval.every=2"
+         " --set stages.rollout.max_new_tokens=8 --set stages.eval.max_new_tokens=8"
+         " --set data.prompts_per_step=2 --set data.samples_per_prompt=2 " +
+         extra;
+}
+
+}  // namespace
+
+TEST_CASE("a compressed-tensors model.path is the frozen base: LoRA trains on it exactly as on the base packed at start") {
+  const fs::path dir = scratch_dir("prequantized");
+  const fs::path folder = dir / "tiny-moe-nvfp4a16";
+  const Outcome q = qerl::test::run_tool(QERL_QUANTIZE_EXE,
+                                         std::string(QERL_SOURCE_DIR) + "/assets/tiny-moe " + folder.string() +
+                                             " --scheme nvfp4a16",
+                                         dir);
+  INFO(q.out << q.err);
+  REQUIRE(q.status == 0);
+  const fs::path at_start = scratch_dir("prequantized_at_start"), stored = scratch_dir("prequantized_stored");
+  const Outcome a = qerl_run(small_r3("r3_aqn_nvfp4.toml", at_start), at_start);
+  INFO(a.err);
+  REQUIRE(a.status == 0);
+  const Outcome b = qerl_run(small_r3("r3_aqn_nvfp4.toml", stored, "--set model.path=" + folder.string()), stored);
+  INFO(b.err);
+  REQUIRE(b.status == 0);
+  auto packed_at_start = timeless_metrics(at_start);
+  const auto from_folder = timeless_metrics(stored);
+  REQUIRE(packed_at_start.size() == 2);
+  for (auto& line : packed_at_start) {
+    CHECK(line.contains("quant/sqnr_db"));
+    line.erase("quant/sqnr_db");  // loaded codes: the dense originals are not known
+    CHECK(line.contains("val/accuracy") == (&line == &packed_at_start.back()));
+  }
+  CHECK(from_folder == packed_at_start);  // same codes, same samples, same updates, same accuracy
+
+  // The checkpoint's scheme and mode decide; a pipeline that says otherwise is told so.
+  const fs::path wrong = scratch_dir("prequantized_wrong");
+  const Outcome w = qerl_run(small_r3("r3_aqn_nvfp4.toml", wrong,
+                                      "--set model.path=" + folder.string() + " --set quantization.scheme=mxfp4"),
+                             wrong);
+  CHECK(w.status == 1);
+  CHECK(w.err.find("holds a nvfp4-pack-quantized W4A16 checkpoint: quantization.scheme must be \"nvfp4\", got "
+                   "\"mxfp4\"") != std::string::npos);
+}
+
+namespace {
+
+// Runs 4 steps with checkpoints at 2 and 4 into WHOLE, then the same run as
+// if it had crashed after its step-2 checkpoint (a copy without step 4 and
+// its metrics lines), resumed: the metrics must be the uninterrupted ones.
+void check_resume(const std::string& pipeline_file, const std::string& extra, const fs::path& whole,
+                  const fs::path& dir) {
+  const Outcome w = qerl_run(small_r3(pipeline_file, whole,
+                                      "--set run.steps=4 --set run.checkpoint_every=2 --set run.keep_checkpoints=2 " +
+                                          extra),
+                             whole);
+  INFO(w.err);
+  REQUIRE(w.status == 0);
+  fs::copy(whole, dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  fs::remove_all(checkpoint(dir, 4));
+  const auto expected = timeless_metrics(whole);
+  REQUIRE(expected.size() == 4);
+  {
+    std::ofstream out(dir / "metrics.jsonl", std::ios::trunc);
+    std::ifstream in(whole / "metrics.jsonl");
+    std::string line;
+    for (int i = 0; i < 2 && std::getline(in, line); ++i) out << line << "\n";
+  }
+  const Outcome resumed = qerl_run("--resume " + dir.string(), dir);
+  INFO(resumed.err);
+  REQUIRE(resumed.status == 0);
+  CHECK((resumed.out + resumed.err).find("at step 2 of 4") != std::string::npos);
+  CHECK(timeless_metrics(dir) == expected);
+}
+
+}  // namespace
+
+TEST_CASE("LoRA on NVFP4 resumes from a checkpoint as if never stopped") {
+  const fs::path whole = scratch_dir("lora_whole"), dir = scratch_dir("lora_resumed");
+  check_resume("r3_aqn_nvfp4.toml", "", whole, dir);  // adapters, optimizer, AQN draw, codes: all as uninterrupted
+  CHECK(fs::exists(checkpoint(whole, 2) / "rollout" / "packed.safetensors"));
+  CHECK(fs::exists(checkpoint(whole, 2) / "learner" / "lora.safetensors"));
+  CHECK(fs::exists(checkpoint(whole, 2) / "learner" / "adapter" / "adapter_config.json"));  // PEFT / qerl-merge
+  CHECK_FALSE(fs::exists(checkpoint(whole, 2) / "learner" / "policy"));  // only the base, which is model.path
+  CHECK_FALSE(fs::exists(checkpoint(whole, 2) / "rollout" / "weights.safetensors"));  // the base is model.path's
+  CHECK_FALSE(fs::exists(checkpoint(whole, 2) / "learner" / "master.safetensors"));  // fp32 adapters need none
+}
+
+TEST_CASE("QAT on a bf16 policy steps fp32 masters, which its checkpoints keep for an exact resume") {
+  const fs::path whole = scratch_dir("qat_bf16_whole"), dir = scratch_dir("qat_bf16_resumed");
+  // The entropy bonus gives every step a gradient, whatever the (often all-zero) rewards of so short a run.
+  check_resume("r3_aqn_nvfp4_qat.toml", "--set model.dtype=bf16 --set algorithm.entropy_coef=0.01", whole, dir);
+  const auto masters = read_tensors(checkpoint(whole, 2) / "learner" / "master.safetensors");
+  const auto policy = read_tensors(checkpoint(whole, 2) / "learner" / "policy" / "model.safetensors");
+  CHECK(masters.size() == policy.size());
+  int64_t finer = 0;  // master elements that hold more than their bf16 rounding: updates below one bf16 ulp
+  for (const auto& [name, master] : masters) {
+    CAPTURE(name);
+    const auto found = policy.find(name);
+    REQUIRE(found != policy.end());
+    CHECK(found->second.shape == master.shape);
+    const std::vector<float> values = f32_values(master);
+    const std::vector<uint16_t> words = bf16_words(found->second);
+    REQUIRE(values.size() == words.size());
+    int64_t differ = 0;  // the policy is its masters rounded to bf16
+    for (size_t i = 0; i < values.size(); ++i) {
+      differ += qerl::kernels::bf16_bits(values[i]) != words[i];
+      finer += qerl::kernels::round_to_bf16(values[i]) != values[i];
+    }
+    CHECK(differ == 0);
+  }
+  CHECK(finer > 0);
+}
+
+TEST_CASE("QAT: weight sync sends the packed codes the learner's forward uses") {
+  const fs::path qat = scratch_dir("qat_packed"), full = scratch_dir("qat_dense");
+  // No AQN: its noise on the sampler's norms is a deliberate learner/sampler difference.
+  const Outcome a = qerl_run(small_r3("r3_aqn_nvfp4_qat.toml", qat, "--set aqn.enabled=false"), qat);
+  INFO(a.err);
+  REQUIRE(a.status == 0);
+  const Outcome b = qerl_run(
+      small_r3("r3_aqn_nvfp4_qat.toml", full, "--set aqn.enabled=false --set quantization.train=none"), full);
+  INFO(b.err);
+  REQUIRE(b.status == 0);
+  const auto packed_lines = metrics_lines(qat / "metrics.jsonl"), dense_lines = metrics_lines(full / "metrics.jsonl");
+  const double ratio = packed_lines[0]["weight_sync/bytes"].get<double>() / dense_lines[0]["weight_sync/bytes"].get<double>();
+  MESSAGE("QAT packed weight sync: " << packed_lines[0]["weight_sync/bytes"].get<double>() << " bytes, "
+                                     << ratio << " of the dense fp32 update");
+  // fp32 -> 4.5 bits on the quantized Linears (most of the model); embeddings, norms, routers, lm_head stay dense.
+  CHECK(ratio < 0.35);
+  CHECK(ratio > 0.1);
+  // The sampler computes with the learner's QAT weights: their log-probs agree up to float32 summation order.
+  for (const auto& line : packed_lines) CHECK(std::abs(line["rollout_corr/kl"].get<double>()) < 1e-5);
 }
