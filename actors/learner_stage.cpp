@@ -63,7 +63,6 @@ class LearnerStage final : public runtime::Stage {
   void setup(const runtime::StageContext& context) override {
     spec_ = context.pipeline;
     logger_ = context.logger;
-    context_replica_ = context.replica;
     const auto& alg = spec_->algorithm;
     sft_ = context.stage->option<std::string>("mode") == "sft";
     micro_batch_ = context.stage->option<int64_t>("micro_batch_size");
@@ -84,7 +83,7 @@ class LearnerStage final : public runtime::Stage {
                               std::to_string(spec_->lora.rank) + ")");
     } else {
       trainable_ = lm_->parameters();
-      keep_fp32_masters();
+      keep_fp32_masters(context.replica);
     }
     optimizer_ = std::make_unique<torch::optim::AdamW>(
         trainable_, torch::optim::AdamWOptions(alg.lr)
@@ -206,13 +205,13 @@ class LearnerStage final : public runtime::Stage {
 
   // A policy with parameters below fp32: trainable_ becomes fp32 copies
   // (the optimizer's), master_of_ the policy parameter each one feeds.
-  void keep_fp32_masters() {
+  void keep_fp32_masters(int replica) {
     bool low_precision = false;
     for (const auto& p : trainable_) low_precision |= p.scalar_type() != torch::kFloat;
     if (!low_precision) return;
     master_of_ = trainable_;
     for (auto& p : trainable_) p = p.detach().to(torch::kFloat).clone();
-    if (context_replica_ == 0)
+    if (replica == 0)
       log_info(logger_, "mixed precision: the optimizer steps fp32 masters of the " + spec_->model.dtype +
                             " policy's " + std::to_string(trainable_.size()) + " parameters");
   }
@@ -496,7 +495,6 @@ class LearnerStage final : public runtime::Stage {
   std::unique_ptr<models::LoraAdapters> lora_;  // train = "lora"
   std::vector<torch::Tensor> trainable_;        // what the optimizer updates
   std::vector<torch::Tensor> master_of_;        // mixed precision: the policy parameter of each trainable_
-  int context_replica_ = 0;
 };
 
 }  // namespace
