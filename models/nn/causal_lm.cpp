@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include "common/error.hpp"
+#include "models/nn/model_size.hpp"
 
 namespace qerl::models {
 
@@ -24,7 +25,8 @@ DecoderModelImpl::DecoderModelImpl(const ModelConfig& config) {
 }
 
 CausalLMImpl::CausalLMImpl(ModelConfig config)
-    : config_(std::move(config)), rotary_(config_.head_dim, config_.rope_theta) {
+    // The memory check comes first: an absurd config fails before any allocation.
+    : config_(require_memory_for(std::move(config))), rotary_(config_.head_dim, config_.rope_theta) {
   model = register_module("model", DecoderModel(config_));
   if (!config_.tie_word_embeddings) {
     lm_head = register_module(

@@ -5,6 +5,8 @@
 #include "models/nn/model_config.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <fstream>
 
 #include "common/error.hpp"
@@ -14,6 +16,16 @@ namespace {
 
 using nlohmann::json;
 
+// Sanity limits of the size keys: far above every released model, low enough
+// that an absurd value (a typo, 1e12) is named here instead of failing in the
+// allocator, and that products of sizes stay far from int64 overflow.
+constexpr int64_t max_vocab_size = int64_t{1} << 24;     // 16.7M tokens; released vocabularies are < 1M
+constexpr int64_t max_width = int64_t{1} << 20;          // hidden, intermediate and head widths
+constexpr int64_t max_layers = int64_t{1} << 14;         // decoder layers (and decoder_sparse_step)
+constexpr int64_t max_heads = int64_t{1} << 14;          // attention and key/value heads
+constexpr int64_t max_positions = int64_t{1} << 30;      // max_position_embeddings, sliding_window
+constexpr int64_t max_experts = 32767;                   // routing indices are int16
+
 [[noreturn]] void fail(const std::string& what) {
   throw Error("config.json: " + what);
 }
@@ -22,10 +34,18 @@ bool present(const json& config, const char* key) {
   return config.contains(key) && !config.at(key).is_null();
 }
 
+// "\"key\" = <value as written>: " — the start of every message about a key's value.
+std::string key_is(const char* key, const json& value) {
+  return std::string("\"") + key + "\" = " + value.dump() + ": ";
+}
+
 int64_t get_int(const json& config, const char* key) {
   if (!present(config, key)) fail(std::string("missing integer \"") + key + "\"");
   const json& value = config.at(key);
-  if (!value.is_number_integer()) fail(std::string("\"") + key + "\" must be an integer");
+  if (!value.is_number_integer()) fail(key_is(key, value) + "expected an integer");
+  // A uint64 above INT64_MAX would wrap negative in get<int64_t>().
+  if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    fail(key_is(key, value) + "expected an integer that fits int64");
   return value.get<int64_t>();
 }
 
@@ -33,17 +53,44 @@ int64_t get_int(const json& config, const char* key, int64_t fallback) {
   return present(config, key) ? get_int(config, key) : fallback;
 }
 
+// `value` of `key` in [min, max], min 0 or 1 ("non-negative" / "positive").
+int64_t require_range(const char* key, int64_t value, int64_t min, int64_t max) {
+  if (value < min)
+    fail(key_is(key, json(value)) + "expected a " + (min > 0 ? "positive" : "non-negative") + " integer");
+  if (value > max) fail(key_is(key, json(value)) + "exceeds qerl's sanity limit " + std::to_string(max));
+  return value;
+}
+
+// A required size key, checked against [min, max].
+int64_t get_size(const json& config, const char* key, int64_t max, int64_t min = 1) {
+  return require_range(key, get_int(config, key), min, max);
+}
+
+// An optional size key: `fallback` (not checked) when absent.
+int64_t get_size(const json& config, const char* key, int64_t fallback, int64_t max, int64_t min) {
+  return present(config, key) ? get_size(config, key, max, min) : fallback;
+}
+
 double get_double(const json& config, const char* key, double fallback) {
   if (!present(config, key)) return fallback;
   const json& value = config.at(key);
-  if (!value.is_number()) fail(std::string("\"") + key + "\" must be a number");
+  if (!value.is_number()) fail(key_is(key, value) + "expected a number");
   return value.get<double>();
+}
+
+// A finite number > 0 (`positive`) or >= 0.
+double get_positive_double(const json& config, const char* key, double fallback, bool positive = true) {
+  const double value = get_double(config, key, fallback);
+  if (!std::isfinite(value) || value < 0 || (positive && value == 0))
+    fail(key_is(key, present(config, key) ? config.at(key) : json(value)) + "expected a finite " +
+         (positive ? "positive" : "non-negative") + " number");
+  return value;
 }
 
 bool get_bool(const json& config, const char* key, bool fallback) {
   if (!present(config, key)) return fallback;
   const json& value = config.at(key);
-  if (!value.is_boolean()) fail(std::string("\"") + key + "\" must be true or false");
+  if (!value.is_boolean()) fail(key_is(key, value) + "expected true or false");
   return value.get<bool>();
 }
 
@@ -78,8 +125,8 @@ double parse_rope_theta(const json& config, double default_theta) {
     type = rope.at("type").get<std::string>();
   if (type != "default") fail("rope_type \"" + type + "\" is not supported (only \"default\")");
   if (get_double(rope, "partial_rotary_factor", 1.0) != 1.0) fail("partial_rotary_factor != 1 is not supported");
-  if (present(rope, "rope_theta")) return get_double(rope, "rope_theta", default_theta);
-  return get_double(config, "rope_theta", default_theta);
+  return present(rope, "rope_theta") ? get_positive_double(rope, "rope_theta", default_theta)
+                                     : get_positive_double(config, "rope_theta", default_theta);
 }
 
 std::vector<int64_t> parse_eos(const json& config) {
@@ -101,24 +148,32 @@ void parse_moe(const json& config, ModelConfig& out) {
   // "num_experts" as an alias; qwen2_moe knows only "num_experts".
   const bool qwen2 = out.architecture == Architecture::qwen2_moe;
   const int64_t default_experts = mixtral ? 8 : (qwen2 ? 60 : 128);
-  out.num_experts = get_int(config, "num_experts", default_experts);
-  if (!qwen2) out.num_experts = get_int(config, "num_local_experts", out.num_experts);
-  out.num_experts_per_tok = get_int(config, "num_experts_per_tok", mixtral ? 2 : (qwen2 ? 4 : 8));
-  out.moe_intermediate_size = mixtral ? out.intermediate_size : get_int(config, "moe_intermediate_size");
+  const char* experts_key = !qwen2 && present(config, "num_local_experts") ? "num_local_experts" : "num_experts";
+  out.num_experts = get_size(config, experts_key, default_experts, max_experts, /*min=*/1);
+  out.num_experts_per_tok =
+      get_size(config, "num_experts_per_tok", mixtral ? 2 : (qwen2 ? 4 : 8), max_experts, /*min=*/1);
+  if (out.num_experts_per_tok > out.num_experts)
+    fail(key_is("num_experts_per_tok", json(out.num_experts_per_tok)) + "exceeds " + experts_key + " " +
+         std::to_string(out.num_experts) + (present(config, experts_key) ? "" : " (its default)"));
+  out.moe_intermediate_size = mixtral ? out.intermediate_size : get_size(config, "moe_intermediate_size", max_width);
   out.norm_topk_prob = mixtral || get_bool(config, "norm_topk_prob", false);
   out.float32_mixing_weights = mixtral;
   if (!mixtral) {
-    out.decoder_sparse_step = get_int(config, "decoder_sparse_step", 1);
-    if (out.decoder_sparse_step < 1) fail("\"decoder_sparse_step\" must be >= 1");
+    out.decoder_sparse_step = get_size(config, "decoder_sparse_step", 1, max_layers, /*min=*/1);
     if (present(config, "mlp_only_layers")) {
-      for (const json& layer : config.at("mlp_only_layers")) out.mlp_only_layers.push_back(layer.get<int64_t>());
+      const json& layers = config.at("mlp_only_layers");
+      if (!layers.is_array()) fail(key_is("mlp_only_layers", layers) + "expected a list of layer indices");
+      for (const json& layer : layers) {
+        if (!layer.is_number_integer() || layer.get<int64_t>() < 0 || layer.get<int64_t>() >= out.num_hidden_layers)
+          fail(key_is("mlp_only_layers", layers) + "expected layer indices in [0, num_hidden_layers " +
+               std::to_string(out.num_hidden_layers) + ")");
+        out.mlp_only_layers.push_back(layer.get<int64_t>());
+      }
     }
   }
+  // qwen2_moe's shared expert; 0 means none.
   if (out.architecture == Architecture::qwen2_moe)
-    out.shared_expert_intermediate_size = get_int(config, "shared_expert_intermediate_size");
-  if (out.num_experts > 0 && (out.num_experts_per_tok < 1 || out.num_experts_per_tok > out.num_experts))
-    fail("\"num_experts_per_tok\" must be in [1, num_experts]");
-  if (out.num_experts > 32767) fail("more than 32767 experts do not fit int16 routing indices");
+    out.shared_expert_intermediate_size = get_size(config, "shared_expert_intermediate_size", max_width, /*min=*/0);
 }
 
 }  // namespace
@@ -188,24 +243,39 @@ ModelConfig parse_fields(const json& config) {
   out.architecture = parse_architecture(out.model_type);
   const Architecture arch = out.architecture;
 
-  out.vocab_size = get_int(config, "vocab_size");
-  out.hidden_size = get_int(config, "hidden_size");
-  out.intermediate_size = get_int(config, "intermediate_size");
-  out.num_hidden_layers = get_int(config, "num_hidden_layers");
-  out.num_attention_heads = get_int(config, "num_attention_heads");
-  out.num_key_value_heads = get_int(config, "num_key_value_heads", out.num_attention_heads);
-  if (out.hidden_size <= 0 || out.num_hidden_layers <= 0 || out.num_attention_heads <= 0 || out.vocab_size <= 0)
-    fail("sizes must be positive");
+  // Every size is checked before anything is built from it (CausalLM's
+  // constructor then checks the total against the memory available).
+  out.vocab_size = get_size(config, "vocab_size", max_vocab_size);
+  out.hidden_size = get_size(config, "hidden_size", max_width);
+  out.intermediate_size = get_size(config, "intermediate_size", max_width);
+  out.num_hidden_layers = get_size(config, "num_hidden_layers", max_layers);
+  out.num_attention_heads = get_size(config, "num_attention_heads", max_heads);
+  out.num_key_value_heads = get_size(config, "num_key_value_heads", out.num_attention_heads, max_heads, /*min=*/1);
   if (out.num_attention_heads % out.num_key_value_heads != 0)
-    fail("num_attention_heads must be a multiple of num_key_value_heads");
-  // qwen3's config class defaults head_dim to 128; the others derive it.
-  const int64_t derived_head_dim = out.hidden_size / out.num_attention_heads;
-  out.head_dim = get_int(config, "head_dim", arch == Architecture::qwen3 ? 128 : derived_head_dim);
-  if (out.head_dim <= 0 || out.head_dim % 2 != 0) fail("\"head_dim\" must be positive and even");
-  out.rms_norm_eps = get_double(config, "rms_norm_eps", arch == Architecture::mixtral ? 1e-5 : 1e-6);
+    fail(key_is("num_key_value_heads", json(out.num_key_value_heads)) +
+         "expected a divisor of \"num_attention_heads\" = " + std::to_string(out.num_attention_heads));
+  const std::string no_head_dim = " (and config.json has no \"head_dim\")";
+  if (present(config, "head_dim")) {
+    out.head_dim = get_size(config, "head_dim", max_width);
+    if (out.head_dim % 2 != 0)
+      fail(key_is("head_dim", config.at("head_dim")) + "expected an even integer (rotary embeddings rotate pairs)");
+  } else if (arch == Architecture::qwen3) {
+    out.head_dim = 128;  // Qwen3Config's default
+  } else {  // the others derive it
+    if (out.hidden_size % out.num_attention_heads != 0)
+      fail("hidden_size " + std::to_string(out.hidden_size) + " is not divisible by num_attention_heads " +
+           std::to_string(out.num_attention_heads) + no_head_dim);
+    out.head_dim = out.hidden_size / out.num_attention_heads;
+    if (out.head_dim % 2 != 0)
+      fail("hidden_size " + std::to_string(out.hidden_size) + " / num_attention_heads " +
+           std::to_string(out.num_attention_heads) + " = " + std::to_string(out.head_dim) +
+           " is odd, rotary embeddings need an even head dimension" + no_head_dim);
+  }
+  out.rms_norm_eps = get_positive_double(config, "rms_norm_eps", arch == Architecture::mixtral ? 1e-5 : 1e-6);
   out.rope_theta = parse_rope_theta(config, arch == Architecture::mixtral ? 1e6 : 10000.0);
-  out.initializer_range = get_double(config, "initializer_range", 0.02);
-  out.max_position_embeddings = get_int(config, "max_position_embeddings", 0);
+  out.initializer_range = get_positive_double(config, "initializer_range", 0.02, /*positive=*/false);
+  // 0: the config sets no limit.
+  out.max_position_embeddings = get_size(config, "max_position_embeddings", 0, max_positions, /*min=*/1);
   out.tie_word_embeddings = get_bool(config, "tie_word_embeddings", false);
 
   if (present(config, "hidden_act") && config.at("hidden_act") != "silu")
@@ -231,7 +301,7 @@ ModelConfig parse_fields(const json& config) {
   out.qk_norm = arch == Architecture::qwen3 || arch == Architecture::qwen3_moe;
 
   if (arch == Architecture::mixtral) {
-    out.sliding_window = get_optional_int(config, "sliding_window");
+    if (present(config, "sliding_window")) out.sliding_window = get_size(config, "sliding_window", max_positions);
   } else if (get_bool(config, "use_sliding_window", false)) {
     fail("use_sliding_window is not supported");
   }

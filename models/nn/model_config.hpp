@@ -68,7 +68,10 @@ struct ModelConfig {
 };
 
 // Throws qerl::Error naming the key on a missing/ill-typed field, an unknown
-// model_type or an unsupported feature.
+// model_type or an unsupported feature, and naming key and value on a size
+// that is not positive, above qerl's sanity limit or not divisible where the
+// architecture needs it ("config.json: \"num_attention_heads\" = 0: expected
+// a positive integer"). Memory is checked later, by CausalLM's constructor.
 ModelConfig parse_model_config(const nlohmann::json& config);
 ModelConfig load_model_config(const std::string& config_json_path);
 

@@ -1,0 +1,94 @@
+// qerl-model end to end on bad input: a config.json whose sizes are bad or
+// too large for memory ends in one line on stderr and exit 2, with nothing
+// written; the valid config still builds a model.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "run_tool.hpp"
+
+namespace fs = std::filesystem;
+using qerl::test::Outcome;
+using qerl::test::slurp;
+
+namespace {
+
+fs::path tiny_moe() { return fs::path(QERL_SOURCE_DIR) / "assets" / "tiny-moe"; }
+
+Outcome qerl_model(const std::string& args, const fs::path& dir) {
+  return qerl::test::run_tool(QERL_MODEL_EXE, args, dir);
+}
+
+std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+
+size_t count_lines(const std::string& text) {
+  size_t n = 0;
+  for (char c : text) n += c == '\n';
+  return n;
+}
+
+// Exit 2, "qerl-model: " + one line containing every part, no internal error.
+void check_bad_input(const Outcome& o, const std::vector<std::string>& parts) {
+  INFO(o.err);
+  CHECK(o.status == 2);
+  CHECK(o.err.rfind("qerl-model: ", 0) == 0);
+  CHECK(count_lines(o.err) == 1);
+  CHECK(o.err.find("internal error") == std::string::npos);
+  for (const auto& part : parts) CHECK(o.err.find(part) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("qerl-model: each bad size in config.json is one line naming config.json, the key and the value") {
+  const fs::path dir = qerl::test::scratch_dir("qerl_model_test", "bad_config");
+  const nlohmann::json base = nlohmann::json::parse(slurp(tiny_moe() / "config.json"));
+  struct Case {
+    const char* name;
+    nlohmann::json edit;  // merged into tiny-moe's config.json; null values erase the key
+    std::string message;
+  };
+  const std::vector<Case> cases{
+      {"vocab_1e12", {{"vocab_size", 1000000000000LL}},
+       "config.json: \"vocab_size\" = 1000000000000: exceeds qerl's sanity limit 16777216"},
+      {"vocab_0", {{"vocab_size", 0}}, "config.json: \"vocab_size\" = 0: expected a positive integer"},
+      {"heads_0", {{"num_attention_heads", 0}},
+       "config.json: \"num_attention_heads\" = 0: expected a positive integer"},
+      {"layers_-1", {{"num_hidden_layers", -1}},
+       "config.json: \"num_hidden_layers\" = -1: expected a positive integer"},
+      {"6_heads", {{"hidden_size", 64}, {"num_attention_heads", 6}, {"num_key_value_heads", 6}, {"head_dim", nullptr}},
+       "config.json: hidden_size 64 is not divisible by num_attention_heads 6 (and config.json has no \"head_dim\")"},
+      {"kv_heads", {{"num_key_value_heads", 3}},
+       "config.json: \"num_key_value_heads\" = 3: expected a divisor of \"num_attention_heads\" = 4"},
+      {"top_k", {{"num_experts_per_tok", 9}}, "config.json: \"num_experts_per_tok\" = 9: exceeds num_experts 8"},
+      // Every key within its limit, ~2.6e16 parameters: more than any machine's memory.
+      {"memory", {{"hidden_size", 1 << 20}, {"moe_intermediate_size", 1 << 20}, {"num_hidden_layers", 1000}},
+       "config.json: the model has "},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(std::string(c.name));
+    nlohmann::json config = base;
+    config.merge_patch(c.edit);
+    fs::create_directories(dir / c.name);
+    std::ofstream(dir / c.name / "config.json") << config.dump(2);
+    const Outcome o = qerl_model("init --config " + quoted(dir / c.name / "config.json") + " --out " +
+                                     quoted(dir / c.name / "out"),
+                                 dir);
+    check_bad_input(o, {c.message});
+    CHECK(!fs::exists(dir / c.name / "out"));
+  }
+  // The unedited config builds and saves a model.
+  fs::create_directories(dir / "valid");
+  std::ofstream(dir / "valid" / "config.json") << base.dump(2);
+  const Outcome o = qerl_model("init --config " + quoted(dir / "valid" / "config.json") + " --out " +
+                                   quoted(dir / "valid" / "out"),
+                               dir);
+  INFO(o.err);
+  CHECK(o.status == 0);
+  CHECK(fs::exists(dir / "valid" / "out" / "model.safetensors"));
+}
+
