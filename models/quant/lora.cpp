@@ -14,27 +14,37 @@
 namespace qerl::models {
 namespace {
 
-bool targets_module(const std::string& name, const std::vector<std::string>& leaf_names, NamePatterns& patterns) {
-  for (const auto& leaf : leaf_names)
-    if (name == leaf || (name.size() > leaf.size() && name.compare(name.size() - leaf.size(), leaf.size(), leaf) == 0 &&
-                         name[name.size() - leaf.size() - 1] == '.'))
-      return true;
-  return patterns.matches(name);
+// The "re:" entries of a target list, or the others (leaf names).
+std::vector<std::string> target_entries(const std::vector<std::string>& names, bool regex) {
+  std::vector<std::string> out;
+  for (const auto& name : names)
+    if ((name.rfind("re:", 0) == 0) == regex) out.push_back(name);
+  return out;
 }
 
 }  // namespace
+
+LoraTargets::LoraTargets(const std::vector<std::string>& target_modules, const std::string& context)
+    : leaves_(target_entries(target_modules, /*regex=*/false)),
+      patterns_(target_entries(target_modules, /*regex=*/true), context) {}
+
+bool LoraTargets::selects(const std::string& name) {
+  for (const auto& leaf : leaves_)
+    if (name == leaf || (name.size() > leaf.size() && name.compare(name.size() - leaf.size(), leaf.size(), leaf) == 0 &&
+                         name[name.size() - leaf.size() - 1] == '.'))
+      return true;
+  return patterns_.matches(name);
+}
 
 LoraAdapters::LoraAdapters(CausalLMImpl& lm, const LoraConfig& config, uint64_t seed) {
   if (config.rank < 1) throw Error("lora.rank must be at least 1, got " + std::to_string(config.rank));
   scale_ = config.alpha / static_cast<double>(config.rank);
   dropout_ = config.dropout;
-  std::vector<std::string> leaves, regexes;
-  for (const auto& t : config.target_modules) (t.rfind("re:", 0) == 0 ? regexes : leaves).push_back(t);
-  NamePatterns patterns(regexes, "lora.target_modules");
+  LoraTargets targets(config.target_modules, "lora.target_modules");
   auto generator = at::detail::createCPUGenerator(seed);
   for (const auto& item : lm.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
     auto* linear = item.value()->as<LinearImpl>();
-    if (linear == nullptr || !targets_module(item.key(), leaves, patterns)) continue;
+    if (linear == nullptr || !targets.selects(item.key())) continue;
     const int64_t in = linear->in_features(), out = linear->out_features();
     const double bound = 1.0 / std::sqrt(static_cast<double>(in));
     Adapter adapter;

@@ -13,6 +13,7 @@
 
 #include <torch/types.h>
 
+#include "common/name_pattern.hpp"
 #include "models/nn/causal_lm.hpp"
 
 namespace qerl::models {
@@ -24,6 +25,20 @@ struct LoraConfig {
   // Leaf module names ("q_proj": every module whose name ends in ".q_proj")
   // or "re:" patterns on the full module name.
   std::vector<std::string> target_modules{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+};
+
+// Which modules LoraConfig::target_modules selects, PEFT's way for a list: a
+// leaf name ("q_proj", "experts.3.down_proj") selects a module named it or
+// ending in "." + it; a "re:" pattern matches as NamePatterns (anchored at
+// the start). Throws qerl::Error (naming `context`) on an invalid regex.
+class LoraTargets {
+ public:
+  LoraTargets(const std::vector<std::string>& target_modules, const std::string& context);
+  bool selects(const std::string& module_name);
+
+ private:
+  std::vector<std::string> leaves_;
+  NamePatterns patterns_;
 };
 
 class LoraAdapters {

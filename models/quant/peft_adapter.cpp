@@ -3,6 +3,7 @@
 // folder qerl cannot apply exactly fail with one line naming file and key.
 #include "models/quant/peft_adapter.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -172,6 +173,26 @@ std::vector<std::string> read_targets(const json& value, const std::map<std::str
   return {leaves.begin(), leaves.end()};
 }
 
+// Every module with tensors is one target_modules selects: PEFT builds
+// LoRA layers for those only, so it would leave the others' tensors unused.
+void check_targeted(const PeftAdapter& adapter, const json& targets, const std::string& file) {
+  LoraTargets matcher(adapter.config.target_modules, file + ": \"target_modules\"");
+  std::vector<std::string> strays;
+  for (const auto& [name, t] : adapter.tensors)
+    if (has_suffix(name, suffix_a)) {
+      const std::string module = name.substr(0, name.size() - std::string(suffix_a).size());
+      if (!matcher.selects(module)) strays.push_back(module);
+    }
+  if (strays.empty()) return;
+  constexpr size_t shown = 3;
+  std::string names;
+  for (size_t i = 0; i < std::min(shown, strays.size()); ++i) names += (i ? ", " : "") + strays[i];
+  if (strays.size() > shown) names += " and " + std::to_string(strays.size() - shown) + " more";
+  throw Error(file + ": \"target_modules\" is " + targets.dump() + ", which does not select module" +
+              (strays.size() > 1 ? "s " : " ") + names + " of " + weights_file +
+              " (PEFT would not load " + (strays.size() > 1 ? "their" : "its") + " lora_A / lora_B)");
+}
+
 // "base_model.model.<module>.lora_X.weight" -> "<module>.lora_X.weight".
 std::string qerl_name_of(const std::string& key, const std::string& file) {
   const std::string form = "base_model.model.<module>.lora_A.weight or .lora_B.weight";
@@ -296,7 +317,9 @@ PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
     for (auto& [key, t] : read_safetensors(weights_path).tensors)
       adapter.tensors[qerl_name_of(key, weights_path.string())] = t;
     check_pairs(adapter.tensors, adapter.config.rank, weights_path.string(), std::string(" (") + config_file + ")");
-    adapter.config.target_modules = read_targets(required(config, "target_modules", file), adapter.tensors, file);
+    const json& targets = required(config, "target_modules", file);
+    adapter.config.target_modules = read_targets(targets, adapter.tensors, file);
+    check_targeted(adapter, targets, file);
     return adapter;
   } catch (const json::exception& e) {
     throw Error(file + ": " + e.what());

@@ -35,9 +35,11 @@ void write_peft_adapter(const std::filesystem::path& dir, const LoraConfig& conf
 // Reads a folder written by write_peft_adapter or PEFT's save_pretrained.
 // qerl::Error (file, key, what was expected) on missing files, bad JSON,
 // peft_type other than LORA, any PEFT variant field set, a key not of the
-// form base_model.model.<module>.lora_{A,B}.weight, an unpaired A or B, or
-// a rank other than r. A regex target_modules becomes one "re:" entry; the
-// shorthand "all-linear" becomes the leaf names of the adapted modules.
+// form base_model.model.<module>.lora_{A,B}.weight, an unpaired A or B, a
+// rank other than r, or tensors on modules that target_modules does not select (PEFT matches a list's
+// names as module-name suffixes, a string with re.fullmatch). A regex
+// target_modules becomes one "re:" entry; the shorthand "all-linear"
+// becomes the leaf names of the adapted modules.
 PeftAdapter read_peft_adapter(const std::filesystem::path& dir);
 
 // target_modules as adapter_config.json holds it (see write_peft_adapter).

@@ -6,7 +6,8 @@
 // (fp32: to 1e-6 relative; bf16: one rounding of the fp32 merge) and the
 // same logits, in transformers and in qerl's model of the merged folder.
 // PEFT's own save_pretrained folder goes through qerl-merge the same way.
-// Bad input exits 2 with one line and writes nothing.
+// Bad input exits 2 with one line and writes nothing: among it tensors on
+// modules adapter_config.json's target_modules does not select.
 #include <doctest/doctest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -246,7 +247,9 @@ TEST_CASE("qerl-merge rejects bad input with one line and exit 2, writing nothin
   auto norm = good;
   norm["model.layers.0.mlp.lora_A.weight"] = torch::randn({2, 128});
   norm["model.layers.0.mlp.lora_B.weight"] = torch::randn({128, 2});
-  models::write_peft_adapter(dir / "norm", config, norm, "");
+  models::LoraConfig with_mlp = config;  // targets it, else the target check would name it first
+  with_mlp.target_modules = {"q_proj", "mlp"};
+  models::write_peft_adapter(dir / "norm", with_mlp, norm, "");
   expect_error(base + " " + quoted(dir / "norm") + " " + out,
                "module model.layers.0.mlp of the adapter is not a Linear in the base model");
 
@@ -256,6 +259,15 @@ TEST_CASE("qerl-merge rejects bad input with one line and exit 2, writing nothin
   dora["use_dora"] = true;
   std::ofstream(dir / "dora" / "adapter_config.json") << dora.dump();
   expect_error(base + " " + quoted(dir / "dora") + " " + out, "\"use_dora\" is true: DoRA");
+
+  // The issue's repro: q_proj tensors under target_modules ["gate_proj"].
+  models::LoraConfig gate_only = config;
+  gate_only.target_modules = {"gate_proj"};
+  models::write_peft_adapter(dir / "untargeted", gate_only, good, "");
+  expect_error(base + " " + quoted(dir / "untargeted") + " " + out,
+               "adapter_config.json: \"target_modules\" is [\"gate_proj\"], which does not select modules "
+               "model.layers.0.self_attn.q_proj, model.layers.1.self_attn.q_proj, model.layers.2.self_attn.q_proj and "
+               "1 more of adapter_model.safetensors");
 
   const std::string adapter = quoted(dir / "good");
   expect_error(base + " " + adapter + " " + out + " --dtype int8", "unknown dtype \"int8\"");

@@ -5,7 +5,8 @@
 // dequantized weights; tensors() / load() round-trip and reject bad input;
 // PEFT adapter folders round-trip bit for bit (target lists and "re:"
 // patterns selecting the same modules) and every folder qerl cannot apply
-// exactly is a one-line error naming the file and key.
+// exactly (tensors on modules target_modules does not select by PEFT's
+// rules among them) is a one-line error naming the file and key.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -225,7 +226,7 @@ TEST_CASE("read_peft_adapter: each folder qerl cannot apply exactly is one line 
     write_safetensors(dir / "adapter_model.safetensors", stored);
     try {
       read_peft_adapter(dir);
-      FAIL("no error");
+      FAIL_CHECK("no error");
     } catch (const qerl::Error& e) {
       const std::string text = e.what();
       CHECK(text.find(message) != std::string::npos);
@@ -260,6 +261,20 @@ TEST_CASE("read_peft_adapter: each folder qerl cannot apply exactly is one line 
     t["base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"] = torch::ones({32});
   }, "lora_magnitude_vector: expected base_model.model.<module>.lora_A.weight");
 
+  // Modules target_modules does not select (PEFT's suffix / re.fullmatch rules).
+  const std::string all_q = "model.layers.0.self_attn.q_proj, model.layers.1.self_attn.q_proj, "
+                            "model.layers.2.self_attn.q_proj of adapter_model.safetensors";
+  expect_error("other module", [](auto& j, auto&) { j["target_modules"] = {"gate_proj"}; },
+               "adapter_config.json: \"target_modules\" is [\"gate_proj\"], which does not select modules " + all_q +
+                   " (PEFT would not load their lora_A / lora_B)");
+  expect_error("not a dotted suffix", [](auto& j, auto&) { j["target_modules"] = {"_proj"}; }, all_q);
+  expect_error("one layer", [](auto& j, auto&) { j["target_modules"] = {"layers.0.self_attn.q_proj", "k_proj"}; },
+               "which does not select modules model.layers.1.self_attn.q_proj, model.layers.2.self_attn.q_proj of");
+  expect_error("regex prefix", [](auto& j, auto&) { j["target_modules"] = "model\\.layers\\.\\d\\.self_attn"; }, all_q);
+  expect_error("regex two layers", [](auto& j, auto&) { j["target_modules"] = ".*layers\\.[01]\\.self_attn\\.q_proj"; },
+               "which does not select module model.layers.2.self_attn.q_proj of adapter_model.safetensors (PEFT would "
+               "not load its lora_A / lora_B)");
+
   const auto dir = peft_test_dir("files");
   CHECK_THROWS_WITH_AS(read_peft_adapter(dir), doctest::Contains("adapter_config.json: no such file"), qerl::Error);
   std::ofstream(dir / "adapter_config.json") << "{\"peft_type\": \"LORA\", ";
@@ -268,4 +283,25 @@ TEST_CASE("read_peft_adapter: each folder qerl cannot apply exactly is one line 
   std::filesystem::remove(dir / "adapter_model.safetensors");
   CHECK_THROWS_WITH_AS(read_peft_adapter(dir), doctest::Contains("adapter_model.safetensors: no such file"),
                        qerl::Error);
+}
+
+TEST_CASE("read_peft_adapter accepts every target_modules that selects each adapted module, as PEFT matches") {
+  auto lm = testing::tiny_model("qwen3_moe", /*seed=*/19);
+  LoraConfig config;
+  config.rank = 2;
+  config.target_modules = {"q_proj", "experts.1.up_proj"};
+  LoraAdapters lora(*lm, config, /*seed=*/10);
+  randomize(lora, 20);
+  const auto dir = peft_test_dir("targets");
+  write_peft_adapter(dir, config, lora.tensors(), "");
+  auto json = nlohmann::json::parse(file_text(dir / "adapter_config.json"));
+  for (const nlohmann::json& targets :
+       {nlohmann::json{"q_proj", "up_proj"}, nlohmann::json{"self_attn.q_proj", "mlp.experts.1.up_proj", "v_proj"},
+        nlohmann::json(".*\\.(q_proj|experts\\.1\\.up_proj)"), nlohmann::json("all-linear")}) {
+    CAPTURE(targets.dump());
+    json["target_modules"] = targets;
+    std::ofstream(dir / "adapter_config.json") << json.dump();
+    const PeftAdapter read = read_peft_adapter(dir);
+    CHECK(read.tensors.size() == 2 * 3 * 2);
+  }
 }
