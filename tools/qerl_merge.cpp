@@ -3,7 +3,9 @@
 // adapted Linear gets W' = W + (lora_alpha / r) B A, the delta computed in
 // float32 from the stored W, A, B and rounded once into the output dtype;
 // every other file of the base folder (tokenizer, generation config) is
-// copied unchanged.
+// copied unchanged. A NaN or infinity in the adapter, the base or a merged
+// weight (a delta beyond the output dtype's range) is an error naming the
+// tensor: nothing is written then.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include "models/nn/causal_lm.hpp"
 #include "models/nn/linear.hpp"
 #include "models/nn/model_config.hpp"
+#include "models/nn/non_finite.hpp"
 #include "models/nn/weights.hpp"
 #include "models/quant/compressed_tensors.hpp"
 #include "models/quant/peft_adapter.hpp"
@@ -50,7 +53,13 @@ std::optional<torch::ScalarType> parse_dtype(const std::string& text) {
 // compressed-tensors folder (qerl-quantize's output, a QeRL LoRA run's frozen
 // base) loads with its quantized Linears dequantized: the merge then folds the
 // adapter into the very weights it was trained against.
-models::CausalLM load_base(const fs::path& dir) { return models::load_model_folder(dir).lm; }
+models::CausalLM load_base(const fs::path& dir) {
+  models::LoadedModel loaded = models::load_model_folder(dir);
+  if (const auto finding = models::find_non_finite_parameter(*loaded.lm))
+    throw Error(dir.string() + ": " + *finding +
+                (loaded.quantization ? " (dequantized from its stored codes)" : ""));
+  return loaded.lm;
+}
 
 struct MergeSummary {
   int64_t modules = 0;
@@ -61,7 +70,8 @@ struct MergeSummary {
 
 // Replaces the weight of every adapted Linear by (W + scale * B A) in
 // `dtype`; the other parameters keep theirs (the caller casts them).
-// Checks every module before changing any.
+// Checks every module's shapes before changing any; a merged weight that is
+// not finite in `dtype` is an error (the caller then writes nothing).
 MergeSummary merge_adapter(models::CausalLMImpl& lm, const models::PeftAdapter& adapter, torch::ScalarType dtype,
                            const std::string& adapter_dir) {
   std::map<std::string, models::LinearImpl*> linears;
@@ -102,7 +112,11 @@ MergeSummary merge_adapter(models::CausalLMImpl& lm, const models::PeftAdapter& 
     // delta: [out, r] @ [r, in] float32, as PEFT's get_delta_weight: (B @ A) * scale.
     const torch::Tensor delta = torch::matmul(pair.b.to(torch::kFloat32), pair.a.to(torch::kFloat32)) * scale;
     torch::Tensor& weight = pair.linear->weight;
-    weight.set_data((weight.to(torch::kFloat32) + delta.to(weight.device())).to(dtype));
+    const torch::Tensor merged = (weight.to(torch::kFloat32) + delta.to(weight.device())).to(dtype);
+    if (const auto finding = models::non_finite_values(module + ".weight", merged))
+      throw Error(adapter_dir + ": module " + module + ": the merged weight W + (lora_alpha / r) B A overflows " +
+                  models::dtype_name(dtype) + " (" + *finding + ")");
+    weight.set_data(merged);
     ++summary.modules;
     summary.weights += weight.numel();
     summary.adapter += pair.a.numel() + pair.b.numel();
@@ -121,6 +135,8 @@ int run(const Options& opt) {
 
   const MergeSummary summary = merge_adapter(*lm, adapter, out_dtype, opt.adapter_dir);
   lm->to(out_dtype);  // the merged weights are already in out_dtype: a no-op for them
+  if (const auto finding = models::find_non_finite_parameter(*lm))  // a base value beyond out_dtype's range
+    throw Error(opt.base_dir + ": " + *finding + " once cast to " + models::dtype_name(out_dtype));
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) throw Error(opt.out_dir + ": cannot create: " + ec.message());

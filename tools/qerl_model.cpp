@@ -3,10 +3,10 @@
 // sequence -> safetensors with logits [T, V] float32 and, for MoE, routing
 // [T, L_moe, K] int16), generate, tokenize, init (random HF-style weights)
 // and convert (load + save). The parity tests drive it against transformers.
+// Bad input (config, tokens, NaN logits) is one line and exit 2.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -19,11 +19,13 @@
 #include "common/error.hpp"
 #include "models/generate/generator.hpp"
 #include "models/io/safetensors.hpp"
+#include "models/nn/non_finite.hpp"
 #include "models/nn/weights.hpp"
 #include "models/quant/compressed_tensors.hpp"
 #include "models/tokenizer/char_level.hpp"
 #include "models/tokenizer/tokenizer.hpp"
 #include "common/atomic_file.hpp"
+#include "tools/tool_errors.hpp"
 
 namespace fs = std::filesystem;
 using namespace qerl;
@@ -116,7 +118,15 @@ int cmd_logits(const Options& opt) {
   args.input_ids = torch::tensor(ids, torch::kLong).unsqueeze(0);
   args.routing = Routing::capture();
   auto out = lm->forward(args);
-  TensorMap tensors{{"logits", out.logits[0].to(torch::kFloat).contiguous()}};                  // [T, V] float32
+  const torch::Tensor logits = out.logits[0].to(torch::kFloat).contiguous();  // [T, V] float32
+  // NaN logits are no result: say so, and where they come from when a weight holds them.
+  if (const auto finding = non_finite_values("logits", logits)) {
+    const auto weight = find_non_finite_parameter(*lm);
+    throw Error(opt.dir + ": " + *finding +
+                (weight ? "; the weights hold NaN or infinities, first " + *weight
+                        : "; every weight is finite, the " + dtype_name(lm->dtype()) + " forward pass produced them"));
+  }
+  TensorMap tensors{{"logits", logits}};
   if (out.routing.indices.defined()) tensors["routing"] = out.routing.indices[0].contiguous();  // [T, L_moe, K] int16
   write_safetensors(opt.out, tensors);
   return 0;
@@ -248,7 +258,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  try {
+  return tools::report_errors("qerl-model", [&] {
     if (*info) return cmd_info(opt);
     if (*logits) return cmd_logits(opt);
     if (*gen) return cmd_generate(opt);
@@ -256,13 +266,6 @@ int main(int argc, char** argv) {
     if (*init) return cmd_init(opt);
     if (*convert) return cmd_convert(opt);
     if (*chars) return cmd_char_tokenizer(opt);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "qerl-model: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {  // LibTorch (c10::Error) and the like: first line only
-    const std::string what = e.what();
-    std::fprintf(stderr, "qerl-model: internal error: %s\n", what.substr(0, what.find('\n')).c_str());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -3,10 +3,13 @@
 // prints the weight's SQNR, relative error, deadzone and saturation, and the
 // relative error of the logits on seeded calibration prompts when only that
 // weight is fake-quantized; then the most sensitive layers and a model-wide
-// summary per scheme. --json writes the same data atomically.
+// summary per scheme. --json writes the same data atomically. A model with a
+// NaN or infinite weight, or whose calibration logits are not finite, is an
+// error naming the tensor or layer (exit 2), never a table of NaNs.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -20,6 +23,7 @@
 
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
+#include "models/nn/non_finite.hpp"
 #include "models/nn/weights.hpp"
 #include "tools/scan/layer_scan.hpp"
 #include "tools/tool_errors.hpp"
@@ -101,6 +105,8 @@ ScanReport run_scan(const Options& opt) {
   report.ignore_patterns.insert(report.ignore_patterns.end(), opt.ignores.begin(), opt.ignores.end());
 
   models::CausalLM lm = models::load_causal_lm(opt.dir);  // config's dtype, CPU, eval mode
+  // A NaN or infinite weight makes every statistic below meaningless.
+  if (const auto finding = models::find_non_finite_parameter(*lm)) throw Error(opt.dir + ": " + *finding);
   ScanSelection selection = select_scan_targets(*lm, opt.ignores);
   for (const auto& pattern : selection.unmatched)
     std::fprintf(stderr, "qerl-scan: warning: --ignore pattern \"%s\" matched no Linear module\n", pattern.c_str());
@@ -129,6 +135,9 @@ ScanReport run_scan(const Options& opt) {
         const FakeQuantized fake = fake_quantize_with_stats(target.weight, scheme);
         result.stats = fake.stats;
         result.output = calibration.with_replaced(target.weight, fake.weight);
+        if (!std::isfinite(result.output.relative_l2) || !std::isfinite(result.output.mean_kl))
+          throw Error(opt.dir + ": layer " + target.module_name + " fake-quantized with " + scheme_name(scheme) +
+                      " makes the calibration logits NaN or infinite");
       }
       layer.schemes.push_back(std::move(result));
     }

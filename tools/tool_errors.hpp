@@ -1,6 +1,7 @@
 // How the qerl tools end on an exception: a qerl::Error is the user's input
 // (one line, exit 2); anything else (LibTorch, filesystem) is ours (its
-// first line, exit 1). Shared by qerl-scan and qerl-quantize.
+// first line, exit 1). Shared by qerl-scan, qerl-quantize, qerl-merge and
+// qerl-model.
 #pragma once
 
 #include <cstdio>

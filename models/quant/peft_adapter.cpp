@@ -14,6 +14,7 @@
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
 #include "models/io/safetensors.hpp"
+#include "models/nn/non_finite.hpp"
 
 namespace qerl::models {
 namespace {
@@ -317,6 +318,8 @@ PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
     for (auto& [key, t] : read_safetensors(weights_path).tensors)
       adapter.tensors[qerl_name_of(key, weights_path.string())] = t;
     check_pairs(adapter.tensors, adapter.config.rank, weights_path.string(), std::string(" (") + config_file + ")");
+    if (const auto finding = find_non_finite(adapter.tensors, key_prefix))
+      throw Error(weights_path.string() + ": " + *finding);
     const json& targets = required(config, "target_modules", file);
     adapter.config.target_modules = read_targets(targets, adapter.tensors, file);
     check_targeted(adapter, targets, file);

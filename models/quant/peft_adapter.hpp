@@ -36,7 +36,8 @@ void write_peft_adapter(const std::filesystem::path& dir, const LoraConfig& conf
 // qerl::Error (file, key, what was expected) on missing files, bad JSON,
 // peft_type other than LORA, any PEFT variant field set, a key not of the
 // form base_model.model.<module>.lora_{A,B}.weight, an unpaired A or B, a
-// rank other than r, or tensors on modules that target_modules does not select (PEFT matches a list's
+// rank other than r, a tensor holding NaN or infinities (named), or tensors
+// on modules that target_modules does not select (PEFT matches a list's
 // names as module-name suffixes, a string with re.fullmatch). A regex
 // target_modules becomes one "re:" entry; the shorthand "all-linear"
 // becomes the leaf names of the adapted modules.

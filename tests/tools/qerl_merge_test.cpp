@@ -6,15 +6,18 @@
 // (fp32: to 1e-6 relative; bf16: one rounding of the fp32 merge) and the
 // same logits, in transformers and in qerl's model of the merged folder.
 // PEFT's own save_pretrained folder goes through qerl-merge the same way.
-// Bad input exits 2 with one line and writes nothing: among it tensors on
-// modules adapter_config.json's target_modules does not select.
+// Bad input exits 2 with one line and writes nothing: among it NaN or
+// infinite adapter and base values, merged weights beyond the output dtype,
+// and tensors on modules adapter_config.json's target_modules does not select.
 #include <doctest/doctest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <random>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -28,6 +31,7 @@
 #include "models/quant/peft_adapter.hpp"
 
 #include "run_tool.hpp"
+#include "stored_tensors.hpp"
 
 namespace fs = std::filesystem;
 using namespace qerl::test;
@@ -260,6 +264,27 @@ TEST_CASE("qerl-merge rejects bad input with one line and exit 2, writing nothin
   std::ofstream(dir / "dora" / "adapter_config.json") << dora.dump();
   expect_error(base + " " + quoted(dir / "dora") + " " + out, "\"use_dora\" is true: DoRA");
 
+  // The issue's repro: an all-NaN lora_A once merged NaN into every logit.
+  // Copies own their tensors: `good` must stay as written.
+  const auto copy_of = [](const std::map<std::string, torch::Tensor>& tensors) {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [name, t] : tensors) out[name] = t.clone();
+    return out;
+  };
+  auto nan = copy_of(good);
+  nan["model.layers.2.self_attn.q_proj.lora_A.weight"].fill_(std::numeric_limits<float>::quiet_NaN());
+  models::write_peft_adapter(dir / "nan", config, nan, "");
+  expect_error(base + " " + quoted(dir / "nan") + " " + out,
+               "adapter_model.safetensors: tensor base_model.model.model.layers.2.self_attn.q_proj.lora_A.weight: 256 "
+               "of 256 values are NaN or infinite");
+  auto inf = copy_of(good);  // one infinity at a seeded position of a lora_B
+  std::mt19937_64 rng(25);
+  inf["model.layers.1.self_attn.q_proj.lora_B.weight"].view(-1)[std::uniform_int_distribution<int64_t>(0, 255)(rng)] =
+      std::numeric_limits<float>::infinity();
+  models::write_peft_adapter(dir / "inf", config, inf, "");
+  expect_error(base + " " + quoted(dir / "inf") + " " + out,
+               "tensor base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight: 1 of 256 values are NaN");
+
   // The issue's repro: q_proj tensors under target_modules ["gate_proj"].
   models::LoraConfig gate_only = config;
   gate_only.target_modules = {"gate_proj"};
@@ -268,6 +293,27 @@ TEST_CASE("qerl-merge rejects bad input with one line and exit 2, writing nothin
                "adapter_config.json: \"target_modules\" is [\"gate_proj\"], which does not select modules "
                "model.layers.0.self_attn.q_proj, model.layers.1.self_attn.q_proj, model.layers.2.self_attn.q_proj and "
                "1 more of adapter_model.safetensors");
+
+  // A NaN in the base, at a seeded position of one expert's weight.
+  fs::copy(tiny_moe(), dir / "nan_base", fs::copy_options::recursive);
+  const std::string expert = "model.layers.3.mlp.experts.5.down_proj.weight";
+  overwrite_f32(dir / "nan_base" / "model.safetensors", expert,
+                std::uniform_int_distribution<int64_t>(0, 128 * 128 - 1)(rng), std::numeric_limits<float>::quiet_NaN());
+  expect_error(quoted(dir / "nan_base") + " " + quoted(dir / "good") + " " + out,
+               "nan_base: tensor " + expert + ": 1 of 16384 values are NaN or infinite");
+
+  // Finite in float32, infinite in float16: a huge delta, a huge base value.
+  auto huge = copy_of(good);
+  for (auto& [name, t] : huge)
+    if (name.find(".lora_B.") != std::string::npos) t = t * 1e7;
+  models::write_peft_adapter(dir / "huge", config, huge, "");
+  expect_error(base + " " + quoted(dir / "huge") + " " + out + " --dtype fp16",
+               "module model.layers.0.self_attn.q_proj: the merged weight W + (lora_alpha / r) B A overflows float16 "
+               "(tensor model.layers.0.self_attn.q_proj.weight: ");
+  fs::copy(tiny_moe(), dir / "huge_base", fs::copy_options::recursive);
+  overwrite_f32(dir / "huge_base" / "model.safetensors", "model.norm.weight", 7, 1e6f);
+  expect_error(quoted(dir / "huge_base") + " " + quoted(dir / "good") + " " + out + " --dtype fp16",
+               "huge_base: tensor model.norm.weight: 1 of 128 values are NaN or infinite once cast to float16");
 
   const std::string adapter = quoted(dir / "good");
   expect_error(base + " " + adapter + " " + out + " --dtype int8", "unknown dtype \"int8\"");

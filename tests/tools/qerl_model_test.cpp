@@ -1,16 +1,21 @@
 // qerl-model end to end on bad input: a config.json whose sizes are bad or
-// too large for memory ends in one line on stderr and exit 2, with nothing
-// written; the valid config still builds a model.
+// too large for memory, and a checkpoint whose logits come out NaN each end
+// in one line on stderr and exit 2, with nothing written; the same folder
+// without the defect scores.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "run_tool.hpp"
+#include "stored_tensors.hpp"
 
 namespace fs = std::filesystem;
 using qerl::test::Outcome;
@@ -30,6 +35,15 @@ size_t count_lines(const std::string& text) {
   size_t n = 0;
   for (char c : text) n += c == '\n';
   return n;
+}
+
+// `count` token ids in [0, vocab), seeded, as --tokens wants them.
+std::string token_list(int64_t count, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> id(0, vocab - 1);
+  std::string out;
+  for (int64_t i = 0; i < count; ++i) out += (i ? "," : "") + std::to_string(id(rng));
+  return out;
 }
 
 // Exit 2, "qerl-model: " + one line containing every part, no internal error.
@@ -92,3 +106,26 @@ TEST_CASE("qerl-model: each bad size in config.json is one line naming config.js
   CHECK(fs::exists(dir / "valid" / "out" / "model.safetensors"));
 }
 
+TEST_CASE("qerl-model logits: NaN logits are an error naming the weight that holds a NaN, not a result") {
+  const fs::path dir = qerl::test::scratch_dir("qerl_model_test", "nan");
+  fs::copy(tiny_moe(), dir / "model", fs::copy_options::recursive);
+  const std::string tokens = " --tokens " + token_list(16, 257, 7);
+
+  // The intact copy scores: finite logits.
+  const Outcome clean =
+      qerl_model("logits " + quoted(dir / "model") + tokens + " --out " + quoted(dir / "clean.st"), dir);
+  INFO(clean.err);
+  REQUIRE(clean.status == 0);
+  for (float v : qerl::test::f32_values(qerl::test::read_tensors(dir / "clean.st").at("logits")))
+    REQUIRE(std::isfinite(v));
+
+  // One NaN at a seeded position of an attention projection poisons every later position.
+  const std::string tensor = "model.layers.1.self_attn.o_proj.weight";
+  std::mt19937_64 rng(8);
+  const int64_t index = std::uniform_int_distribution<int64_t>(0, 128 * 128 - 1)(rng);
+  qerl::test::overwrite_f32(dir / "model" / "model.safetensors", tensor, index,
+                            std::numeric_limits<float>::quiet_NaN());
+  const Outcome nan = qerl_model("logits " + quoted(dir / "model") + tokens + " --out " + quoted(dir / "nan.st"), dir);
+  check_bad_input(nan, {"tensor logits: ", " values are NaN or infinite", "first tensor " + tensor + ": 1 of 16384"});
+  CHECK(!fs::exists(dir / "nan.st"));
+}

@@ -2,7 +2,8 @@
 // hand-made blocks with known answers and on N(0,1) weights through the
 // kernels' NVFP4 / MXFP4 float core, then the real executable on the shipped
 // tiny-moe and on a hand-written llama whose input dim 48 MXFP4 cannot group,
-// checked against facts read independently from the checkpoint files.
+// checked against facts read independently from the checkpoint files; a NaN
+// or infinite weight is an error naming the tensor, never a table of NaNs.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -29,6 +31,7 @@
 #include "tools/scan/quant_error.hpp"
 
 #include "run_tool.hpp"
+#include "stored_tensors.hpp"
 
 namespace fs = std::filesystem;
 using qerl::tools::QuantErrorStats;
@@ -397,4 +400,35 @@ TEST_CASE("qerl-scan rejects bad input with one line and a non-zero exit") {
   CHECK(config.err.find("config.json") != std::string::npos);
   CHECK(count_lines(config.err) == 1);
   CHECK(config.err.find("terminate") == std::string::npos);
+}
+
+TEST_CASE("qerl-scan refuses a model with a NaN or infinite weight, naming the tensor") {
+  const fs::path dir = scratch_dir("non_finite");
+  std::mt19937_64 rng(11);
+  const struct {
+    const char* tensor;
+    int64_t elements;
+    float value;
+  } plants[] = {{"model.layers.0.mlp.down_proj.weight", 48 * 64, std::numeric_limits<float>::quiet_NaN()},
+                {"model.layers.0.self_attn.k_proj.weight", 48 * 48, -std::numeric_limits<float>::infinity()},
+                {"model.embed_tokens.weight", 16 * 48, std::numeric_limits<float>::infinity()}};
+  for (const auto& plant : plants) {
+    CAPTURE(std::string(plant.tensor));
+    const fs::path model = dir / "model";
+    fs::remove_all(model);
+    write_tiny_llama(model);
+    const Outcome clean = qerl_scan(model.string() + " --prompts 1 --top 0", dir);
+    INFO(clean.err);
+    REQUIRE(clean.status == 0);  // the intact model scans
+    const int64_t index = std::uniform_int_distribution<int64_t>(0, plant.elements - 1)(rng);
+    qerl::test::overwrite_f32(model / "model.safetensors", plant.tensor, index, plant.value);
+    const Outcome o = qerl_scan(model.string() + " --prompts 1 --json " + (dir / "report.json").string(), dir);
+    INFO(o.err);
+    CHECK(o.status == 2);
+    CHECK(o.err.find(std::string("tensor ") + plant.tensor + ": 1 of " + std::to_string(plant.elements) +
+                     " values are NaN or infinite") != std::string::npos);
+    CHECK(count_lines(o.err) == 1);
+    CHECK(o.out.find("summary") == std::string::npos);
+    CHECK(!fs::exists(dir / "report.json"));
+  }
 }

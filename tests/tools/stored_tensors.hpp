@@ -1,5 +1,5 @@
-// A .safetensors file's tensors as stored bytes, without LibTorch (the
-// tools tests keep LibTorch out of most of their translation units).
+// A .safetensors file's tensors as stored bytes (read, or patched in place), without
+// LibTorch (the tools tests keep LibTorch out of most of their translation units).
 #pragma once
 
 #include <doctest/doctest.h>
@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -46,6 +47,26 @@ inline std::vector<uint16_t> bf16_words(const StoredTensor& t) {
   std::vector<uint16_t> out(t.bytes.size() / 2);
   std::memcpy(out.data(), t.bytes.data(), out.size() * 2);
   return out;
+}
+
+// Overwrites element `index` (row-major) of the F32 tensor `name` in `file`,
+// in place: how a test plants a NaN or an infinity in a checkpoint.
+inline void overwrite_f32(const std::filesystem::path& file, const std::string& name, int64_t index, float value) {
+  const std::string bytes = slurp(file);
+  REQUIRE(!bytes.empty());
+  const auto header = models::parse_safetensors_header(bytes, bytes.size(), file.string());
+  for (const auto& t : header.tensors) {
+    if (t.name != name) continue;
+    REQUIRE(t.dtype == models::Dtype::F32);
+    REQUIRE(index >= 0);
+    REQUIRE(t.data_begin + 4 * static_cast<uint64_t>(index) + 4 <= t.data_end);
+    std::fstream out(file, std::ios::binary | std::ios::in | std::ios::out);
+    out.seekp(static_cast<std::streamoff>(t.data_begin + 4 * static_cast<uint64_t>(index)));
+    out.write(reinterpret_cast<const char*>(&value), 4);
+    REQUIRE(out.good());
+    return;
+  }
+  FAIL("no tensor " << name << " in " << file);
 }
 
 }  // namespace qerl::test

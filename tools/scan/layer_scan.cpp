@@ -18,6 +18,8 @@
 #include "kernels/nvfp4.hpp"
 #include "kernels/quantize_tensor.hpp"
 #include "models/nn/linear.hpp"
+#include "models/nn/model_config.hpp"
+#include "models/nn/non_finite.hpp"
 
 namespace qerl::tools {
 
@@ -120,6 +122,9 @@ CalibrationRun::CalibrationRun(models::CausalLMImpl& lm, torch::Tensor prompts)
   args.routing = models::Routing::capture();
   models::ForwardOutput out = lm_.forward(args);
   clean_logits_ = out.logits.to(torch::kFloat32);
+  // Errors relative to NaN logits would be NaN: no scan of such a model.
+  if (const auto finding = models::non_finite_values("logits", clean_logits_))
+    throw Error("calibration prompts, clean " + models::dtype_name(lm.dtype()) + " forward pass: " + *finding);
   clean_log_probs_ = clean_logits_.log_softmax(/*dim=*/-1);
   if (out.routing.indices.defined()) routing_ = out.routing.indices.to(torch::kCPU);
 }

@@ -72,7 +72,8 @@ struct OutputError {
 // when one parameter is temporarily replaced.
 class CalibrationRun {
  public:
-  // prompts: [N, S] int64. Runs the clean forward (with routing capture).
+  // prompts: [N, S] int64. Runs the clean forward (with routing capture);
+  // throws qerl::Error when its logits hold NaN or infinities.
   CalibrationRun(models::CausalLMImpl& lm, torch::Tensor prompts);
 
   // Copies `replacement` into `parameter` under NoGradGuard, runs the

@@ -5,15 +5,17 @@
 // dequantized weights; tensors() / load() round-trip and reject bad input;
 // PEFT adapter folders round-trip bit for bit (target lists and "re:"
 // patterns selecting the same modules) and every folder qerl cannot apply
-// exactly (tensors on modules target_modules does not select by PEFT's
-// rules among them) is a one-line error naming the file and key.
+// exactly (NaN values, tensors on modules target_modules does not select
+// by PEFT's rules) is a one-line error naming the file and key.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <sstream>
 
 #include "common/error.hpp"
@@ -261,6 +263,17 @@ TEST_CASE("read_peft_adapter: each folder qerl cannot apply exactly is one line 
     t["base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"] = torch::ones({32});
   }, "lora_magnitude_vector: expected base_model.model.<module>.lora_A.weight");
 
+  // NaN or infinite values, at seeded positions, name the stored tensor.
+  std::mt19937_64 rng(18);
+  const auto plant = [&](torch::Tensor& t, float value) {
+    t.view(-1)[std::uniform_int_distribution<int64_t>(0, t.numel() - 1)(rng)] = value;
+  };
+  expect_error("NaN in A", [&](auto&, auto& t) { plant(t.at(key(a_name)), std::nanf("")); },
+               "adapter_model.safetensors: tensor " + key(a_name) + ": 1 of 64 values are NaN or infinite");
+  expect_error("inf in B", [&](auto&, auto& t) {
+    plant(t.at(key("model.layers.2.self_attn.q_proj.lora_B.weight")), -INFINITY);
+    plant(t.at(key("model.layers.2.self_attn.q_proj.lora_B.weight")), INFINITY);
+  }, "tensor " + key("model.layers.2.self_attn.q_proj.lora_B.weight") + ": ");
   // Modules target_modules does not select (PEFT's suffix / re.fullmatch rules).
   const std::string all_q = "model.layers.0.self_attn.q_proj, model.layers.1.self_attn.q_proj, "
                             "model.layers.2.self_attn.q_proj of adapter_model.safetensors";
