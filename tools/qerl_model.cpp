@@ -105,14 +105,25 @@ int cmd_info(const Options& opt) {
   return 0;
 }
 
+// Refuses what the model cannot score before loading its weights: ids
+// outside the vocabulary, more tokens than max_position_embeddings.
+void check_sequence(const std::vector<int64_t>& ids, const ModelConfig& config, const std::string& config_file) {
+  for (int64_t id : ids)
+    if (id < 0 || id >= config.vocab_size)
+      throw Error("--tokens: id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                  std::to_string(config.vocab_size) + ")");
+  const auto count = static_cast<int64_t>(ids.size());
+  if (config.max_position_embeddings > 0 && count > config.max_position_embeddings)
+    throw Error("--tokens: " + std::to_string(count) + " tokens exceed max_position_embeddings " +
+                std::to_string(config.max_position_embeddings) + " of " + config_file);
+}
+
 int cmd_logits(const Options& opt) {
   if (opt.tokens.size() != 1) throw Error("logits: give exactly one --tokens list");
-  CausalLM lm = load(opt);
   const auto ids = parse_token_list(opt.tokens.front());
-  for (int64_t id : ids)
-    if (id < 0 || id >= lm->config().vocab_size)
-      throw Error("--tokens: id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                  std::to_string(lm->config().vocab_size) + ")");
+  const std::string config_file = (fs::path(opt.dir) / "config.json").string();
+  check_sequence(ids, load_model_config(config_file), config_file);
+  CausalLM lm = load(opt);
   torch::NoGradGuard no_grad;
   ForwardArgs args;
   args.input_ids = torch::tensor(ids, torch::kLong).unsqueeze(0);

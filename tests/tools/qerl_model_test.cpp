@@ -1,7 +1,7 @@
 // qerl-model end to end on bad input: a config.json whose sizes are bad or
-// too large for memory, and a checkpoint whose logits come out NaN each end
-// in one line on stderr and exit 2, with nothing written; the same folder
-// without the defect scores.
+// too large for memory, more tokens than max_position_embeddings, and a
+// checkpoint whose logits come out NaN each end in one line on stderr and
+// exit 2, with nothing written; the same folder without the defect scores.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -104,6 +104,21 @@ TEST_CASE("qerl-model: each bad size in config.json is one line naming config.js
   INFO(o.err);
   CHECK(o.status == 0);
   CHECK(fs::exists(dir / "valid" / "out" / "model.safetensors"));
+}
+
+TEST_CASE("qerl-model logits: at most max_position_embeddings tokens (512 for tiny-moe)") {
+  const fs::path dir = qerl::test::scratch_dir("qerl_model_test", "positions");
+  REQUIRE(nlohmann::json::parse(slurp(tiny_moe() / "config.json")).at("max_position_embeddings") == 512);
+  const std::string model = quoted(tiny_moe());
+  const Outcome fits =
+      qerl_model("logits " + model + " --tokens " + token_list(512, 257, 5) + " --out " + quoted(dir / "512.st"), dir);
+  INFO(fits.err);
+  CHECK(fits.status == 0);
+  CHECK(qerl::test::read_tensors(dir / "512.st").at("logits").shape == std::vector<int64_t>{512, 257});
+  const Outcome over =
+      qerl_model("logits " + model + " --tokens " + token_list(513, 257, 6) + " --out " + quoted(dir / "513.st"), dir);
+  check_bad_input(over, {"--tokens: 513 tokens exceed max_position_embeddings 512 of ", "config.json"});
+  CHECK(!fs::exists(dir / "513.st"));
 }
 
 TEST_CASE("qerl-model logits: NaN logits are an error naming the weight that holds a NaN, not a result") {
