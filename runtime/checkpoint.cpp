@@ -178,24 +178,23 @@ std::vector<fs::path> prune_checkpoints(const fs::path& out_dir, int64_t keep) {
   return removed;
 }
 
-std::vector<fs::path> clear_checkpoints_after(const fs::path& out_dir, int64_t start_step) {
-  std::vector<fs::path> removed;
+std::vector<RemovedCheckpoint> clear_checkpoints_after(const fs::path& out_dir, int64_t start_step) {
+  std::vector<RemovedCheckpoint> doomed;
   std::error_code ec;
   const fs::path root = checkpoints_folder(out_dir);
-  if (!fs::is_directory(root, ec)) return removed;
-  std::vector<fs::path> doomed;
+  if (!fs::is_directory(root, ec)) return doomed;
   for (const auto& entry : fs::directory_iterator(root)) {
     const std::string name = entry.path().filename().string();
-    if (is_partial_name(name)) doomed.push_back(entry.path());
+    const bool unfinished = parse_checkpoint_name(name) && entry.is_directory() &&
+                            !fs::is_regular_file(entry.path() / manifest_name, ec);
+    if (is_partial_name(name) || unfinished) doomed.push_back({entry.path(), /*incomplete=*/true});
   }
   for (const CheckpointInfo& c : list_checkpoints(out_dir))
-    if (c.steps_completed > start_step) doomed.push_back(c.dir);
-  std::sort(doomed.begin(), doomed.end());
-  for (const fs::path& dir : doomed) {
-    remove_checkpoint(dir);
-    removed.push_back(dir);
-  }
-  return removed;
+    if (c.steps_completed > start_step) doomed.push_back({c.dir, /*incomplete=*/false});
+  std::sort(doomed.begin(), doomed.end(),
+            [](const RemovedCheckpoint& a, const RemovedCheckpoint& b) { return a.dir < b.dir; });
+  for (const RemovedCheckpoint& r : doomed) remove_checkpoint(r.dir);
+  return doomed;
 }
 
 size_t keep_metrics_before(const fs::path& metrics_file, int64_t steps) {

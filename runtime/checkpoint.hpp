@@ -60,11 +60,19 @@ std::filesystem::path commit_checkpoint(const std::filesystem::path& out_dir, co
 // (0 = keep all). Each is renamed to .tmp first, so an interrupted delete
 // never leaves a complete-looking checkpoint. Returns the deleted folders.
 std::vector<std::filesystem::path> prune_checkpoints(const std::filesystem::path& out_dir, int64_t keep);
-// Before a run that starts at `start_step`: deletes every .tmp folder and
-// every complete checkpoint with more than `start_step` steps (it belongs to
-// a run that is being replaced). Returns the deleted folders.
-std::vector<std::filesystem::path> clear_checkpoints_after(const std::filesystem::path& out_dir,
-                                                           int64_t start_step);
+// A folder clear_checkpoints_after deleted: `incomplete` for a .tmp or a
+// step_<N> without manifest.json (an interrupted commit, a hand-made copy),
+// else a complete checkpoint ahead of the start step.
+struct RemovedCheckpoint {
+  std::filesystem::path dir;
+  bool incomplete = false;
+};
+// Before a run that starts at `start_step`: deletes every incomplete folder
+// (.tmp, or step_<N> without a manifest: the run would fail when it reached
+// step N) and every complete checkpoint with more than `start_step` steps (it
+// belongs to a run that is being replaced). Returns the deleted folders.
+std::vector<RemovedCheckpoint> clear_checkpoints_after(const std::filesystem::path& out_dir,
+                                                       int64_t start_step);
 
 // Rewrites metrics.jsonl (atomically) keeping the lines whose "step" is
 // below `steps`, so a run resumed at `steps` appends the rest. A torn last

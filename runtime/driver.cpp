@@ -190,27 +190,33 @@ void Driver::complete_checkpoint(const StepRecord& record) {
 void Driver::open_run_folder() {
   const fs::path out_dir = options_.out_dir;
   fs::create_directories(out_dir);
-  for (const fs::path& dir : clear_checkpoints_after(out_dir, options_.start_step)) {
-    if (dir.extension() == ".tmp")
-      log_->info("removed incomplete checkpoint {}", dir.string());
+  for (const RemovedCheckpoint& removed : clear_checkpoints_after(out_dir, options_.start_step)) {
+    if (removed.incomplete)
+      log_->info("removed incomplete checkpoint {}", removed.dir.string());
     else
-      log_->warn("removed checkpoint {}: it is ahead of step {}, where this run starts", dir.string(),
-                 options_.start_step);
+      log_->warn("removed checkpoint {}: it is ahead of step {}, where this run starts",
+                 removed.dir.string(), options_.start_step);
   }
   const auto mode = options_.start_step > 0 ? MetricsSink::Open::append : MetricsSink::Open::truncate;
   sink_ = std::make_unique<MetricsSink>((out_dir / "metrics.jsonl").string(), mode);
 }
 
+// Waits for reports in slices of poll_interval, so that an interrupt is seen
+// within one slice; the no-progress clock restarts at each setup or step.
 void Driver::supervise(caf::scoped_actor& self) {
+  constexpr auto poll_interval = std::chrono::milliseconds(100);
   const auto timeout = to_ms(options_.no_progress_timeout_s);
+  auto last_progress = clock_type::now();
   while (result_.error.empty() && result_.steps_completed < spec_.run.steps) {
     self->receive(
         [&](fired_atom, FiringReport& report) {
+          last_progress = clock_type::now();
           tracker_.record(report);
           finish_steps();
           tick_sources(self);
         },
         [&](ready_atom, int node, int replica) {
+          last_progress = clock_type::now();
           spdlog::debug("{} is set up", graph_.node(node).name + "[" + std::to_string(replica) + "]");
         },
         [&](failed_atom, std::string& line) { result_.error = line; },
@@ -221,13 +227,18 @@ void Driver::supervise(caf::scoped_actor& self) {
           result_.error = who + " stopped unexpectedly at step " + std::to_string(tracker_.next()) +
                           ": " + caf::to_string(down.reason);
         },
-        caf::after(timeout) >> [&] {
-          std::string waiting;
-          for (const auto& w : tracker_.waiting_on()) waiting += (waiting.empty() ? "" : ", ") + w;
-          result_.error = fmt::format("no progress for {:g} s", timeout.count() / 1000.0) +
-                          ": step " + std::to_string(tracker_.next()) + " still waits on " +
-                          waiting + " (raise the no-progress timeout if a step is this slow)";
-        });
+        caf::after(poll_interval) >> [] {});
+    if (!result_.error.empty() || result_.steps_completed >= spec_.run.steps) break;
+    if (options_.interrupt && options_.interrupt->load()) {
+      result_.interrupted = true;
+      result_.error = "interrupted at step " + std::to_string(tracker_.next());
+    } else if (clock_type::now() - last_progress > timeout) {
+      std::string waiting;
+      for (const auto& w : tracker_.waiting_on()) waiting += (waiting.empty() ? "" : ", ") + w;
+      result_.error = fmt::format("no progress for {:g} s", timeout.count() / 1000.0) + ": step " +
+                      std::to_string(tracker_.next()) + " still waits on " + waiting +
+                      " (raise the no-progress timeout if a step is this slow)";
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 // with one error line. A run can resume from a checkpoint (start_step).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -51,6 +52,10 @@ struct RunOptions {
   // How long stopping actors may take (a stage blocked in run() cannot be
   // interrupted); after that they are abandoned and the process should exit.
   double shutdown_timeout_s = 30;
+  // When set and it becomes true (qerl-run's SIGINT/SIGTERM handler), the
+  // driver stops every stage as after a failure, within about 0.1 s plus
+  // what a stage needs to leave run(), and reports result.interrupted.
+  const std::atomic<bool>* interrupt = nullptr;
   // Sinks of the stage loggers; empty = those of spdlog's default logger.
   std::vector<std::shared_ptr<spdlog::sinks::sink>> log_sinks;
 };
@@ -63,6 +68,8 @@ struct RunResult {
   // A stage thread could not be stopped and still runs (it may use the spec):
   // the caller must end the process (std::_Exit) instead of returning.
   bool abandoned = false;
+  // Stopped through RunOptions::interrupt (error then says at which step).
+  bool interrupted = false;
 };
 
 // Throws qerl::Error (one line naming the stages and their types) when a

@@ -1,5 +1,5 @@
-// metrics.jsonl writing: nlohmann-json for the object, POSIX write() so one
-// line is one write(2) on an O_APPEND descriptor.
+// metrics.jsonl writing: nlohmann-json for the object, POSIX write() on an
+// O_APPEND descriptor, and a failed write rolled back so no half line stays.
 #include "runtime/metrics_sink.hpp"
 
 #include <fcntl.h>
@@ -38,16 +38,25 @@ MetricsSink::~MetricsSink() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+// A line is whole or absent: when a write fails part-way (disk full, file
+// size limit), the file is cut back to where the line began.
 void MetricsSink::write(const StepRecord& record) {
   const std::string line = to_json_line(record) + "\n";
+  const off_t start = ::lseek(fd_, 0, SEEK_END);  // O_APPEND: the line goes here
+  auto fail = [&](int err) {
+    if (start >= 0 && ::ftruncate(fd_, start) == 0) ::fdatasync(fd_);
+    throw Error("cannot write metrics to '" + path_ + "': " + std::strerror(err) +
+                " (the step's line was not written)");
+  };
   size_t done = 0;
   while (done < line.size()) {
     const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Error("cannot write metrics to '" + path_ + "': " + std::strerror(errno));
+    if (n < 0) fail(errno);
+    if (n == 0) fail(ENOSPC);
     done += static_cast<size_t>(n);
   }
-  ::fdatasync(fd_);
+  if (::fdatasync(fd_) != 0 && errno != EINVAL) fail(errno);
 }
 
 }  // namespace qerl::runtime

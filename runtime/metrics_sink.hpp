@@ -1,6 +1,6 @@
 // MetricsSink: <out_dir>/metrics.jsonl, one JSON object per finished step.
-// Each line goes out in a single write and is flushed, so a run that stops
-// (or crashes) leaves only complete lines behind.
+// Each line is written and flushed whole; a write that fails part-way (a full
+// disk) is cut back off the file, so only complete lines are ever left.
 #pragma once
 
 #include <string>
@@ -19,7 +19,7 @@ class MetricsSink {
   MetricsSink(const MetricsSink&) = delete;
   MetricsSink& operator=(const MetricsSink&) = delete;
 
-  void write(const StepRecord& record);  // throws qerl::Error on an I/O error
+  void write(const StepRecord& record);  // throws qerl::Error on an I/O error (no partial line stays)
   const std::string& path() const { return path_; }
 
  private:

@@ -15,16 +15,27 @@ def fail(message):
 
 
 def read_rows(path):
+    """The metrics lines of `path`. A last line without its newline that is
+    not JSON was cut short (the run died, or the disk filled, while writing
+    it): it is named on stderr and left out. Any other bad line is an error."""
     try:
         with open(path) as f:
-            lines = [line for line in f if line.strip()]
+            text = f.read()
     except OSError as e:
         fail(f"{path}: {e.strerror}")
+    lines = text.split("\n")
     rows = []
     for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
+            if number == len(lines):  # no newline after it: the last write was cut
+                print(f"run_summary: {path}:{number}: the last line is cut short "
+                      f"({len(line)} bytes, {e.msg}); summarizing the {len(rows)} whole lines before it",
+                      file=sys.stderr)
+                break
             fail(f"{path}:{number}: not a JSON object ({e.msg})")
     if not rows:
         fail(f"{path}: no steps")

@@ -2,11 +2,17 @@
 // `extends`, `--set` overrides and plugins), builds and validates the actor
 // graph, places stages on devices, then either prints the plan (--dry-run) or
 // runs it, writing <out_dir>/resolved.toml, metrics.jsonl and checkpoints/.
-// --resume RUN_DIR continues a stopped run from its newest checkpoint. Every
-// user error ends as one or more clear lines on stderr and a non-zero exit.
+// --resume RUN_DIR continues a stopped run from its newest checkpoint. A run
+// owns its folder (flock) until it exits; Ctrl-C stops it with one line
+// saying how to resume. Every user error ends as one or more clear lines on
+// stderr and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +28,7 @@
 #include "runtime/placement.hpp"
 #include "runtime/plugin_loader.hpp"
 #include "runtime/progress.hpp"
+#include "runtime/run_folder_lock.hpp"
 #include "common/atomic_file.hpp"
 #include "runtime/stage_registry.hpp"
 #include "tools/device_probe.hpp"
@@ -31,9 +38,59 @@ using namespace qerl;
 
 namespace {
 
-// Exit statuses: 0 success, 1 the run failed, 2 the input was rejected.
+// Exit statuses: 0 success, 1 the run failed, 2 the input was rejected,
+// 128 + signal number when SIGINT/SIGTERM stopped the run.
 constexpr int exit_run_failed = 1;
 constexpr int exit_bad_input = 2;
+
+// Set by the SIGINT/SIGTERM handler, read by the driver (the one piece of
+// process-wide state a signal handler can reach).
+std::atomic<bool> interrupted{false};
+volatile sig_atomic_t interrupt_signal = 0;
+
+void write_stderr(const char* text, size_t size) { (void)!::write(STDERR_FILENO, text, size); }
+
+// The first signal asks the driver to stop the stages (it reports where the
+// run stopped); a second one ends the process at once.
+extern "C" void on_interrupt(int signal) {
+  if (interrupted.exchange(true)) {
+    static const char quit[] = "\nqerl-run: second interrupt: exiting at once\n";
+    write_stderr(quit, sizeof(quit) - 1);
+    ::_exit(128 + signal);
+  }
+  interrupt_signal = signal;
+  static const char stopping[] = "\nqerl-run: interrupt: stopping the run (press Ctrl-C again to quit at once)\n";
+  write_stderr(stopping, sizeof(stopping) - 1);
+}
+
+void handle_interrupts() {
+  struct sigaction action {};
+  action.sa_handler = on_interrupt;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+}
+
+// The one line an interrupted run ends with: where it stopped, what is kept
+// and how to continue.
+std::string interrupted_line(const dsl::PipelineSpec& spec, const runtime::RunResult& result,
+                             const fs::path& out_dir) {
+  std::string line = "qerl-run: interrupted after " + std::to_string(result.steps_completed) + " of " +
+                     std::to_string(spec.run.steps) + " steps (" + (out_dir / "metrics.jsonl").string() +
+                     " has them); ";
+  std::optional<runtime::CheckpointInfo> checkpoint;
+  try {
+    checkpoint = runtime::latest_checkpoint(out_dir);
+  } catch (const Error&) {
+  }
+  if (checkpoint)
+    return line + "last complete checkpoint: " + checkpoint->dir.string() + " (" +
+           std::to_string(checkpoint->steps_completed) + " steps); continue with: qerl-run --resume " +
+           out_dir.string();
+  return line + "no complete checkpoint" +
+         (spec.run.checkpoint_every == 0 ? " (run.checkpoint_every = 0)" : "") +
+         ", so it cannot be resumed; start it again with --overwrite";
+}
 
 struct Options {
   std::string pipeline;
@@ -45,6 +102,7 @@ struct Options {
   std::string out_dir;
   bool overwrite = false;
   std::string resume_dir;  // --resume RUN_DIR
+  std::string dot_file;    // --dot FILE: the actor graph in Graphviz format
   std::string log_level = "info";
 };
 
@@ -74,6 +132,9 @@ void check_resume_options(const Options& opt) {
 // nullopt: the run is already complete.
 std::optional<runtime::CheckpointInfo> prepare_resume(const dsl::PipelineSpec& spec, const fs::path& run_dir) {
   const auto checkpoint = runtime::latest_checkpoint(run_dir);
+  if (!checkpoint && !runtime::holds_completed_steps(run_dir))
+    throw Error("cannot resume '" + run_dir.string() + "': no step of it completed; run it again with: " +
+                "qerl-run " + (run_dir / "resolved.toml").string() + " --out " + run_dir.string());
   if (!checkpoint)
     throw Error("cannot resume '" + run_dir.string() + "': no complete checkpoint in " +
                 runtime::checkpoints_folder(run_dir).string() +
@@ -83,8 +144,12 @@ std::optional<runtime::CheckpointInfo> prepare_resume(const dsl::PipelineSpec& s
     throw Error("cannot resume '" + run_dir.string() + "': its newest checkpoint holds " +
                 std::to_string(done) + " steps, more than run.steps = " + std::to_string(spec.run.steps));
   if (done == spec.run.steps) {
-    std::cout << "run '" << spec.run.name << "' is already complete (" << done << " of "
-              << spec.run.steps << " steps); nothing to resume\n";
+    const std::string line = "run '" + spec.run.name + "' is already complete (" + std::to_string(done) +
+                             " of " + std::to_string(spec.run.steps) +
+                             " steps); nothing to resume (to run it longer: qerl-run --resume " +
+                             run_dir.string() + " --set run.steps=N)";
+    std::cout << line << "\n";
+    std::cerr << "qerl-run: " << line << "\n";
     return std::nullopt;
   }
   runtime::keep_metrics_before(run_dir / "metrics.jsonl", done);
@@ -133,30 +198,31 @@ int run(const Options& opt) {
   for (const auto& notice : placement.notices) spdlog::info("{}", notice);
 
   const fs::path out_dir = spec.run.out_dir;
-  if (opt.dry_run) {
+  if (!opt.dot_file.empty()) write_file_atomically(opt.dot_file, graph.to_dot());
+  if (opt.dry_run) {  // writes nothing but what --dot asks for
     std::cout << "# resolved pipeline\n" << dsl::to_toml(spec, registry.schema()) << "\n"
               << "# actor graph\n" << graph.to_text() << "\n"
               << "# placement\n" << placement.to_text();
-    make_run_folder(out_dir);
-    write_file_atomically(out_dir / "graph.dot", graph.to_dot());
-    std::cout << "\n(dry run: graph written to " << (out_dir / "graph.dot").string() << ")\n";
+    if (!opt.dot_file.empty()) std::cout << "\n(dry run: graph written to " << opt.dot_file << ")\n";
     return 0;
   }
 
   runtime::check_implemented(spec, registry);
+  if (!resuming) make_run_folder(out_dir);
+  // One process owns the folder from here to exit, before anything in it changes.
+  const runtime::RunFolderLock lock(out_dir);
   runtime::RunOptions run_options;
   if (resuming) {
     const auto checkpoint = prepare_resume(spec, out_dir);
     if (!checkpoint) return 0;
     run_options.start_step = checkpoint->steps_completed;
     run_options.resume_from = checkpoint->dir.string();
-  } else {
-    // A run folder that holds a run is never overwritten (its metrics would be lost).
-    if (fs::exists(out_dir / "metrics.jsonl") && !opt.overwrite)
-      throw Error("run folder '" + out_dir.string() +
-                  "' already holds metrics.jsonl: choose another --out / run.out_dir, pass "
-                  "--overwrite, or --resume it");
-    make_run_folder(out_dir);
+  } else if (runtime::holds_completed_steps(out_dir) && !opt.overwrite) {
+    // A folder holding finished steps is never overwritten (they would be
+    // lost); one whose run failed before its first step is simply reused.
+    throw Error("run folder '" + out_dir.string() +
+                "' already holds a run (steps in metrics.jsonl or checkpoints/): choose another --out / "
+                "run.out_dir, pass --overwrite, or --resume it");
   }
   write_file_atomically(out_dir / "resolved.toml", dsl::to_toml(spec, registry.schema()));
 
@@ -164,8 +230,16 @@ int run(const Options& opt) {
   progress.start_at(run_options.start_step);
   run_options.out_dir = out_dir.string();
   run_options.on_step = [&](const runtime::StepRecord& record) { progress.update(record); };
+  run_options.interrupt = &interrupted;
+  handle_interrupts();
   const runtime::RunResult result = run_pipeline(spec, graph, placement, registry, run_options);
   progress.finish();
+  if (result.interrupted) {
+    std::cerr << interrupted_line(spec, result, out_dir) << "\n";
+    const int status = 128 + (interrupt_signal ? static_cast<int>(interrupt_signal) : SIGINT);
+    if (result.abandoned) std::cerr.flush(), std::_Exit(status);
+    return status;
+  }
   if (!result.ok) {
     std::cerr << "qerl-run: error: " << result.error << "\n";
     // A stage thread that could not be stopped may still read the spec:
@@ -194,6 +268,8 @@ int main(int argc, char** argv) {
                "Print the Markdown pipeline reference (docs/pipeline-reference.md)");
   app.add_option("--out", opt.out_dir, "Run folder (overrides run.out_dir)");
   app.add_flag("--overwrite", opt.overwrite, "Run into a folder that already holds a run's metrics");
+  app.add_option("--dot", opt.dot_file, "Write the actor graph in Graphviz format to FILE")
+      ->type_name("FILE");
   app.add_option("--resume", opt.resume_dir,
                  "Continue the run in RUN_DIR from its newest checkpoint (only --set run.steps=N may change)")
       ->type_name("RUN_DIR");
@@ -202,7 +278,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int status = app.exit(e);  // prints help, or the error and a hint
+    return status == 0 ? 0 : exit_bad_input;
   }
   opt.explain = app.count("--explain") > 0;
   spdlog::set_level(spdlog::level::from_str(opt.log_level));

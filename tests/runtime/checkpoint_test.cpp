@@ -123,10 +123,22 @@ TEST_CASE("before a run at step S: partial folders and checkpoints past S are de
   for (int64_t s : {3, 6, 9}) make_complete(dir, s);
   write(partial_checkpoint_dir(dir, 12) / "a" / "x", "partial");
   write(checkpoints_folder(dir) / "notes.txt", "user file");
+  // A step_<N> without manifest (a commit cut short, a hand copy) is no
+  // checkpoint: left in place, the run would fail on reaching step N.
+  write(checkpoint_dir(dir, 15) / "a" / "x", "no manifest");
+  write(checkpoint_dir(dir, 4) / "a" / "x", "no manifest, before the start");
   const auto removed = clear_checkpoints_after(dir, 6);
-  CHECK(removed.size() == 2);
+  REQUIRE(removed.size() == 4);
+  CHECK(removed[0].dir == checkpoint_dir(dir, 4));
+  CHECK(removed[0].incomplete);
+  CHECK(removed[1].dir == checkpoint_dir(dir, 9));
+  CHECK_FALSE(removed[1].incomplete);  // complete, but ahead of the start
+  CHECK(removed[2].incomplete);
+  CHECK(removed[3].incomplete);
   CHECK(complete_steps(dir) == std::vector<int64_t>{3, 6});
   CHECK_FALSE(fs::exists(partial_checkpoint_dir(dir, 12)));
+  CHECK_FALSE(fs::exists(checkpoint_dir(dir, 15)));
+  CHECK_FALSE(fs::exists(checkpoint_dir(dir, 4)));
   CHECK(fs::exists(checkpoints_folder(dir) / "notes.txt"));  // not ours: kept
   CHECK(clear_checkpoints_after(testing::fresh_temp_dir("ckpt_clear_none"), 0).empty());
 }

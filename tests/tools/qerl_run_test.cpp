@@ -53,7 +53,7 @@ const char* const headline_stages[] = {"data", "rollout", "reward", "reference",
 
 TEST_CASE("--dry-run of the headline pipeline prints every stage with its device") {
   const fs::path dir = scratch_dir("dry_run");
-  const Outcome o = qerl_run(pipeline("r3_aqn_nvfp4.toml") + " --dry-run --out " + dir.string(), dir);
+  const Outcome o = qerl_run(pipeline("r3_aqn_nvfp4.toml") + " --dry-run --dot " + (dir / "graph.dot").string(), dir);
   INFO(o.err);
   REQUIRE(o.status == 0);
   const std::string placement = o.out.substr(o.out.find("# placement"));
@@ -185,7 +185,7 @@ TEST_CASE("a run folder that holds a run is not overwritten without --overwrite"
   const std::string before = slurp(dir / "metrics.jsonl");
   const Outcome again = qerl_run(toy_args(dir, "--set run.seed=5"), dir);
   CHECK(again.status == 2);
-  CHECK(again.err.find("already holds metrics.jsonl") != std::string::npos);
+  CHECK(again.err.find("already holds a run (steps in metrics.jsonl or checkpoints/)") != std::string::npos);
   CHECK(slurp(dir / "metrics.jsonl") == before);
   CHECK(qerl_run(toy_args(dir, "--set run.seed=5 --overwrite"), dir).status == 0);
   CHECK(metrics_lines(dir / "metrics.jsonl").front()["toy/sqrt"].get<double>() == doctest::Approx(5.0));

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -42,6 +43,30 @@ inline Outcome run_tool(const std::string& exe, const std::string& args, const s
   const std::string cmd = exe + " " + args + " >" + out.string() + " 2>" + err.string();
   const int raw = std::system(cmd.c_str());
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+}
+
+// Starts `exe args` (args shell-quoted) without waiting, output into `dir`;
+// the returned pid is the tool's own (the shell execs it), for signals and
+// wait_tool().
+inline pid_t spawn_tool(const std::string& exe, const std::string& args, const std::filesystem::path& dir) {
+  const std::string cmd = "exec " + exe + " " + args + " >" + (dir / "stdout.txt").string() + " 2>" +
+                          (dir / "stderr.txt").string();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Waits for a spawn_tool() child. `status` is the exit status, or 128 + the
+// signal that killed it.
+inline Outcome wait_tool(pid_t pid, const std::filesystem::path& dir) {
+  int raw = 0;
+  while (::waitpid(pid, &raw, 0) < 0 && errno == EINTR) {
+  }
+  const int status = WIFEXITED(raw) ? WEXITSTATUS(raw) : WIFSIGNALED(raw) ? 128 + WTERMSIG(raw) : -1;
+  return {status, slurp(dir / "stdout.txt"), slurp(dir / "stderr.txt")};
 }
 
 }  // namespace qerl::test

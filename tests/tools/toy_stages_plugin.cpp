@@ -3,7 +3,9 @@
 // metric, a sink that checks what arrives, a stage that throws at a chosen
 // step, a running total with state to checkpoint (fed back its own total)
 // that can fail once, and a type that is declared but has no implementation.
+#include <chrono>
 #include <cmath>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 
@@ -40,13 +42,18 @@ class Source : public runtime::Stage {
   int64_t offset_ = 0;
 };
 
-// Squares its input; reports it as a metric; throws at `fail_at_step` (-1 = never).
+// Squares its input; reports it as a metric; throws at `fail_at_step` (-1 =
+// never) or in setup (`fail_in_setup` = 1); takes `sleep_ms` per step (a
+// slow stage, for the tests that act while a run is going on).
 class Square : public runtime::Stage {
  public:
   void setup(const runtime::StageContext& ctx) override {
+    if (ctx.stage->option<int64_t>("fail_in_setup") == 1) throw Error("injected failure (fail_in_setup)");
     fail_at_step_ = ctx.stage->option<int64_t>("fail_at_step");
+    sleep_ms_ = ctx.stage->option<int64_t>("sleep_ms");
   }
   StepOutput run(const StepInput& in) override {
+    if (sleep_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms_));
     if (in.step == fail_at_step_) throw Error("injected failure (fail_at_step)");
     const int64_t v = in.get<Number>("in")->value;
     StepOutput out;
@@ -57,6 +64,7 @@ class Square : public runtime::Stage {
 
  private:
   int64_t fail_at_step_ = -1;
+  int64_t sleep_ms_ = -1;
 };
 
 // Checks that the squared value matches the source's formula.
@@ -152,6 +160,8 @@ QERL_PLUGIN(registry) {
   auto square = type("toy.square", {number_port("in")}, {number_port("out")},
                      [] { return std::make_unique<Square>(); });
   square.schema.keys.push_back(integer_key("fail_at_step", "Throw at this step (-1 = never)."));
+  square.schema.keys.push_back(integer_key("fail_in_setup", "1 = throw in setup."));
+  square.schema.keys.push_back(integer_key("sleep_ms", "Sleep this long in each step (-1 = not)."));
   registry.add(std::move(square));
   dsl::PortSpec prev = number_port("prev");
   prev.optional = true;
