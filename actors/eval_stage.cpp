@@ -26,14 +26,8 @@ class EvalStage final : public runtime::Stage {
     every_ = stage.option<int64_t>("every");
     at_start_ = stage.option<bool>("at_start");
     max_batch_size_ = stage.option<int64_t>("max_batch_size");
-    models::LoadedModel policy = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
-    lm_ = policy.lm;
-    // Evaluate what the rollout samples with: the same quantized weights.
-    packed_ = open_packed_base(*spec_, policy);
-    if (spec_->quantization.train == "lora") {
-      lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));
-      lora_->set_training(false);
-    }
+    // Evaluate what the rollout samples with: the same quantized weights (no noise).
+    engine_ = open_sampling_engine(*spec_, stage_device(context), /*with_aqn=*/false, /*logger=*/nullptr);
     tokens_ = std::make_unique<TokenizerInfo>(open_tokenizer(*spec_));
     config_.max_new_tokens = stage.option<int64_t>("max_new_tokens");
     config_.sampling.temperature = 0;  // greedy
@@ -53,7 +47,7 @@ class EvalStage final : public runtime::Stage {
       throw Error("stage '" + stage.name + "': a held-out prompt has " + std::to_string(longest) +
                   " tokens, model.max_seq_len is " + std::to_string(spec_->model.max_seq_len));
     config_.max_new_tokens = capped_new_tokens(*spec_, prompts_, config_.max_new_tokens);
-    if (packed_) calibrate_inputs(*packed_, prompts_, tokens_->pad_token_id, lm_->device());
+    engine_->prepare(prompts_, tokens_->pad_token_id);  // W4A4: input scales from the held-out prompts
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
@@ -61,8 +55,9 @@ class EvalStage final : public runtime::Stage {
     if (first_call_ && input.step == 0 && at_start_) out.metrics["val/initial_accuracy"] = accuracy(out);
     first_call_ = false;
     if (input.has("weights")) {
-      apply_update(*input.get<WeightsUpdate>("weights"), *lm_, packed_.get(), lora_.get());
-      if (packed_) packed_->repack();
+      const auto update = input.get<WeightsUpdate>("weights");
+      engine_->load_update(update->format, *update->tensors);
+      engine_->prepare(prompts_, tokens_->pad_token_id);
     }
     const bool last = input.step + 1 == spec_->run.steps;
     if ((input.step + 1) % every_ == 0 || last) {
@@ -76,7 +71,7 @@ class EvalStage final : public runtime::Stage {
 
  private:
   double accuracy(runtime::StepOutput& out) {
-    const SampledBatch sampled = sample_batch(*lm_, tokens_->tokenizer, prompts_, config_, max_batch_size_);
+    const SampledBatch sampled = sample_batch(*engine_, tokens_->tokenizer, prompts_, config_, max_batch_size_);
     double correct = 0;
     for (size_t i = 0; i < prompts_.size(); ++i) correct += tasks::is_correct(sampled.batch->responses[i], answers_[i]);
     out.metrics["val/response_length"] =
@@ -90,9 +85,7 @@ class EvalStage final : public runtime::Stage {
   bool at_start_ = true;
   bool first_call_ = true;
   int64_t max_batch_size_ = 0;
-  models::CausalLM lm_{nullptr};
-  std::unique_ptr<models::PackedBase> packed_;
-  std::unique_ptr<models::LoraAdapters> lora_;
+  std::unique_ptr<models::SamplingEngine> engine_;
   std::unique_ptr<TokenizerInfo> tokens_;
   models::GenerationConfig config_;
   std::vector<std::vector<int64_t>> prompts_;

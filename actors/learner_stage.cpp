@@ -68,11 +68,11 @@ class LearnerStage final : public runtime::Stage {
     micro_batch_ = context.stage->option<int64_t>("micro_batch_size");
     models::LoadedModel policy = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
     lm_ = policy.lm;
-    const models::QuantSpec quant = quant_spec_of(*spec_);
-    if (spec_->quantization.train == "lora") {
+    const models::QuantSpec& quant = spec_->quantization.quant;
+    if (spec_->quantization.train == dsl::QuantTrain::lora) {
       // QeRL: a frozen base (packed when a scheme is set; a compressed-tensors
       // model.path keeps its codes) and trainable adapters only.
-      base_ = open_packed_base(*spec_, policy);
+      base_ = open_packed_base(*spec_, policy, base_residency(spec_->aqn, !sft_ && spec_->aqn.on_training()));
       if (base_ && context.replica == 0) log_quant_summary(logger_, base_->summary(), quant);
       for (auto& p : lm_->parameters()) p.requires_grad_(false);
       lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));
@@ -90,11 +90,11 @@ class LearnerStage final : public runtime::Stage {
                                 .betas({alg.adam_beta1, alg.adam_beta2})
                                 .eps(alg.adam_eps)
                                 .weight_decay(alg.weight_decay));
-    loss_agg_ = rl::parse_loss_agg(alg.loss_agg);
-    kl_estimator_ = rl::parse_kl_estimator(alg.kl_estimator);
-    schedule_ = rl::parse_lr_schedule(alg.lr_schedule);
-    replay_ = parse_replay_mode(spec_->router_replay.mode);
-    if (spec_->quantization.train == "qat" && quant.scheme != models::QuantScheme::none) {
+    loss_agg_ = alg.loss_agg;
+    kl_estimator_ = alg.kl_estimator;
+    schedule_ = alg.lr_schedule;
+    replay_ = spec_->router_replay.mode;
+    if (spec_->quantization.train == dsl::QuantTrain::qat && quant.scheme != models::QuantScheme::none) {
       // QAT: the forward sees the rollout's quantized weights, the optimizer updates the dense ones.
       const auto summary = models::install_qat(*lm_, quant);
       if (context.replica == 0) log_quant_summary(logger_, summary, quant);
@@ -103,15 +103,8 @@ class LearnerStage final : public runtime::Stage {
       qat_spec_ = quant;
     }
     const auto& aqn = spec_->aqn;
-    if (!sft_ && aqn.enabled && (aqn.apply_to == "training" || aqn.apply_to == "both"))
-      aqn_ = std::make_unique<AqnNoise>(aqn, *lm_);
-    const auto unused = unused_declarations(*spec_);
-    if (!unused.empty() && context.replica == 0) {
-      std::string list;
-      for (const auto& f : unused) list += (list.empty() ? "" : ", ") + f;
-      log_warn(logger_, "declared but unused: " + list + ". The learner trains every parameter of the " +
-                            spec_->model.dtype + " policy");
-    }
+    if (!sft_ && aqn.on_training())
+      aqn_ = std::make_unique<models::WeightNoise>(aqn_noise_targets(aqn), *lm_);
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
@@ -135,10 +128,10 @@ class LearnerStage final : public runtime::Stage {
     auto update = std::make_shared<PolicyUpdate>();
     update->version = version_;
     if (lora_) {
-      update->format = "lora-only";  // the base never changes: only the adapters travel
+      update->format = WeightsFormat::lora_only;  // the base never changes: only the adapters travel
       update->tensors = std::make_shared<const TensorMap>(lora_->tensors());
     } else if (!qat_targets_.empty()) {
-      update->format = "packed";
+      update->format = WeightsFormat::packed;
       update->tensors = snapshot_packed(*lm_, qat_targets_, qat_spec_);
     } else {
       update->tensors = snapshot_parameters(*lm_);
@@ -212,7 +205,7 @@ class LearnerStage final : public runtime::Stage {
     master_of_ = trainable_;
     for (auto& p : trainable_) p = p.detach().to(torch::kFloat).clone();
     if (replica == 0)
-      log_info(logger_, "mixed precision: the optimizer steps fp32 masters of the " + spec_->model.dtype +
+      log_info(logger_, std::string("mixed precision: the optimizer steps fp32 masters of the ") + enum_name(spec_->model.dtype) +
                             " policy's " + std::to_string(trainable_.size()) + " parameters");
   }
 
@@ -294,7 +287,7 @@ class LearnerStage final : public runtime::Stage {
 
   torch::Tensor advantages(const RolloutBatch& batch, const Scores& scores) const {
     const torch::Tensor groups = torch::tensor(batch.group_ids, torch::kLong);
-    if (spec_->algorithm.name == "grpo")
+    if (spec_->algorithm.name == rl::Advantage::grpo)
       return rl::group_advantages(scores.rewards, groups, spec_->algorithm.norm_adv_by_std);
     // ppo (no critic): the whole batch is one group, whitened.
     return rl::group_advantages(scores.rewards, torch::zeros_like(groups), /*norm_by_std=*/true);
@@ -344,7 +337,7 @@ class LearnerStage final : public runtime::Stage {
     if (replay_ == ReplayMode::disabled) return book;
     if (!batch.routing.defined()) {
       if (!warned_no_routes_)
-        log_warn(logger_, "router_replay.mode = \"" + spec_->router_replay.mode +
+        log_warn(logger_, std::string("router_replay.mode = \"") + enum_name(replay_) +
                               "\" but the rollout sent no routes (a dense model?): routing natively");
       warned_no_routes_ = true;
       return book;
@@ -488,7 +481,7 @@ class LearnerStage final : public runtime::Stage {
   int64_t skipped_updates_ = 0;
   ReplayMode replay_ = ReplayMode::disabled;
   bool warned_no_routes_ = false;
-  std::unique_ptr<AqnNoise> aqn_;
+  std::unique_ptr<models::WeightNoise> aqn_;
   std::unique_ptr<models::PackedBase> base_;
   std::vector<models::QuantTarget> qat_targets_;  // QAT: the Linears whose codes weight sync sends
   models::QuantSpec qat_spec_;    // train = "lora" with a scheme: the frozen packed base

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "models/engine/weights_format.hpp"
 #include "runtime/payload.hpp"
 
 namespace qerl::actors {
@@ -84,19 +85,22 @@ struct RefLogprobs final : runtime::Payload {
   std::string type_name() const override { return "RefLogprobs"; }
 };
 
+// full | packed | lora-only (models/engine/weights_format.hpp).
+using models::WeightsFormat;
+
 // Policy weights after a learner update. `tensors` holds HF-named
 // parameters detached from the learner (a snapshot: later updates do not
 // change them); weight_sync passes them on, rollout copies them in.
 struct PolicyUpdate final : runtime::Payload {
   int64_t version = 0;  // learner steps applied
-  std::string format = "full";  // full | (issue 5) lora-only, packed
+  WeightsFormat format = WeightsFormat::full;
   std::shared_ptr<const TensorMap> tensors;
   std::string type_name() const override { return "PolicyUpdate"; }
 };
 
 struct WeightsUpdate final : runtime::Payload {
   int64_t version = 0;
-  std::string format = "full";
+  WeightsFormat format = WeightsFormat::full;
   std::shared_ptr<const TensorMap> tensors;
   std::string type_name() const override { return "WeightsUpdate"; }
 };

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "actors/aqn.hpp"
 #include "actors/stage_log.hpp"
 #include "common/error.hpp"
 #include "dsl/pipeline_spec.hpp"
@@ -23,14 +24,17 @@ torch::Device stage_device(const runtime::StageContext& context) {
 }
 
 torch::ScalarType model_dtype(const dsl::PipelineSpec& spec) {
-  if (spec.model.dtype == "fp32") return torch::kFloat;
-  if (spec.model.dtype == "fp16") return torch::kHalf;
+  switch (spec.model.dtype) {
+    case dsl::ModelDtype::fp32: return torch::kFloat;
+    case dsl::ModelDtype::fp16: return torch::kHalf;
+    case dsl::ModelDtype::bf16: break;
+  }
   return torch::kBFloat16;
 }
 
 models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype) {
   models::LoadedModel policy;
-  if (spec.model.init == "random") {
+  if (spec.model.init == dsl::ModelInit::random) {
     const fs::path config = fs::path(spec.model.path) / "config.json";
     if (!fs::exists(config)) throw Error("model.path '" + spec.model.path + "' has no config.json");
     models::ModelConfig model_config = models::load_model_config(config.string());
@@ -49,43 +53,54 @@ models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device dev
   return policy;
 }
 
-std::unique_ptr<models::PackedBase> open_packed_base(const dsl::PipelineSpec& spec, models::LoadedModel& policy) {
-  const models::QuantSpec quant = quant_spec_of(spec);
+std::unique_ptr<models::PackedBase> open_packed_base(const dsl::PipelineSpec& spec, models::LoadedModel& policy,
+                                                     models::Residency residency) {
+  const models::QuantSpec& quant = spec.quantization.quant;
   if (!policy.quantization) {
     if (quant.scheme == models::QuantScheme::none) return nullptr;
-    return std::make_unique<models::PackedBase>(*policy.lm, quant);
+    return std::make_unique<models::PackedBase>(*policy.lm, quant, residency);
   }
   const auto& stored = policy.quantization->spec;
   const std::string where = "model.path '" + spec.model.path + "' holds a " + policy.quantization->format +
                             (stored.quantize_inputs ? " W4A4" : " W4A16") + " checkpoint";
   if (quant.scheme != stored.scheme)
-    throw Error(where + ": quantization.scheme must be \"" + models::quant_scheme_name(stored.scheme) + "\", got \"" +
-                spec.quantization.scheme + "\"");
+    throw Error(where + ": quantization.scheme must be \"" + enum_name(stored.scheme) + "\", got \"" +
+                enum_name(quant.scheme) + "\"");
   if (quant.quantize_inputs != stored.quantize_inputs)
     throw Error(where + ": quantization.mode must be \"" + (stored.quantize_inputs ? "w4a4" : "w4a16") +
-                "\", got \"" + spec.quantization.mode + "\"");
+                "\", got \"" + enum_name(spec.quantization.mode) + "\"");
   models::QuantSpec from_checkpoint = stored;
   from_checkpoint.fuse_scales = quant.fuse_scales;  // for repacks after new weights arrive
-  return std::make_unique<models::PackedBase>(*policy.lm, from_checkpoint, policy.packed);
+  return std::make_unique<models::PackedBase>(*policy.lm, from_checkpoint, policy.packed, residency);
 }
 
-void apply_update(const WeightsUpdate& update, models::CausalLMImpl& lm, models::PackedBase* base,
-                  models::LoraAdapters* lora) {
-  if (update.format == "lora-only") {
-    if (!lora) throw Error("got LoRA-only weights, but quantization.train is not \"lora\"");
-    lora->load(*update.tensors);  // the base is frozen
-  } else if (update.format == "packed") {
-    if (!base) throw Error("got packed weights, but quantization.scheme is \"none\"");
-    TensorMap dense, codes;
-    for (const auto& [name, t] : *update.tensors) (models::is_packed_tensor_name(name) ? codes : dense)[name] = t;
-    for (const auto& t : base->targets()) dense[t.name + ".weight"] = t.linear->weight.detach();  // set from the codes
-    models::load_weights(lm, dense);
-    base->load_packed(codes);
-  } else if (update.format == "full") {
-    apply_parameters(lm, *update.tensors);
-  } else {
-    throw Error("weights of unknown format \"" + update.format + "\"");
+models::Residency base_residency(const dsl::AqnSpec& aqn, bool aqn_applies) {
+  const bool noise_on_linears =
+      aqn_applies && std::find(aqn.layer_types.begin(), aqn.layer_types.end(), dsl::AqnLayerType::linear) !=
+                         aqn.layer_types.end();
+  return noise_on_linears ? models::Residency::keep_dense : models::Residency::codes_only;
+}
+
+std::unique_ptr<models::SamplingEngine> open_sampling_engine(const dsl::PipelineSpec& spec, torch::Device device,
+                                                             bool with_aqn,
+                                                             const std::shared_ptr<spdlog::logger>& logger) {
+  models::LoadedModel policy = open_policy(spec, device, model_dtype(spec));
+  models::EngineParts parts;
+  parts.lm = policy.lm;
+  const bool noise = with_aqn && spec.aqn.on_rollout();
+  if (noise) {
+    parts.noise = std::make_unique<models::WeightNoise>(aqn_noise_targets(spec.aqn), *policy.lm);
+    if (logger)
+      for (const auto& p : parts.noise->unmatched()) log_warn(logger, "aqn: pattern \"" + p + "\" matches no module");
   }
+  parts.base = open_packed_base(spec, policy, base_residency(spec.aqn, noise));
+  if (parts.base && logger) log_quant_summary(logger, parts.base->summary(), spec.quantization.quant);
+  if (spec.quantization.train == dsl::QuantTrain::lora)
+    parts.lora = std::make_unique<models::LoraAdapters>(*policy.lm, lora_config_of(spec), lora_seed(spec));
+  parts.codes_from_updates = spec.quantization.train == dsl::QuantTrain::qat;
+  auto engine = models::make_sampling_engine(std::move(parts));
+  if (logger) log_info(logger, "sampling weights resident: " + engine->resident_weights().describe());
+  return engine;
 }
 
 TokenizerInfo open_tokenizer(const dsl::PipelineSpec& spec) {
@@ -134,20 +149,6 @@ int64_t capped_new_tokens(const dsl::PipelineSpec& spec, const std::vector<std::
   return std::max<int64_t>(1, std::min(max_new_tokens, spec.model.max_seq_len - longest));
 }
 
-models::QuantSpec quant_spec_of(const dsl::PipelineSpec& spec) {
-  const auto& q = spec.quantization;
-  models::QuantSpec out;
-  out.scheme = models::parse_quant_scheme(q.scheme);
-  out.quantize_inputs = q.mode == "w4a4";
-  out.ignore = q.ignore;
-  out.fuse_scales = q.fuse_scales;
-  const int64_t native = out.scheme == models::QuantScheme::mxfp4 ? 32 : 16;
-  if (out.scheme != models::QuantScheme::none && q.group_size != 0 && q.group_size != native)
-    throw Error("quantization.group_size: " + q.scheme + " uses groups of " + std::to_string(native) + ", got " +
-                std::to_string(q.group_size));
-  return out;
-}
-
 models::LoraConfig lora_config_of(const dsl::PipelineSpec& spec) {
   if (spec.lora.rank < 1)
     throw Error("quantization.train = \"lora\" needs lora.rank >= 1, got " + std::to_string(spec.lora.rank));
@@ -168,33 +169,6 @@ void log_quant_summary(const std::shared_ptr<spdlog::logger>& logger, const mode
     log_warn(logger, "quantization.ignore: pattern \"" + p + "\" matches no Linear module");
   for (const auto& name : summary.unsupported_names)
     log_warn(logger, "quantization: " + name + " kept in full precision (input width not a multiple of the group)");
-}
-
-void calibrate_inputs(models::PackedBase& base, const std::vector<std::vector<int64_t>>& prompts, int64_t pad,
-                      torch::Device device) {
-  if (base.inputs_calibrated()) return;  // e.g. input scales stored with the codes
-  int64_t width = 0;
-  for (const auto& p : prompts) width = std::max<int64_t>(width, static_cast<int64_t>(p.size()));
-  if (prompts.empty() || width == 0) return;
-  const int64_t B = static_cast<int64_t>(prompts.size());
-  torch::Tensor ids = torch::full({B, width}, pad, torch::kLong);
-  torch::Tensor mask = torch::zeros({B, width}, torch::kLong);
-  for (int64_t i = 0; i < B; ++i) {
-    const auto& p = prompts[i];
-    const int64_t n = static_cast<int64_t>(p.size());
-    if (n == 0) continue;
-    ids[i].slice(0, width - n, width).copy_(torch::tensor(p, torch::kLong));
-    mask[i].slice(0, width - n, width).fill_(1);
-  }
-  base.calibrate_inputs(ids.to(device), mask.to(device));
-}
-
-std::vector<std::string> unused_declarations(const dsl::PipelineSpec& spec) {
-  std::vector<std::string> out;
-  const auto& q = spec.quantization;
-  if (q.train != "lora" && spec.lora.rank > 0)
-    out.push_back("[lora] rank " + std::to_string(spec.lora.rank) + " without quantization.train = \"lora\"");
-  return out;
 }
 
 uint64_t step_seed(int64_t run_seed, int64_t step, uint64_t stream) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/payloads.hpp"
+#include "models/engine/sampling_engine.hpp"
 #include "models/nn/causal_lm.hpp"
 #include "models/quant/compressed_tensors.hpp"
 #include "models/quant/lora.hpp"
@@ -18,6 +19,7 @@
 
 namespace qerl::dsl {
 struct PipelineSpec;
+struct AqnSpec;
 }
 namespace qerl::runtime {
 struct StageContext;
@@ -43,16 +45,23 @@ models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device dev
 // The packed base of [quantization] over `policy` (null for scheme "none"):
 // a compressed-tensors policy keeps its stored codes (quantization.scheme
 // and mode must match the checkpoint's: qerl::Error otherwise), any other
-// is packed from its weights.
-std::unique_ptr<models::PackedBase> open_packed_base(const dsl::PipelineSpec& spec, models::LoadedModel& policy);
+// is packed from its weights. With Residency::codes_only the packed
+// Linears' dense weights are freed: only codes stay on the device.
+std::unique_ptr<models::PackedBase> open_packed_base(const dsl::PipelineSpec& spec, models::LoadedModel& policy,
+                                                     models::Residency residency);
 
-// Copies a weight update into a sampling copy of the policy (rollout,
-// eval): "full" sets every parameter (the base repacks what changed at its
-// next repack()), "packed" sets the dense parameters and the base's codes,
-// "lora-only" the adapters. qerl::Error when the format does not fit the
-// copy (no base for packed codes, no adapters for LoRA tensors).
-void apply_update(const WeightsUpdate& update, models::CausalLMImpl& lm, models::PackedBase* base,
-                  models::LoraAdapters* lora);
+// codes_only, unless AQN noise (when `aqn_applies` to this copy) writes
+// Linear weights, which then must stay dense to be noised and repacked.
+models::Residency base_residency(const dsl::AqnSpec& aqn, bool aqn_applies);
+
+// The sampling engine of a rollout (with_aqn: [aqn] noise targets when
+// aqn.apply_to covers the rollout) or eval copy of the policy: the model on
+// `device`, its packed base (dense weights freed unless AQN writes Linear
+// weights), LoRA adapters seeded as the learner's. With a logger it logs
+// the quantization summary, unmatched AQN patterns and the resident bytes.
+std::unique_ptr<models::SamplingEngine> open_sampling_engine(const dsl::PipelineSpec& spec, torch::Device device,
+                                                             bool with_aqn,
+                                                             const std::shared_ptr<spdlog::logger>& logger);
 
 struct TokenizerInfo {
   models::Tokenizer tokenizer;
@@ -77,10 +86,6 @@ std::shared_ptr<const TensorMap> snapshot_packed(models::CausalLMImpl& lm, const
 int64_t capped_new_tokens(const dsl::PipelineSpec& spec, const std::vector<std::vector<int64_t>>& prompts,
                           int64_t max_new_tokens);
 
-// The model side of [quantization]: scheme, W4A4, ignore list, fused scales
-// (qerl::Error for a group_size other than the scheme's).
-models::QuantSpec quant_spec_of(const dsl::PipelineSpec& spec);
-
 // [lora] as adapter settings (qerl::Error when quantization.train = "lora"
 // and lora.rank < 1), and the seed of the adapters' A matrices: the same in
 // learner, rollout and eval, so every copy starts equal.
@@ -91,17 +96,6 @@ uint64_t lora_seed(const dsl::PipelineSpec& spec);
 // after) and a warning per ignore pattern that matched no Linear.
 void log_quant_summary(const std::shared_ptr<spdlog::logger>& logger, const models::QuantSummary& summary,
                        const models::QuantSpec& spec);
-
-// W4A4: calibrates the input global scales on one prefill of `prompts`
-// (left-padded with `pad`); W4A16 bases ignore it.
-void calibrate_inputs(models::PackedBase& base, const std::vector<std::vector<int64_t>>& prompts, int64_t pad,
-                      torch::Device device);
-
-// Settings the pipeline declares that this run will not use (e.g. [lora]
-// without quantization.train = "lora"), one phrase each; empty when there
-// are none. The learner warns with them once per run, so a run never
-// passes a full-parameter update off as an adapter one.
-std::vector<std::string> unused_declarations(const dsl::PipelineSpec& spec);
 
 // A counter-based seed for (run seed, step, stream): independent streams
 // without stored RNG state, so a resumed run draws what it would have.

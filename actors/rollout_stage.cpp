@@ -3,7 +3,9 @@
 // are copied in before generation starts, so a step never samples with a
 // half-updated model; the batch records the version that sampled it.
 // Sampling is seeded by (run.seed, step, replica), so the step is the whole
-// RNG state; the current weights are checkpointed for resume.
+// RNG state; the current weights are checkpointed for resume. The model,
+// its packed base, adapters and AQN noise live in a sampling engine
+// (models/engine), chosen by the stage's device.
 #include <algorithm>
 #include <fstream>
 
@@ -14,9 +16,6 @@
 #include "actors/stage_factories.hpp"
 #include "actors/stage_log.hpp"
 #include "dsl/pipeline_spec.hpp"
-#include "models/io/safetensors.hpp"
-#include "models/nn/weights.hpp"
-#include "models/quant/quantize_model.hpp"
 #include "runtime/stage.hpp"
 
 namespace qerl::actors {
@@ -28,8 +27,8 @@ class RolloutStage final : public runtime::Stage {
     spec_ = context.pipeline;
     replica_ = context.replica;
     const auto& stage = *context.stage;
-    models::LoadedModel policy = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
-    lm_ = policy.lm;
+    engine_ = open_sampling_engine(*spec_, stage_device(context), /*with_aqn=*/true,
+                                   replica_ == 0 ? context.logger : nullptr);
     tokens_ = std::make_unique<TokenizerInfo>(open_tokenizer(*spec_));
     config_.max_new_tokens = stage.option<int64_t>("max_new_tokens");
     config_.sampling.temperature = stage.option<double>("temperature");
@@ -44,20 +43,8 @@ class RolloutStage final : public runtime::Stage {
       };
     }
     config_.pad_token_id = tokens_->pad_token_id;
-    config_.capture_routing = spec_->router_replay.mode != "disabled" && lm_->config().is_moe();
+    config_.capture_routing = rl::captures_routes(spec_->router_replay.mode) && engine_->model_config().is_moe();
     max_batch_size_ = stage.option<int64_t>("max_batch_size");
-    const auto& aqn = spec_->aqn;
-    if (aqn.enabled && (aqn.apply_to == "rollout" || aqn.apply_to == "both")) {
-      aqn_ = std::make_unique<AqnNoise>(aqn, *lm_);
-      for (const auto& p : aqn_->unmatched())
-        if (replica_ == 0) log_warn(context.logger, "aqn: pattern \"" + p + "\" matches no module");
-    }
-    packed_ = open_packed_base(*spec_, policy);
-    if (packed_ && replica_ == 0) log_quant_summary(context.logger, packed_->summary(), quant_spec_of(*spec_));
-    if (spec_->quantization.train == "lora") {
-      lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));
-      lora_->set_training(false);  // no adapter dropout while sampling
-    }
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
@@ -65,26 +52,17 @@ class RolloutStage final : public runtime::Stage {
     if (input.has("weights")) {
       const auto update = input.get<WeightsUpdate>("weights");
       if (update->version != version_) {
-        const bool dense = update->format != "lora-only";  // LoRA-only: the base is frozen
-        if (dense && aqn_) aqn_->restore();  // updates may cover only some tensors: the rest must be clean
-        apply_update(*update, *lm_, packed_.get(), lora_.get());
-        if (dense) weights_clean_ = true;
+        engine_->load_update(update->format, *update->tensors);
         version_ = update->version;
       }
     }
-    if (aqn_) add_noise(input.step, out.metrics);
+    if (engine_->has_noise_targets()) add_noise(input.step, out.metrics);
     const auto prompts = input.get<PromptBatch>("prompts");
-    if (packed_) {
-      // The sampler computes with the codes of the weights it now holds:
-      // Linears changed by a full update or an AQN draw are packed again.
-      packed_->repack();
-      if (const auto sqnr = packed_->sqnr_db()) out.metrics["quant/sqnr_db"] = *sqnr;
-      if (!packed_->inputs_calibrated()) calibrate_inputs(*packed_, prompts->prompt_ids, tokens_->pad_token_id, lm_->device());
-    }
+    if (const auto sqnr = engine_->prepare(prompts->prompt_ids, tokens_->pad_token_id)) out.metrics["quant/sqnr_db"] = *sqnr;
     models::GenerationConfig config = config_;
     config.seed = step_seed(spec_->run.seed, input.step, /*stream=*/100 + replica_);
     config.max_new_tokens = capped_new_tokens(*spec_, prompts->prompt_ids, config.max_new_tokens);
-    SampledBatch sampled = sample_batch(*lm_, tokens_->tokenizer, prompts->prompt_ids, config, max_batch_size_);
+    SampledBatch sampled = sample_batch(*engine_, tokens_->tokenizer, prompts->prompt_ids, config, max_batch_size_);
     auto& batch = *sampled.batch;
     batch.answers = prompts->answers;
     batch.group_ids = prompts->group_ids;
@@ -104,47 +82,16 @@ class RolloutStage final : public runtime::Stage {
   }
 
   // The weights this replica samples with (they may lag the learner's by
-  // the back-edge staleness, so they are saved here, not taken from it):
-  // the dense weights (not with LoRA: its base is model.path's, frozen), the
-  // codes and W4A4 input scales of the packed base (so a resumed run samples
-  // with the same codes, whatever packed them), the adapters.
+  // the back-edge staleness, so they are saved here, not taken from it),
+  // clean: the next step redraws its noise.
   void save_state(const std::filesystem::path& dir) override {
-    if (aqn_) aqn_->restore();  // save the clean weights; the next step redraws its noise
-    weights_clean_ = true;
+    engine_->save(dir);
     noised_version_ = -1;
-    if (lora_) {
-      models::write_safetensors(dir / "lora.safetensors", lora_->tensors());
-    } else {
-      models::write_safetensors(dir / "weights.safetensors", models::export_weights(*lm_));
-    }
-    if (packed_) models::write_safetensors(dir / "packed.safetensors", packed_->packed_tensors());
     std::ofstream(dir / "version.txt") << version_ << "\n";
   }
 
   void load_state(const std::filesystem::path& dir) override {
-    const auto require = [&](const char* name) {
-      const auto file = dir / name;
-      if (!std::filesystem::exists(file)) throw Error("checkpoint " + file.string() + " is missing");
-      return models::read_safetensors(file).tensors;
-    };
-    if (aqn_) aqn_->restore();
-    if (lora_) {
-      lora_->load(require("lora.safetensors"));
-    } else {
-      apply_parameters(*lm_, require("weights.safetensors"));
-    }
-    if (packed_) {
-      // QAT: the codes came from the learner and stay as they were; other
-      // bases repack deterministically from the weights (LoRA: model.path's)
-      // and take only the W4A4 input scales calibrated on the first batch.
-      const auto stored = require("packed.safetensors");
-      if (spec_->quantization.train == "qat") {
-        packed_->load_packed(stored);
-      } else {
-        packed_->load_input_scales(stored);
-      }
-    }
-    weights_clean_ = true;
+    engine_->load(dir);
     noised_version_ = -1;
     std::ifstream in(dir / "version.txt");
     if (!(in >> version_)) throw Error("checkpoint " + (dir / "version.txt").string() + " is missing or unreadable");
@@ -156,13 +103,8 @@ class RolloutStage final : public runtime::Stage {
   // measured from the weights the sampler then holds.
   void add_noise(int64_t step, std::map<std::string, double>& metrics) {
     const double sigma = aqn_sigma(spec_->aqn, step, spec_->run.steps);
-    const bool redraw = version_ != noised_version_ || sigma != noised_sigma_;
-    if (redraw) {
-      // New full weights arrived clean; otherwise the model still holds the last draw.
-      if (!weights_clean_) aqn_->restore();
-      aqn_->capture_clean();
-      weights_clean_ = false;
-      applied_rms_ = aqn_->apply(sigma, step_seed(spec_->run.seed, step, /*stream=*/300 + replica_));
+    if (version_ != noised_version_ || sigma != noised_sigma_) {
+      applied_rms_ = engine_->draw_noise(sigma, step_seed(spec_->run.seed, step, /*stream=*/300 + replica_));
       noised_version_ = version_;
       noised_sigma_ = sigma;
     }
@@ -172,15 +114,11 @@ class RolloutStage final : public runtime::Stage {
 
   const dsl::PipelineSpec* spec_ = nullptr;
   int replica_ = 0;
-  models::CausalLM lm_{nullptr};
+  std::unique_ptr<models::SamplingEngine> engine_;
   std::unique_ptr<TokenizerInfo> tokens_;
   models::GenerationConfig config_;
   int64_t max_batch_size_ = 0;
   int64_t version_ = 0;
-  std::unique_ptr<AqnNoise> aqn_;
-  std::unique_ptr<models::PackedBase> packed_;
-  bool weights_clean_ = true;  // no AQN draw on the weights the model holds
-  std::unique_ptr<models::LoraAdapters> lora_;
   int64_t noised_version_ = -1;
   double noised_sigma_ = -1;
   double applied_rms_ = 0;

@@ -8,14 +8,6 @@
 
 namespace qerl::actors {
 
-ReplayMode parse_replay_mode(const std::string& mode) {
-  if (mode == "disabled") return ReplayMode::disabled;
-  if (mode == "R1") return ReplayMode::r1;
-  if (mode == "R2") return ReplayMode::r2;
-  if (mode == "R3") return ReplayMode::r3;
-  throw Error("router_replay.mode: expected \"disabled\", \"R1\", \"R2\" or \"R3\", got \"" + mode + "\"");
-}
-
 torch::Tensor recorded_positions(const RolloutBatch& batch) {
   const int64_t P = batch.prompt_width, R = batch.response_width();
   torch::Tensor mask = batch.attention_mask.to(torch::kCPU).to(torch::kBool).clone();  // [B, P + R]

@@ -10,13 +10,11 @@
 
 #include "actors/payloads.hpp"
 #include "models/nn/routing.hpp"
+#include "rl/settings.hpp"
 
 namespace qerl::actors {
 
-enum class ReplayMode { disabled, r1, r2, r3 };
-
-// "disabled" | "R1" | "R2" | "R3" (the router_replay.mode choices).
-ReplayMode parse_replay_mode(const std::string& mode);
+using rl::ReplayMode;
 
 // [B, P + R] bool: the positions whose route the sampler recorded, i.e. real
 // tokens except each row's last response token (it was sampled, never fed

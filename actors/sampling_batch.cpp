@@ -5,7 +5,7 @@
 
 namespace qerl::actors {
 
-SampledBatch sample_batch(models::CausalLMImpl& lm, const models::Tokenizer& tokenizer,
+SampledBatch sample_batch(models::SamplingEngine& engine, const models::Tokenizer& tokenizer,
                           const std::vector<std::vector<int64_t>>& prompts, models::GenerationConfig config,
                           int64_t max_batch_size) {
   const int64_t B = static_cast<int64_t>(prompts.size());
@@ -16,7 +16,7 @@ SampledBatch sample_batch(models::CausalLMImpl& lm, const models::Tokenizer& tok
   for (int64_t begin = 0, c = 0; begin < B; begin += chunk, ++c) {
     std::vector<std::vector<int64_t>> part(prompts.begin() + begin, prompts.begin() + std::min(B, begin + chunk));
     config.seed = base_seed + static_cast<uint64_t>(c);
-    for (auto& s : models::generate(lm, part, config)) sequences.push_back(std::move(s));
+    for (auto& s : engine.generate(part, config)) sequences.push_back(std::move(s));
   }
   SampledBatch out;
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

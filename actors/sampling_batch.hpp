@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "actors/payloads.hpp"
-#include "models/generate/generator.hpp"
+#include "models/engine/sampling_engine.hpp"
 #include "models/tokenizer/tokenizer.hpp"
 
 namespace qerl::actors {
@@ -24,7 +24,7 @@ struct SampledBatch {
 // once); chunk c uses seed config.seed + c. Fills tokens, masks, log-probs,
 // routing (config.capture_routing), responses (decoded, special tokens
 // skipped) and truncated; the caller fills answers and group_ids.
-SampledBatch sample_batch(models::CausalLMImpl& lm, const models::Tokenizer& tokenizer,
+SampledBatch sample_batch(models::SamplingEngine& engine, const models::Tokenizer& tokenizer,
                           const std::vector<std::vector<int64_t>>& prompts, models::GenerationConfig config,
                           int64_t max_batch_size);
 

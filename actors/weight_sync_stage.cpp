@@ -63,7 +63,7 @@ class WeightSyncStage final : public runtime::Stage {
       models::TensorMap cpu;
       for (const auto& [name, t] : *update->tensors) cpu[name] = t.to(torch::kCPU);
       models::write_safetensors(dir / file, cpu);
-      list.push_back({{"step", step}, {"version", update->version}, {"format", update->format}, {"file", file}});
+      list.push_back({{"step", step}, {"version", update->version}, {"format", enum_name(update->format)}, {"file", file}});
     }
     std::ofstream(dir / "recent.json") << list.dump(2) << "\n";
   }
@@ -80,7 +80,12 @@ class WeightSyncStage final : public runtime::Stage {
         throw Error("checkpoint " + index.string() + ": expected entries {\"step\", \"version\", \"file\"}");
       auto update = std::make_shared<WeightsUpdate>();
       update->version = entry["version"].get<int64_t>();
-      update->format = entry.value("format", std::string("full"));
+      const std::string format = entry.value("format", std::string("full"));
+      const auto parsed = parse_enum<WeightsFormat>(format);
+      if (!parsed)
+        throw Error("checkpoint " + index.string() + ": format \"" + format + "\"; expected " +
+                    enum_choices_text<WeightsFormat>());
+      update->format = *parsed;
       update->tensors = std::make_shared<const TensorMap>(
           models::read_safetensors(dir / entry["file"].get<std::string>()).tensors);
       recent_.push_back({entry["step"].get<int64_t>(), std::move(update)});

@@ -12,10 +12,51 @@
 #include <string>
 #include <vector>
 
+#include "common/named_enum.hpp"
 #include "dsl/diagnostic.hpp"
 #include "dsl/value.hpp"
+#include "models/quant/quant_spec.hpp"
+#include "rl/settings.hpp"
 
 namespace qerl::dsl {
+
+// The choices of the fixed sections that have no home in models/ or rl/,
+// each with its one table of spellings (common/named_enum.hpp).
+enum class ModelDtype { fp32, bf16, fp16 };
+constexpr auto enum_names(ModelDtype) {
+  return std::array<EnumName<ModelDtype>, 3>{
+      {{ModelDtype::fp32, "fp32"}, {ModelDtype::bf16, "bf16"}, {ModelDtype::fp16, "fp16"}}};
+}
+
+enum class ModelInit { checkpoint, random };
+constexpr auto enum_names(ModelInit) {
+  return std::array<EnumName<ModelInit>, 2>{{{ModelInit::checkpoint, "checkpoint"}, {ModelInit::random, "random"}}};
+}
+
+// quantization.train: full precision, QAT, or a frozen quantized base + LoRA.
+enum class QuantTrain { none, qat, lora };
+constexpr auto enum_names(QuantTrain) {
+  return std::array<EnumName<QuantTrain>, 3>{
+      {{QuantTrain::none, "none"}, {QuantTrain::qat, "qat"}, {QuantTrain::lora, "lora"}}};
+}
+
+enum class AqnApplyTo { rollout, training, both };
+constexpr auto enum_names(AqnApplyTo) {
+  return std::array<EnumName<AqnApplyTo>, 3>{
+      {{AqnApplyTo::rollout, "rollout"}, {AqnApplyTo::training, "training"}, {AqnApplyTo::both, "both"}}};
+}
+
+enum class AqnLayerType { rmsnorm, linear };
+constexpr auto enum_names(AqnLayerType) {
+  return std::array<EnumName<AqnLayerType>, 2>{{{AqnLayerType::rmsnorm, "rmsnorm"}, {AqnLayerType::linear, "linear"}}};
+}
+
+// cluster.device: CUDA when visible (auto), or forced.
+enum class DeviceKind { auto_detect, cuda, cpu };
+constexpr auto enum_names(DeviceKind) {
+  return std::array<EnumName<DeviceKind>, 3>{
+      {{DeviceKind::auto_detect, "auto"}, {DeviceKind::cuda, "cuda"}, {DeviceKind::cpu, "cpu"}}};
+}
 
 struct RunSpec {
   std::string name;
@@ -28,10 +69,10 @@ struct RunSpec {
 
 struct ModelSpec {
   std::string path;       // HF folder (relative paths resolve against the pipeline file)
-  std::string dtype;      // fp32 | bf16 | fp16
+  ModelDtype dtype = ModelDtype::bf16;
   std::string tokenizer;  // empty = <path>/tokenizer.json
   int64_t max_seq_len = 0;
-  std::string init;       // checkpoint | random
+  ModelInit init = ModelInit::checkpoint;
 };
 
 struct DataSpec {
@@ -45,10 +86,10 @@ struct DataSpec {
 };
 
 struct AlgorithmSpec {
-  std::string name;  // grpo | ppo
+  rl::Advantage name = rl::Advantage::grpo;
   bool norm_adv_by_std = true;  // false = Dr.GRPO
   double lr = 0;
-  std::string lr_schedule;  // constant | linear | cosine
+  rl::LrSchedule lr_schedule = rl::LrSchedule::constant;
   int64_t warmup_steps = 0;
   double weight_decay = 0;
   double adam_beta1 = 0;
@@ -56,9 +97,9 @@ struct AlgorithmSpec {
   double adam_eps = 0;
   double clip_low = 0;
   double clip_high = 0;
-  std::string loss_agg;  // token-mean | seq-mean-token-mean | seq-mean-token-sum
+  rl::LossAgg loss_agg = rl::LossAgg::token_mean;
   double kl_coef = 0;
-  std::string kl_estimator;  // k1 | k3
+  rl::KlEstimator kl_estimator = rl::KlEstimator::k3;
   double entropy_coef = 0;
   int64_t ppo_epochs = 0;
   int64_t mini_batch_size = 0;  // 0 = whole batch
@@ -66,12 +107,14 @@ struct AlgorithmSpec {
 };
 
 struct QuantizationSpec {
-  std::string scheme;  // none | nvfp4 | mxfp4
-  std::string mode;    // w4a16 | w4a4
-  int64_t group_size = 0;  // 16 for nvfp4, 32 for mxfp4
-  std::string train;   // none | qat | lora
+  models::QuantScheme scheme = models::QuantScheme::none;
+  models::QuantMode mode = models::QuantMode::w4a16;
+  int64_t group_size = 0;  // the scheme's (models::group_size), the only value allowed
+  QuantTrain train = QuantTrain::none;
   std::vector<std::string> ignore;  // exact module names or "re:<python regex>"
   bool fuse_scales = true;  // q/k/v and gate/up share one global scale
+  // The keys above as models/ takes them, built by the loader.
+  models::QuantSpec quant;
 };
 
 struct LoraSpec {
@@ -88,16 +131,19 @@ struct AqnSpec {
   int64_t num_stages = 0;
   std::vector<std::string> targets;
   std::vector<std::string> exclude;
-  std::vector<std::string> layer_types;  // rmsnorm | linear
-  std::string apply_to;  // rollout | training | both
+  std::vector<AqnLayerType> layer_types;
+  AqnApplyTo apply_to = AqnApplyTo::rollout;
+
+  bool on_rollout() const { return enabled && apply_to != AqnApplyTo::training; }
+  bool on_training() const { return enabled && apply_to != AqnApplyTo::rollout; }
 };
 
 struct RouterReplaySpec {
-  std::string mode;  // disabled | R1 | R2 | R3
+  rl::ReplayMode mode = rl::ReplayMode::disabled;
 };
 
 struct ClusterSpec {
-  std::string device;  // auto | cuda | cpu
+  DeviceKind device = DeviceKind::auto_detect;
   int64_t num_gpus = 0;  // 0 = every visible GPU (or, with no GPU, as many logical slots as used)
 };
 

@@ -8,12 +8,6 @@
 
 namespace qerl::rl {
 
-KlEstimator parse_kl_estimator(const std::string& name) {
-  if (name == "k1") return KlEstimator::k1;
-  if (name == "k3") return KlEstimator::k3;
-  throw Error("unknown KL estimator '" + name + "' (expected k1 or k3)");
-}
-
 torch::Tensor kl_penalty(const torch::Tensor& logprobs, const torch::Tensor& ref_logprobs, KlEstimator estimator) {
   const std::string where = "kl_penalty";
   detail::require_dim(logprobs, 2, where, "logprobs");

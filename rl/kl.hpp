@@ -8,12 +8,9 @@
 
 #include <torch/types.h>
 
+#include "rl/settings.hpp"
+
 namespace qerl::rl {
-
-enum class KlEstimator { k1, k3 };
-
-// "k1" | "k3"; anything else throws qerl::Error naming the value and the allowed set.
-KlEstimator parse_kl_estimator(const std::string& name);
 
 // logprobs, ref_logprobs: [B, S] floating -> [B, S] float32, differentiable in logprobs:
 //   k1 = logprobs - ref_logprobs

@@ -25,28 +25,8 @@ torch::Tensor divide(const torch::Tensor& numerator, const torch::Tensor& count,
 
 }  // namespace
 
-LossAgg parse_loss_agg(const std::string& name) {
-  if (name == "token-mean") return LossAgg::token_mean;
-  if (name == "seq-mean-token-mean") return LossAgg::seq_mean_token_mean;
-  if (name == "seq-mean-token-sum") return LossAgg::seq_mean_token_sum;
-  throw Error("unknown loss aggregation '" + name +
-              "' (expected token-mean, seq-mean-token-mean or seq-mean-token-sum)");
-}
-
-std::string to_string(LossAgg agg) {
-  switch (agg) {
-    case LossAgg::token_mean:
-      return "token-mean";
-    case LossAgg::seq_mean_token_mean:
-      return "seq-mean-token-mean";
-    case LossAgg::seq_mean_token_sum:
-      return "seq-mean-token-sum";
-  }
-  return "?";
-}
-
 torch::Tensor aggregate(const torch::Tensor& values, const torch::Tensor& mask, LossAgg agg, double normalizer) {
-  const std::string where = "aggregate(" + to_string(agg) + ")";
+  const std::string where = std::string("aggregate(") + enum_name(agg) + ")";
   detail::require_dim(values, 2, where, "values");
   detail::require_same_shape(values, mask, where, "values", "mask");
   detail::require_floating(values, where, "values");

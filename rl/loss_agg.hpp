@@ -8,14 +8,9 @@
 
 #include <torch/types.h>
 
+#include "rl/settings.hpp"
+
 namespace qerl::rl {
-
-enum class LossAgg { token_mean, seq_mean_token_mean, seq_mean_token_sum };
-
-// "token-mean" | "seq-mean-token-mean" | "seq-mean-token-sum"; anything else
-// throws qerl::Error naming the value and the allowed set.
-LossAgg parse_loss_agg(const std::string& name);
-std::string to_string(LossAgg agg);
 
 // values: [B, S] floating; mask: [B, S] bool or 0/1 floating (1 = response token
 // counted). Masked-out entries are selected away, never multiplied, so padding

@@ -14,13 +14,6 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 }  // namespace
 
-LrSchedule parse_lr_schedule(const std::string& name) {
-  if (name == "constant") return LrSchedule::constant;
-  if (name == "linear") return LrSchedule::linear;
-  if (name == "cosine") return LrSchedule::cosine;
-  throw Error("unknown lr schedule '" + name + "' (expected constant, linear or cosine)");
-}
-
 double lr_at(LrSchedule schedule, double base_lr, int64_t step, int64_t warmup_steps, int64_t total_steps) {
   if (step < 0 || warmup_steps < 0 || total_steps < 0) {
     throw Error("lr_at: step (" + std::to_string(step) + "), warmup_steps (" + std::to_string(warmup_steps) +

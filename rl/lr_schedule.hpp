@@ -6,12 +6,9 @@
 #include <cstdint>
 #include <string>
 
+#include "rl/settings.hpp"
+
 namespace qerl::rl {
-
-enum class LrSchedule { constant, linear, cosine };
-
-// "constant" | "linear" | "cosine"; anything else throws qerl::Error naming the value and the allowed set.
-LrSchedule parse_lr_schedule(const std::string& name);
 
 // LR for optimizer step `step` (0-based) of `total_steps`:
 //   step < warmup_steps: base_lr * (step + 1) / warmup_steps

@@ -47,11 +47,8 @@ Placement place(const dsl::PipelineSpec& spec, const Graph& graph, const StageRe
   Placement plan;
   dsl::DiagnosticList problems;
   const dsl::SourcePos cluster_pos{spec.source_file, 0, 0};
-  const std::string& want = spec.cluster.device.empty() ? std::string("auto") : spec.cluster.device;
-  if (want != "auto" && want != "cuda" && want != "cpu")
-    problems.add(cluster_pos, "cluster.device",
-                 "expected \"auto\", \"cuda\" or \"cpu\", got \"" + want + "\"");
-  const bool on_cuda = want == "cuda" || (want == "auto" && physical_gpus > 0);
+  const dsl::DeviceKind want = spec.cluster.device;
+  const bool on_cuda = want == dsl::DeviceKind::cuda || (want == dsl::DeviceKind::auto_detect && physical_gpus > 0);
   plan.device = on_cuda ? "cuda" : "cpu";
   const int64_t num_gpus = spec.cluster.num_gpus;
   if (on_cuda && num_gpus > physical_gpus)
@@ -99,9 +96,10 @@ Placement place(const dsl::PipelineSpec& spec, const Graph& graph, const StageRe
                                               : ", but only " + std::to_string(physical_gpus) +
                                                     " CUDA device(s) are visible (0.." +
                                                     std::to_string(physical_gpus - 1) + ")") +
-                         " with cluster.device = \"" + want + "\"" +
-                         (want == "auto" ? "; set cluster.device = \"cpu\" to run slots on the CPU"
-                                         : ""));
+                         " with cluster.device = \"" + enum_name(want) + "\"" +
+                         (want == dsl::DeviceKind::auto_detect
+                              ? "; set cluster.device = \"cpu\" to run slots on the CPU"
+                              : ""));
         ok = false;
       }
     }
@@ -136,7 +134,7 @@ Placement place(const dsl::PipelineSpec& spec, const Graph& graph, const StageRe
   }
   problems.throw_if_any();
 
-  if (want == "auto" && !on_cuda && !used_slots.empty()) {
+  if (want == dsl::DeviceKind::auto_detect && !on_cuda && !used_slots.empty()) {
     const size_t n = used_slots.size();
     plan.notices.push_back("no CUDA device: " + std::to_string(n) + " logical GPU slot" +
                            (n == 1 ? " runs" : "s run") + " on the CPU");

@@ -10,7 +10,7 @@
 namespace qerl::runtime {
 
 ProgressLine::KeyMetrics ProgressLine::default_key_metrics() {
-  return {{"reward", "critic/rewards/mean"}, {"tok/s", "perf/throughput"}, {"kl", "actor/ppo_kl"}};
+  return {{"reward", "critic/rewards/mean"}, {"tok/s", "rollout/tokens_per_s"}, {"kl", "actor/ppo_kl"}};
 }
 
 ProgressLine::ProgressLine(int64_t total_steps, std::FILE* out, KeyMetrics key_metrics)

@@ -46,10 +46,12 @@ void derive(Checker& c) {
     if (s.run.name.empty()) s.run.name = "pipeline";
   }
   if (s.run.out_dir.empty()) s.run.out_dir = "runs/" + s.run.name;
-  if (s.quantization.group_size == 0) {
-    if (s.quantization.scheme == "nvfp4") s.quantization.group_size = 16;
-    if (s.quantization.scheme == "mxfp4") s.quantization.group_size = 32;
-  }
+  QuantizationSpec& q = s.quantization;
+  if (q.group_size == 0) q.group_size = models::group_size(q.scheme);
+  q.quant.scheme = q.scheme;
+  q.quant.quantize_inputs = q.mode == models::QuantMode::w4a4;
+  q.quant.ignore = q.ignore;
+  q.quant.fuse_scales = q.fuse_scales;
   // Paths in the file are relative to the file, so a resolved copy of the
   // pipeline (written elsewhere) must hold them absolute.
   if (c.set("model.path") && s.model.path.empty()) c.error("model.path", "must name a model folder, got \"\"");
@@ -63,27 +65,30 @@ void derive(Checker& c) {
 void check_quantization_and_lora(Checker& c) {
   const QuantizationSpec& q = c.spec.quantization;
   if (c.ok({"quantization.scheme", "quantization.group_size"})) {
-    const int64_t expected = q.scheme == "nvfp4" ? 16 : q.scheme == "mxfp4" ? 32 : 0;
+    const int64_t expected = models::group_size(q.scheme);
     if (expected && q.group_size != expected)
-      c.error("quantization.group_size", "must be " + std::to_string(expected) + " for scheme '" + q.scheme +
-                                             "', got " + std::to_string(q.group_size));
+      c.error("quantization.group_size", "must be " + std::to_string(expected) + " for scheme '" +
+                                             enum_name(q.scheme) + "', got " + std::to_string(q.group_size));
     if (!expected && q.group_size != 0)
       c.warning("quantization.group_size", "ignored: quantization.scheme is 'none'");
   }
-  if (c.ok({"quantization.train", "quantization.scheme"}) && q.train == "qat" && q.scheme == "none")
+  if (c.ok({"quantization.train", "quantization.scheme"}) && q.train == QuantTrain::qat &&
+      q.scheme == models::QuantScheme::none)
     c.error(c.pick("quantization.train", "quantization.scheme"),
             "train = 'qat' needs a quantization.scheme (nvfp4 or mxfp4), got scheme 'none'");
-  if (c.ok({"quantization.mode", "quantization.scheme"}) && q.mode == "w4a4" && q.scheme == "none")
+  if (c.ok({"quantization.mode", "quantization.scheme"}) && q.mode == models::QuantMode::w4a4 &&
+      q.scheme == models::QuantScheme::none)
     c.error(c.pick("quantization.mode", "quantization.scheme"),
             "mode = 'w4a4' needs a quantization.scheme (nvfp4 or mxfp4), got scheme 'none'");
   const int64_t rank = c.spec.lora.rank;
   if (c.ok({"quantization.train", "lora.rank"})) {
-    if (q.train == "lora" && rank == 0)
+    if (q.train == QuantTrain::lora && rank == 0)
       c.error(c.pick("quantization.train", "lora.rank"),
               "train = 'lora' needs lora.rank > 0, got lora.rank = 0");
-    if (q.train != "lora" && rank > 0)
+    if (q.train != QuantTrain::lora && rank > 0)
       c.error(c.pick("lora.rank", "quantization.train"), "lora.rank = " + std::to_string(rank) +
-                                                              " needs quantization.train = 'lora', got '" + q.train + "'");
+                                                              " needs quantization.train = 'lora', got '" +
+                                                              enum_name(q.train) + "'");
   }
   if (rank == 0 && !c.set("lora.rank") && (c.set("lora.alpha") || c.set("lora.dropout") || c.set("lora.target_modules")))
     c.warning("lora", "[lora] keys are set but lora.rank = 0, so no adapters are created");
@@ -113,7 +118,7 @@ void check_training(Checker& c) {
         return !is_learner(st) || (mode != st.options.end() && std::holds_alternative<std::string>(mode->second) &&
                                    std::get<std::string>(mode->second) == "sft");
       });
-  if (c.ok({"algorithm.name", "data.samples_per_prompt"}) && s.algorithm.name == "grpo" && !supervised &&
+  if (c.ok({"algorithm.name", "data.samples_per_prompt"}) && s.algorithm.name == rl::Advantage::grpo && !supervised &&
       s.data.samples_per_prompt < 2)
     c.error("data.samples_per_prompt", "GRPO compares samples within a group and needs >= 2, got " +
                                            std::to_string(s.data.samples_per_prompt));

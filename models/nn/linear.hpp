@@ -1,16 +1,22 @@
 // The Linear layer of every decoder module (projections, router, lm_head):
-// HF layout (weight [out, in], optional bias [out]) plus two hooks that the
-// quantization code (models/quant) installs: a weight view (W4A16 packed
-// base dequantized, QAT fake-quantization with a straight-through gradient)
-// and an input transform (W4A4: the input is quantized, not the output);
-// plus an adapter added to the output (LoRA: y += B A dropout(x) * scale).
+// HF layout (weight [out, in], optional bias [out]). It computes with one
+// of two weights: the dense parameter, or 4-bit codes (a packed base,
+// models/quant: y = x · dequant(W)ᵀ through kernels::fp4_linear, with the
+// codes on the model's device and, once released, no dense copy resident).
+// The quantization code also installs hooks: a weight view (QAT
+// fake-quantization with a straight-through gradient), an input transform
+// (W4A4: the input is quantized, not the output), and an adapter added to
+// the output (LoRA: y += B A dropout(x) * scale).
 #pragma once
 
 #include <functional>
+#include <memory>
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
+
+#include "kernels/fp4_linear.hpp"
 
 namespace qerl::models {
 
@@ -21,7 +27,8 @@ class LinearImpl : public torch::nn::Module {
   LinearImpl(int64_t in_features, int64_t out_features, bool bias);
 
   // x: [..., in] -> [..., out] in x's dtype:
-  // input_hook(x) @ weight_hook(weight)^T + bias + adapter_hook(x).
+  // input_hook(x) @ W^T + bias + adapter_hook(x), W = dequant(codes) when
+  // the layer holds codes, else weight_hook(weight).
   torch::Tensor forward(const torch::Tensor& x);
 
   // The weight the matmul uses, given the parameter; none = the parameter.
@@ -37,16 +44,31 @@ class LinearImpl : public torch::nn::Module {
   bool has_weight_hook() const { return static_cast<bool>(weight_hook_); }
   bool has_input_hook() const { return static_cast<bool>(input_hook_); }
 
-  // The weight forward would use now ([out, in]).
-  torch::Tensor effective_weight() const { return weight_hook_ ? weight_hook_(weight) : weight; }
+  // The weight forward would use now ([out, in], materialised for codes).
+  torch::Tensor effective_weight() const;
 
-  int64_t in_features() const { return weight.size(1); }
-  int64_t out_features() const { return weight.size(0); }
+  // Computes with `codes` (shapes checked against this layer; on any
+  // device: forward brings the result to the input's) until clear_codes.
+  // The weight hook is not consulted while codes are set.
+  void set_codes(std::shared_ptr<const kernels::Fp4Weight> codes);
+  void clear_codes() { codes_.reset(); }
+  const kernels::Fp4Weight* codes() const { return codes_.get(); }
+  // With codes set: frees the dense parameter's storage (it becomes a
+  // 0-element tensor of the same dtype, skipped by load_weights and
+  // export_weights); the codes are then the only weight. Irreversible.
+  void release_dense_weight();
+  bool dense_released() const { return dense_released_; }
+
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
 
   torch::Tensor weight;  // [out, in]
   torch::Tensor bias;    // [out] or undefined
 
  private:
+  int64_t in_features_ = 0, out_features_ = 0;
+  std::shared_ptr<const kernels::Fp4Weight> codes_;
+  bool dense_released_ = false;
   WeightHook weight_hook_;
   InputHook input_hook_;
   AdapterHook adapter_hook_;

@@ -1,6 +1,7 @@
 // Weight layout conversion, load/save/init of CausalLM parameters.
 #include "models/nn/weights.hpp"
 
+#include <cstdio>
 #include <set>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -66,11 +67,27 @@ TensorMap to_qerl_layout(const TensorMap& tensors, const ModelConfig& config) {
   return out;
 }
 
+namespace {
+
+// Parameter names of Linear weights whose dense storage was released (the
+// layer computes with codes): they hold no values to load or export.
+std::set<std::string> released_weights(CausalLMImpl& lm) {
+  std::set<std::string> out;
+  for (const auto& item : lm.named_modules(/*name_prefix=*/"", /*include_self=*/false))
+    if (const auto* linear = item.value()->as<LinearImpl>(); linear && linear->dense_released())
+      out.insert(item.key() + ".weight");
+  return out;
+}
+
+}  // namespace
+
 void load_weights(CausalLMImpl& lm, const TensorMap& tensors) {
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
   std::vector<std::string> missing;
+  const std::set<std::string> released = released_weights(lm);
   for (auto& item : lm.named_parameters(/*recurse=*/true)) {
+    if (released.count(item.key())) continue;
     auto found = tensors.find(item.key());
     if (found == tensors.end()) {
       missing.push_back(item.key());
@@ -85,14 +102,18 @@ void load_weights(CausalLMImpl& lm, const TensorMap& tensors) {
   }
   if (!missing.empty())
     throw Error("checkpoint lacks " + std::to_string(missing.size()) + " tensor(s), first: " + missing.front());
-  for (const auto& [name, tensor] : tensors)
+  for (const auto& [name, tensor] : tensors) {
+    if (released.count(name))
+      throw Error("tensor " + name + ": the layer computes with 4-bit codes and holds no dense weight to set");
     if (used.count(name) == 0) throw Error("checkpoint has a tensor the model does not: " + name);
+  }
 }
 
 TensorMap export_weights(CausalLMImpl& lm) {
   TensorMap out;
+  const std::set<std::string> released = released_weights(lm);
   for (auto& item : lm.named_parameters(/*recurse=*/true))
-    out[item.key()] = item.value().detach().to(torch::kCPU).contiguous();
+    if (!released.count(item.key())) out[item.key()] = item.value().detach().to(torch::kCPU).contiguous();
   return out;
 }
 
@@ -157,6 +178,36 @@ ParameterCount count_parameters(CausalLMImpl& lm) {
     count.active -= (config.num_experts - config.num_experts_per_tok) * per_expert;
   }
   return count;
+}
+
+
+std::string ResidentWeights::describe() const {
+  const auto mib = [](int64_t bytes) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+    return std::string(text);
+  };
+  char ratio_text[32];
+  std::snprintf(ratio_text, sizeof ratio_text, "%.3fx", ratio());
+  return mib(bytes()) + " (codes " + mib(code_bytes) + " + dense " + mib(dense_bytes) + ") = " + ratio_text +
+         " the " + mib(bf16_bytes) + " of its bf16 weights";
+}
+
+ResidentWeights resident_weights(CausalLMImpl& lm) {
+  ResidentWeights out;
+  const std::set<std::string> released = released_weights(lm);
+  for (const auto& item : lm.named_parameters(/*recurse=*/true)) {
+    const torch::Tensor& p = item.value();
+    out.dense_bytes += p.numel() * static_cast<int64_t>(p.element_size());
+    if (!released.count(item.key())) out.bf16_bytes += 2 * p.numel();
+  }
+  for (const auto& item : lm.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    const auto* linear = item.value()->as<LinearImpl>();
+    if (linear == nullptr || linear->codes() == nullptr) continue;
+    out.code_bytes += linear->codes()->bytes();
+    if (linear->dense_released()) out.bf16_bytes += 2 * linear->out_features() * linear->in_features();
+  }
+  return out;
 }
 
 }  // namespace qerl::models

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string>
 
 #include <torch/types.h>
 
@@ -50,5 +51,21 @@ struct ParameterCount {
   int64_t active = 0;
 };
 ParameterCount count_parameters(CausalLMImpl& lm);
+
+// The bytes a model's weights occupy on their device now: every parameter
+// with storage plus the codes and scales of Linears that compute with
+// 4-bit codes (their freed dense weights count 0), against the same
+// weights held densely in bf16. LoRA adapters are not parameters of the
+// model and are not counted.
+struct ResidentWeights {
+  int64_t dense_bytes = 0;  // parameters with storage
+  int64_t code_bytes = 0;   // codes + block and global scales
+  int64_t bf16_bytes = 0;   // every weight (released ones by their shape) at 2 bytes
+  int64_t bytes() const { return dense_bytes + code_bytes; }
+  double ratio() const { return bf16_bytes > 0 ? static_cast<double>(bytes()) / static_cast<double>(bf16_bytes) : 0.0; }
+  // "1.06 MiB (codes 0.95 MiB + dense 0.11 MiB) = 0.29x the 3.68 MiB of its bf16 weights"
+  std::string describe() const;
+};
+ResidentWeights resident_weights(CausalLMImpl& lm);
 
 }  // namespace qerl::models

@@ -16,8 +16,6 @@
 namespace qerl::models {
 namespace {
 
-int64_t group_size(QuantScheme scheme) { return scheme == QuantScheme::mxfp4 ? 32 : 16; }
-
 // "a.b.q_proj" -> "a.b.qkv"; "a.gate_proj" -> "a.gate_up"; otherwise the name.
 std::string fusion_group_of(const std::string& name) {
   const auto dot = name.rfind('.');
@@ -66,7 +64,7 @@ std::vector<QuantTarget> plan_quantization(CausalLMImpl& lm, const QuantSpec& sp
     }
     targets.push_back({name, linear, spec.fuse_scales ? fusion_group_of(name) : name});
     ++s.quantized;
-    const int64_t numel = linear->weight.numel();
+    const int64_t numel = linear->out_features() * linear->in_features();
     s.bytes_before += numel * static_cast<int64_t>(linear->weight.element_size());
     s.bytes_after += packed_bytes(spec.scheme, numel);
   }
@@ -133,15 +131,6 @@ void pack_one(const torch::Tensor& w, const QuantSpec& spec, float global_scale,
   }
 }
 
-torch::Tensor dequantize(QuantScheme scheme, const torch::Tensor& packed, const torch::Tensor& scale,
-                         const torch::Tensor& global, torch::ScalarType dtype) {
-  // The kernels produce float32 or bfloat16; other model dtypes go through float32.
-  const torch::ScalarType kernel_dtype = dtype == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat;
-  torch::Tensor w = scheme == QuantScheme::nvfp4 ? kernels::nvfp4_dequantize(packed, scale, global, kernel_dtype)
-                                                 : kernels::mxfp4_dequantize(packed, scale, kernel_dtype);
-  return w.to(dtype);
-}
-
 }  // namespace
 
 bool is_packed_tensor_name(const std::string& name) {
@@ -170,14 +159,17 @@ TensorMap pack_weights(const std::vector<QuantTarget>& targets, const QuantSpec&
   return out;
 }
 
-PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec) : lm_(&lm), spec_(spec) {
+PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec, Residency residency)
+    : lm_(&lm), spec_(spec), release_dense_(residency == Residency::codes_only) {
   if (spec.scheme == QuantScheme::none) throw Error("PackedBase: quantization.scheme is \"none\"");
   targets_ = plan_quantization(lm, spec, &summary_);
-  install_weight_hooks();
+  for (size_t i = 0; i < targets_.size(); ++i) packed_.push_back(std::make_shared<Packed>());
   repack();
+  release();
 }
 
-PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap& packed) : lm_(&lm), spec_(spec) {
+PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap& packed, Residency residency)
+    : lm_(&lm), spec_(spec), release_dense_(residency == Residency::codes_only) {
   if (spec.scheme == QuantScheme::none) throw Error("PackedBase: quantization.scheme is \"none\"");
   std::vector<std::string> names;
   for (const auto& [name, tensor] : packed)
@@ -189,7 +181,7 @@ PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap&
   for (const auto& item : lm.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
     const auto* linear = item.value()->as<LinearImpl>();
     if (linear == nullptr) continue;
-    const int64_t numel = linear->weight.numel();
+    const int64_t numel = linear->out_features() * linear->in_features();
     if (!packed_names.count(item.key())) {
       if (linear->in_features() % group_size(spec.scheme) != 0) {  // as plan_quantization counts them
         ++summary_.unsupported;
@@ -203,48 +195,100 @@ PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap&
       summary_.bytes_after += packed_bytes(spec.scheme, numel);
     }
   }
-  install_weight_hooks();
+  for (size_t i = 0; i < targets_.size(); ++i) packed_.push_back(std::make_shared<Packed>());
   load_packed(packed);
+  release();
 }
 
-void PackedBase::install_weight_hooks() {
-  for (auto& t : targets_) {
-    auto packed = std::make_shared<Packed>();
-    packed_.push_back(packed);
-    // The hook ignores the dense parameter: the matmul sees the codes only.
-    t.linear->set_weight_hook([packed](const torch::Tensor&) { return packed->dequantized; });
-  }
+void PackedBase::release() {
+  if (!release_dense_) return;
+  for (auto& t : targets_) t.linear->release_dense_weight();
+  released_ = true;
 }
 
 PackedBase::~PackedBase() {
   for (auto& t : targets_) {
-    t.linear->set_weight_hook({});
+    // A released Linear has no other weight: it keeps computing with its codes.
+    if (!t.linear->dense_released()) t.linear->clear_codes();
     t.linear->set_input_hook({});
   }
 }
 
+void PackedBase::install(size_t i, torch::Tensor packed, torch::Tensor scale, torch::Tensor global) {
+  const torch::Device device = targets_[i].linear->weight.device();
+  auto codes = std::make_shared<kernels::Fp4Weight>(
+      kernels::Fp4Weight{packed, scale, global}.to(device));
+  targets_[i].linear->set_codes(codes);
+  packed_[i]->codes = std::move(codes);
+}
+
+void PackedBase::pack_from(const std::vector<size_t>& members, const std::vector<torch::Tensor>& weights) {
+  torch::NoGradGuard no_grad;
+  std::map<std::string, float> scales;  // each fusion group's min G over the given members
+  if (spec_.scheme == QuantScheme::nvfp4)
+    for (size_t k = 0; k < members.size(); ++k) {
+      const float g = kernels::nvfp4_global_scale(weights[k]);
+      auto [it, fresh] = scales.emplace(targets_[members[k]].fusion_group, g);
+      if (!fresh) it->second = std::min(it->second, g);
+    }
+  for (size_t k = 0; k < members.size(); ++k) {
+    const size_t i = members[k];
+    const torch::Tensor& w = weights[k];
+    torch::Tensor packed, scale, global;
+    const float g = spec_.scheme == QuantScheme::nvfp4 ? scales.at(targets_[i].fusion_group) : 0.f;
+    pack_one(w, spec_, g, packed, scale, global);
+    install(i, packed, scale, global);
+    Packed& p = *packed_[i];
+    const torch::Tensor w64 = w.to(torch::kDouble);
+    const torch::Tensor dequantized = kernels::fp4_dequantize(*p.codes, w.scalar_type());
+    p.signal = w64.square().sum().item<double>();
+    p.noise = (w64 - dequantized.to(w.device(), torch::kDouble)).square().sum().item<double>();
+    p.loaded = false;
+  }
+}
+
 void PackedBase::repack() {
+  if (released_) return;  // no dense weight left to change
   std::vector<size_t> changed;
   for (size_t i = 0; i < targets_.size(); ++i)
     if (targets_[i].linear->weight._version() != packed_[i]->version) changed.push_back(i);
   if (changed.empty()) return;
-  torch::NoGradGuard no_grad;
   // Fused siblings share one global scale, so a changed member repacks its whole group.
   std::set<std::string> groups;
   for (size_t i : changed) groups.insert(targets_[i].fusion_group);
-  const auto scales = fused_global_scales(targets_, spec_);
+  std::vector<size_t> members;
+  std::vector<torch::Tensor> weights;
   for (size_t i = 0; i < targets_.size(); ++i) {
     if (!groups.count(targets_[i].fusion_group)) continue;
-    const torch::Tensor w = targets_[i].linear->weight.detach();
-    Packed& p = *packed_[i];
-    const float g = spec_.scheme == QuantScheme::nvfp4 ? scales.at(targets_[i].fusion_group) : 0.f;
-    pack_one(w, spec_, g, p.packed, p.scale, p.global_scale);
-    p.dequantized = dequantize(spec_.scheme, p.packed, p.scale, p.global_scale, w.scalar_type()).to(w.device());
-    const torch::Tensor w64 = w.to(torch::kDouble);
-    p.signal = w64.square().sum().item<double>();
-    p.noise = (w64 - p.dequantized.to(torch::kDouble)).square().sum().item<double>();
-    p.loaded = false;
-    p.version = targets_[i].linear->weight._version();
+    members.push_back(i);
+    weights.push_back(targets_[i].linear->weight.detach());
+  }
+  pack_from(members, weights);
+  for (size_t i : members) packed_[i]->version = targets_[i].linear->weight._version();
+}
+
+void PackedBase::load_dense(const TensorMap& weights) {
+  std::vector<size_t> members;
+  std::vector<torch::Tensor> tensors;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const std::string name = targets_[i].name + ".weight";
+    const auto it = weights.find(name);
+    if (it == weights.end()) throw Error("dense weights: " + name + " is missing (the packed base repacks every target)");
+    const LinearImpl& linear = *targets_[i].linear;
+    if (it->second.sizes() != torch::IntArrayRef{linear.out_features(), linear.in_features()})
+      throw Error("dense weights: " + name + " has shape " + c10::str(it->second.sizes()) + ", the Linear is [" +
+                  std::to_string(linear.out_features()) + ", " + std::to_string(linear.in_features()) + "]");
+    members.push_back(i);
+    // Packed from the model dtype, as repack() packs the Linear's own weight.
+    tensors.push_back(it->second.detach().to(linear.weight.device(), linear.weight.scalar_type()));
+  }
+  pack_from(members, tensors);
+  if (!release_dense_) {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < targets_.size(); ++i) {
+      targets_[i].linear->weight.copy_(tensors[i]);
+      packed_[i]->version = targets_[i].linear->weight._version();
+    }
   }
 }
 
@@ -275,14 +319,15 @@ void PackedBase::load_packed(const TensorMap& packed) {
       throw Error("packed weights: " + name + ".weight_packed has shape " + c10::str(codes.sizes()) + ", the [" +
                   std::to_string(out) + ", " + std::to_string(in) + "] weight needs [" + std::to_string(out) + ", " +
                   std::to_string(in / 2) + "]");
-    torch::Tensor w = dequantize(spec_.scheme, codes.to(torch::kCPU), scale.to(torch::kCPU),
-                                 nvfp4 ? global.to(torch::kCPU) : global, linear.weight.scalar_type());
-    p.packed = codes.to(torch::kCPU);
-    p.scale = scale.to(torch::kCPU);
-    p.global_scale = nvfp4 ? global.to(torch::kCPU) : torch::Tensor();
-    p.dequantized = w.to(linear.weight.device());
-    linear.weight.copy_(p.dequantized);  // the dense copy agrees with the codes
-    p.version = linear.weight._version();
+    try {
+      install(i, codes, scale, global);
+    } catch (const Error& e) {
+      throw Error("packed weights: " + name + ": " + e.what());
+    }
+    if (!linear.dense_released()) {
+      linear.weight.copy_(linear.effective_weight());  // the dense copy agrees with the codes
+      p.version = linear.weight._version();
+    }
     p.loaded = true;
     take(name + ".input_global_scale", false);  // read by load_input_scales
   }
@@ -295,14 +340,20 @@ TensorMap PackedBase::packed_tensors() const {
   TensorMap out;
   for (size_t i = 0; i < targets_.size(); ++i) {
     const std::string& name = targets_[i].name;
-    const Packed& p = *packed_[i];
-    out[name + ".weight_packed"] = p.packed;
-    out[name + ".weight_scale"] = p.scale;
-    if (p.global_scale.defined()) out[name + ".weight_global_scale"] = p.global_scale;
+    const kernels::Fp4Weight& codes = *packed_[i]->codes;
+    out[name + ".weight_packed"] = codes.packed.to(torch::kCPU);
+    out[name + ".weight_scale"] = codes.scale.to(torch::kCPU);
+    if (codes.nvfp4()) out[name + ".weight_global_scale"] = codes.global_scale.to(torch::kCPU);
     if (inputs_calibrated_)
       out[name + ".input_global_scale"] = torch::full({1}, input_global_scale(name), torch::kFloat32);
   }
   return out;
+}
+
+int64_t PackedBase::code_bytes() const {
+  int64_t n = 0;
+  for (const auto& p : packed_) n += p->codes->bytes();
+  return n;
 }
 
 void PackedBase::load_input_scales(const TensorMap& packed) {

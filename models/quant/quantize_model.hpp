@@ -1,6 +1,7 @@
 // Quantizing a CausalLM's Linear layers in place (REFERENCE.md NVFP4 /
 // MXFP4 / QAT): PackedBase packs the weights and makes every quantized
-// Linear compute with the dequantized codes (W4A16 rollout, frozen base);
+// Linear compute with its codes, y = x · dequant(W)ᵀ (W4A16 rollout, frozen
+// base), optionally freeing the dense weights so only the codes stay resident;
 // install_qat makes the learner's forward use fake-quantized weights with a
 // straight-through gradient; inputs are quantized for W4A4 after a
 // calibration pass sets each layer's input global scale.
@@ -15,6 +16,7 @@
 
 #include <torch/types.h>
 
+#include "kernels/fp4_linear.hpp"
 #include "kernels/quantize_tensor.hpp"
 #include "models/io/checkpoint.hpp"
 #include "models/nn/causal_lm.hpp"
@@ -67,30 +69,43 @@ std::string packed_module_name(const std::string& name);
 // learner sends the rollout.
 TensorMap pack_weights(const std::vector<QuantTarget>& targets, const QuantSpec& spec);
 
-// A packed base: the codes are the source of truth; each quantized
-// Linear's weight hook returns their dequantization (cached, as a CPU
-// reference of a dequantize-in-matmul kernel). Codes come from packing the
-// Linears' dense weights (repack: those whose weight changed since they
-// were last packed) or from stored tensors (load_packed: a compressed-
-// tensors checkpoint, a QAT learner's update, a rollout checkpoint).
+// Whether a packed base keeps the Linears' dense weights beside the codes
+// (needed while something writes them: AQN on Linear weights, a learner's
+// optimizer) or frees them, so that only the codes (about 0.28x the bytes
+// of bf16 for NVFP4) stay resident.
+enum class Residency { keep_dense, codes_only };
+
+// A packed base: the codes are the source of truth; each quantized Linear
+// computes with them on the model's device (LinearImpl::set_codes,
+// kernels::fp4_linear). Codes come from packing the Linears' dense weights
+// (repack: those whose weight changed since they were last packed), from
+// dense tensors (load_dense: a full weight update), or from stored tensors
+// (load_packed: a compressed-tensors checkpoint, a QAT learner's update, a
+// rollout checkpoint).
 class PackedBase {
  public:
   // Packs the Linears `spec` selects from their current weights.
-  PackedBase(CausalLMImpl& lm, const QuantSpec& spec);
+  PackedBase(CausalLMImpl& lm, const QuantSpec& spec, Residency residency = Residency::keep_dense);
   // Takes the codes of `packed` (compressed-tensors names): the Linears
   // holding a weight_packed there are the targets, whatever spec.ignore says.
-  PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap& packed);
+  PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap& packed,
+             Residency residency = Residency::keep_dense);
   ~PackedBase();
   PackedBase(const PackedBase&) = delete;
   PackedBase& operator=(const PackedBase&) = delete;
 
   // Re-quantizes every target whose dense weight changed (its version
-  // counter moved) since it was packed or loaded; a no-op otherwise.
+  // counter moved) since it was packed or loaded; a no-op otherwise (and
+  // always once the dense weights are freed).
   void repack();
+  // Packs every target from `weights` (HF names, "<module>.weight"; each
+  // target's must be there, other names are not read), as repack() would
+  // pack them from the Linears; kept dense weights are set to them too.
+  void load_dense(const TensorMap& weights);
   // Installs stored codes: every target's weight_packed and weight_scale
   // (and NVFP4 weight_global_scale) must be in `packed`, with the target's
   // shapes; tensors of other modules are an error. The dense weights are
-  // overwritten with the dequantization, so they agree with the codes. With
+  // overwritten with the dequantization (when kept), so they agree with the codes. With
   // an input_global_scale for every target (W4A4), the inputs count as
   // calibrated with those scales.
   void load_packed(const TensorMap& packed);
@@ -102,6 +117,9 @@ class PackedBase {
   void load_input_scales(const TensorMap& packed);
 
   const QuantSummary& summary() const { return summary_; }
+  bool dense_released() const { return released_; }
+  // Bytes of every target's codes and scales, on the model's device.
+  int64_t code_bytes() const;
   const std::vector<QuantTarget>& targets() const { return targets_; }
   // Signal-to-quantization-noise ratio of the current codes over all
   // packed weights (element-weighted): 10 log10(sum w^2 / sum (w - dequant)^2),
@@ -117,16 +135,21 @@ class PackedBase {
 
  private:
   struct Packed {
-    torch::Tensor packed, scale, global_scale;  // compressed-tensors tensors (no global scale for MXFP4)
-    torch::Tensor dequantized;  // [out, in] model dtype, on the weight's device: what the matmul uses
-    int64_t version = -1;       // the weight's version counter when packed or loaded
+    std::shared_ptr<const kernels::Fp4Weight> codes;  // on the weight's device; the Linear holds them too
+    int64_t version = -1;       // the dense weight's version counter when packed or loaded
     double signal = 0, noise = 0;
     bool loaded = false;        // codes from load_packed: signal/noise unknown
   };
-  void install_weight_hooks();
+  // Target i computes with these codes (moved to its device).
+  void install(size_t i, torch::Tensor packed, torch::Tensor scale, torch::Tensor global);
+  // Packs targets `members` from `weights` (one each, fused groups whole).
+  void pack_from(const std::vector<size_t>& members, const std::vector<torch::Tensor>& weights);
+  void release();  // frees the dense weights when codes_only
   void install_input_hooks();
   CausalLMImpl* lm_;
   QuantSpec spec_;
+  bool release_dense_ = false;
+  bool released_ = false;
   std::vector<QuantTarget> targets_;
   std::vector<std::shared_ptr<Packed>> packed_;
   QuantSummary summary_;

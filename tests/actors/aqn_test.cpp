@@ -23,8 +23,8 @@ dsl::AqnSpec spec_of(int64_t stages, double start, double end) {
   aqn.sigma_end = end;
   aqn.num_stages = stages;
   aqn.targets = {"re:.*norm$"};
-  aqn.layer_types = {"rmsnorm"};
-  aqn.apply_to = "rollout";
+  aqn.layer_types = {dsl::AqnLayerType::rmsnorm};
+  aqn.apply_to = dsl::AqnApplyTo::rollout;
   return aqn;
 }
 
@@ -64,10 +64,10 @@ TEST_CASE("aqn_sigma: stage 0 clean, then sigma_start * (end/start)^((j-1)/(K-2)
   CHECK(aqn_sigma(off, 50, steps) == 0);
 }
 
-TEST_CASE("AqnNoise: only norm weights move, by sigma, on a clean copy; sigma 0 and restore are exact") {
+TEST_CASE("AQN noise: only norm weights move, by sigma, on a clean copy; sigma 0 and restore are exact") {
   auto lm = models::testing::tiny_model("qwen3_moe", /*seed=*/2);
   const auto clean = snapshot(*lm);
-  actors::AqnNoise noise(spec_of(10, 1e-2, 1e-4), *lm);
+  models::WeightNoise noise(actors::aqn_noise_targets(spec_of(10, 1e-2, 1e-4)), *lm);
   // qwen3_moe: input and post-attention norms plus q_norm / k_norm per layer (3 layers), and the final norm.
   CHECK(noise.num_tensors() == 3 * 4 + 1);
   noise.capture_clean();
@@ -91,15 +91,15 @@ TEST_CASE("AqnNoise: only norm weights move, by sigma, on a clean copy; sigma 0 
   CHECK(rms_difference(snapshot(*lm), clean, true) == 0);
 }
 
-TEST_CASE("AqnNoise: exclude removes targets; a target list that matches nothing is an error") {
+TEST_CASE("AQN noise: exclude removes targets; a target list that matches nothing is an error") {
   auto lm = models::testing::tiny_model("qwen3_moe", /*seed=*/2);
   auto aqn = spec_of(10, 1e-2, 1e-4);
   aqn.exclude = {"re:.*(q|k)_norm$"};
-  CHECK(actors::AqnNoise(aqn, *lm).num_tensors() == 3 * 2 + 1);
+  CHECK(models::WeightNoise(actors::aqn_noise_targets(aqn), *lm).num_tensors() == 3 * 2 + 1);
   aqn.targets = {"re:.*nothing_here$"};
-  CHECK_THROWS_AS(actors::AqnNoise(aqn, *lm), qerl::Error);
+  CHECK_THROWS_AS(models::WeightNoise(actors::aqn_noise_targets(aqn), *lm), qerl::Error);
   aqn.targets = {"re:.*q_proj$"};
   aqn.exclude = {};
-  aqn.layer_types = {"linear"};
-  CHECK(actors::AqnNoise(aqn, *lm).num_tensors() == 3);
+  aqn.layer_types = {dsl::AqnLayerType::linear};
+  CHECK(models::WeightNoise(actors::aqn_noise_targets(aqn), *lm).num_tensors() == 3);
 }

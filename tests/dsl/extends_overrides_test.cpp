@@ -9,6 +9,9 @@
 #include "test_schema.hpp"
 
 using namespace qerl::dsl;
+namespace dsl = qerl::dsl;
+namespace models = qerl::models;
+namespace rl = qerl::rl;
 namespace fs = std::filesystem;
 
 namespace {
@@ -43,7 +46,7 @@ TEST_CASE("derived values override the base, tables merge deeply, arrays replace
   CHECK(spec.run.steps == 80);         // derived
   CHECK(spec.run.seed == 1);           // base, same table
   CHECK(spec.run.name == "base");      // base
-  CHECK(spec.model.dtype == "fp16");   // derived
+  CHECK(spec.model.dtype == dsl::ModelDtype::fp16);   // derived
   CHECK(spec.model.max_seq_len == 2048);  // base
   CHECK(spec.model.path == (dir / "models/base-model").string());  // relative to base.toml
   CHECK(spec.aqn.targets == std::vector<std::string>{"re:.*norm$"});  // array replaced, not appended
@@ -70,7 +73,7 @@ TEST_CASE("--set overrides both files, typed like the key it overrides") {
        "stages.weight_sync.inputs={ params = { from = \"l.p\", staleness = 2 } }"},
       schema);
   CHECK(spec.run.steps == 90);
-  CHECK(spec.model.dtype == "fp32");  // bare word for a string key
+  CHECK(spec.model.dtype == dsl::ModelDtype::fp32);  // bare word for a string key
   CHECK(spec.aqn.targets == std::vector<std::string>{"a", "b"});
   CHECK(spec.algorithm.lr == 2e-6);
   CHECK(spec.run.name == "quoted name");
@@ -87,7 +90,7 @@ TEST_CASE("--set overrides both files, typed like the key it overrides") {
   CHECK(sync->inputs.at(0).staleness == std::optional<int64_t>(2));
   // A section the file never mentions is created by the override.
   PipelineSpec fresh = load_pipeline_text(minimal, "t.toml", {"router_replay.mode=R2"}, schema);
-  CHECK(fresh.router_replay.mode == "R2");
+  CHECK(fresh.router_replay.mode == rl::ReplayMode::r2);
 }
 
 TEST_CASE("an error in a value inherited from the base points into the base file") {

@@ -9,6 +9,9 @@
 #include "test_schema.hpp"
 
 using namespace qerl::dsl;
+namespace dsl = qerl::dsl;
+namespace models = qerl::models;
+namespace rl = qerl::rl;
 namespace fs = std::filesystem;
 
 namespace {
@@ -40,17 +43,17 @@ TEST_CASE("the full pipeline loads with every value typed as written") {
   CHECK(spec.data.max_prompt_len == 128);
   CHECK(spec.algorithm.norm_adv_by_std == false);
   CHECK(spec.algorithm.lr == 2e-6);
-  CHECK(spec.algorithm.lr_schedule == "cosine");
-  CHECK(spec.algorithm.loss_agg == "seq-mean-token-mean");
+  CHECK(spec.algorithm.lr_schedule == rl::LrSchedule::cosine);
+  CHECK(spec.algorithm.loss_agg == rl::LossAgg::seq_mean_token_mean);
   CHECK(spec.algorithm.kl_coef == 0.001);
-  CHECK(spec.algorithm.kl_estimator == "k1");
+  CHECK(spec.algorithm.kl_estimator == rl::KlEstimator::k1);
   CHECK(spec.algorithm.ppo_epochs == 2);
   CHECK(spec.algorithm.mini_batch_size == 12);
   CHECK(spec.algorithm.max_grad_norm == 0.5);
   CHECK(spec.algorithm.weight_decay == 0.0);  // default
-  CHECK(spec.quantization.scheme == "nvfp4");
+  CHECK(spec.quantization.scheme == models::QuantScheme::nvfp4);
   CHECK(spec.quantization.group_size == 16);  // derived from the scheme
-  CHECK(spec.quantization.train == "lora");
+  CHECK(spec.quantization.train == dsl::QuantTrain::lora);
   CHECK(spec.quantization.ignore == std::vector<std::string>{"lm_head", "re:.*mlp\\.gate$"});
   CHECK(spec.lora.rank == 16);
   CHECK(spec.lora.alpha == 32.0);  // integer accepted for a float key
@@ -59,11 +62,11 @@ TEST_CASE("the full pipeline loads with every value typed as written") {
   CHECK(spec.aqn.enabled);
   CHECK(spec.aqn.sigma_end == 5e-4);
   CHECK(spec.aqn.num_stages == 5);
-  CHECK(spec.aqn.layer_types == std::vector<std::string>{"rmsnorm", "linear"});
-  CHECK(spec.aqn.apply_to == "both");
+  CHECK(spec.aqn.layer_types == std::vector<dsl::AqnLayerType>{dsl::AqnLayerType::rmsnorm, dsl::AqnLayerType::linear});
+  CHECK(spec.aqn.apply_to == dsl::AqnApplyTo::both);
   CHECK(spec.aqn.targets == std::vector<std::string>{"re:.*norm$"});  // default
-  CHECK(spec.router_replay.mode == "R3");
-  CHECK(spec.cluster.device == "cpu");
+  CHECK(spec.router_replay.mode == rl::ReplayMode::r3);
+  CHECK(spec.cluster.device == dsl::DeviceKind::cpu);
   CHECK(spec.cluster.num_gpus == 2);
   CHECK(spec.warnings.empty());
 
@@ -135,26 +138,26 @@ TEST_CASE("a minimal pipeline gets the documented defaults and derived values") 
   CHECK(spec.run.out_dir == "runs/my_run");
   CHECK(spec.run.steps == 100);
   CHECK(spec.run.keep_checkpoints == 3);
-  CHECK(spec.model.dtype == "bf16");
+  CHECK(spec.model.dtype == dsl::ModelDtype::bf16);
   CHECK(spec.model.max_seq_len == 1024);
   CHECK(spec.data.source == "builtin:arith");
   CHECK(spec.data.samples_per_prompt == 8);
   CHECK(spec.data.heldout_size == 200);
-  CHECK(spec.algorithm.name == "grpo");
+  CHECK(spec.algorithm.name == rl::Advantage::grpo);
   CHECK(spec.algorithm.lr == 1e-5);
   CHECK(spec.algorithm.clip_high == 0.28);
-  CHECK(spec.algorithm.kl_estimator == "k3");
-  CHECK(spec.quantization.scheme == "none");
-  CHECK(spec.quantization.mode == "w4a16");
+  CHECK(spec.algorithm.kl_estimator == rl::KlEstimator::k3);
+  CHECK(spec.quantization.scheme == models::QuantScheme::none);
+  CHECK(spec.quantization.mode == models::QuantMode::w4a16);
   CHECK(spec.quantization.group_size == 0);
   CHECK(spec.quantization.ignore.size() == 4);
   CHECK(spec.lora.rank == 0);
   CHECK(spec.lora.target_modules.size() == 7);
   CHECK(spec.aqn.sigma_start == 1e-2);
   CHECK(spec.aqn.sigma_end == 1e-4);
-  CHECK(spec.aqn.apply_to == "rollout");
-  CHECK(spec.router_replay.mode == "disabled");
-  CHECK(spec.cluster.device == "auto");
+  CHECK(spec.aqn.apply_to == dsl::AqnApplyTo::rollout);
+  CHECK(spec.router_replay.mode == rl::ReplayMode::disabled);
+  CHECK(spec.cluster.device == dsl::DeviceKind::auto_detect);
   CHECK(spec.find_stage("d")->replicas == 1);
   CHECK(spec.find_stage("d")->gpus.empty());
   CHECK(spec.find_stage("d")->pos.line == 3);
@@ -179,8 +182,13 @@ TEST_CASE("every section key is bound to its own member (assign and read agree, 
         case ValueKind::boolean: v = (n % 2 == 0); break;
         case ValueKind::integer: v = n; break;
         case ValueKind::floating: v = static_cast<double>(n) + 0.5; break;
-        case ValueKind::string: v = "s" + std::to_string(n); break;
-        case ValueKind::string_list: v = std::vector<std::string>{"l" + std::to_string(n)}; break;
+        // Keys with a fixed set of names (enum members) take one of them.
+        case ValueKind::string:
+          v = key.one_of.empty() ? "s" + std::to_string(n) : key.one_of[n % key.one_of.size()];
+          break;
+        case ValueKind::string_list:
+          v = std::vector<std::string>{key.one_of.empty() ? "l" + std::to_string(n) : key.one_of[n % key.one_of.size()]};
+          break;
         case ValueKind::integer_list: v = std::vector<int64_t>{n}; break;
       }
       key.assign(spec, v);

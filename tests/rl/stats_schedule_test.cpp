@@ -157,10 +157,10 @@ TEST_CASE("lr_at: warm-up, then constant / linear / cosine at the middle and the
 }
 
 TEST_CASE("lr schedule names and invalid steps") {
-  CHECK(parse_lr_schedule("constant") == LrSchedule::constant);
-  CHECK(parse_lr_schedule("linear") == LrSchedule::linear);
-  CHECK(parse_lr_schedule("cosine") == LrSchedule::cosine);
-  CHECK_THROWS_AS(parse_lr_schedule("Cosine"), qerl::Error);
+  CHECK(qerl::parse_enum<LrSchedule>("constant") == LrSchedule::constant);
+  CHECK(qerl::parse_enum<LrSchedule>("linear") == LrSchedule::linear);
+  CHECK(qerl::parse_enum<LrSchedule>("cosine") == LrSchedule::cosine);
+  CHECK_FALSE(qerl::parse_enum<LrSchedule>("Cosine").has_value());
   CHECK_THROWS_AS(lr_at(LrSchedule::linear, 0.1, -1, 0, 10), qerl::Error);
   CHECK_THROWS_AS(lr_at(LrSchedule::linear, 0.1, 0, -1, 10), qerl::Error);
 }

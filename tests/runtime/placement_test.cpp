@@ -93,7 +93,7 @@ TEST_CASE("slots map to cuda:<i> with GPUs and to the CPU, with one notice, with
   REQUIRE(cpu.groups.size() == 1);  // logical slots still time-slice on the CPU
 
   auto forced = spec;
-  forced.cluster.device = "cpu";
+  forced.cluster.device = dsl::DeviceKind::cpu;
   const Placement explicit_cpu = f.placed(forced, 4);
   CHECK(explicit_cpu.device == "cpu");
   CHECK(explicit_cpu.notices.empty());
@@ -111,7 +111,7 @@ TEST_CASE("placement errors name the stage and the gpus entry") {
   Fixture f;
   SUBCASE("slot beyond the visible GPUs with device = cuda") {
     auto spec = f.spec({0}, {1}, {0, 2});
-    spec.cluster.device = "cuda";
+    spec.cluster.device = dsl::DeviceKind::cuda;
     const auto problems = f.problems(spec, 2);
     REQUIRE(problems.size() == 1);
     CHECK(problems[0].key_path == "stages.learner.gpus");
@@ -122,7 +122,7 @@ TEST_CASE("placement errors name the stage and the gpus entry") {
   }
   SUBCASE("device = cuda without any GPU") {
     auto spec = f.spec({0}, {0}, {0});
-    spec.cluster.device = "cuda";
+    spec.cluster.device = dsl::DeviceKind::cuda;
     CHECK(f.problems(spec, 0).size() == 3);
   }
   SUBCASE("slot beyond cluster.num_gpus") {
@@ -150,7 +150,7 @@ TEST_CASE("placement errors name the stage and the gpus entry") {
   }
   SUBCASE("every problem at once") {
     auto spec = f.spec({}, {7}, {0, 0});
-    spec.cluster.device = "cuda";
+    spec.cluster.device = dsl::DeviceKind::cuda;
     CHECK(f.problems(spec, 1).size() == 3);  // no device, slot 7, slot 0 listed twice
   }
 }

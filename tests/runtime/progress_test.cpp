@@ -13,7 +13,7 @@ TEST_CASE("the progress line shows step, elapsed, ETA and the key metrics presen
   StepRecord r;
   r.step = 3;  // 4 of 10 done after 20 s: 5 s per step, 6 left
   r.elapsed_s = 20.0;
-  r.metrics = {{"critic/rewards/mean", 0.53125}, {"perf/throughput", 12345.6}, {"other", 1}};
+  r.metrics = {{"critic/rewards/mean", 0.53125}, {"rollout/tokens_per_s", 12345.6}, {"other", 1}};
   CHECK(line.format(r) == "step 4/10 | 20.0s | ETA 30.0s | reward 0.5312 | tok/s 12346");
   r.step = 9;
   r.elapsed_s = 3725;

@@ -34,7 +34,7 @@ dsl::PipelineSpec pipeline(std::vector<dsl::StageSpec> stages, int64_t steps) {
   spec.source_file = test_file;
   spec.run.name = "test";
   spec.run.steps = steps;
-  spec.cluster.device = "auto";
+  spec.cluster.device = dsl::DeviceKind::auto_detect;
   for (size_t k = 0; k < stages.size(); ++k) {
     stages[k].pos = dsl::SourcePos{test_file, static_cast<int>(10 * k + 1), 1};
     for (size_t j = 0; j < stages[k].inputs.size(); ++j)
