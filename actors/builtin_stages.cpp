@@ -2,52 +2,29 @@
 // each paired with its implementation's factory (actors/*_stage.cpp).
 #include "actors/builtin_stages.hpp"
 
-#include "actors/port_types.hpp"
+#include "actors/payloads.hpp"
 #include "actors/stage_factories.hpp"
-#include "runtime/stage_registry.hpp"
+#include "runtime/plugin_api.hpp"
 
 namespace qerl::actors {
 namespace {
 
-using dsl::KeySpec;
-using dsl::PortSpec;
+// The same helpers a plugin declares its stage types with.
 using dsl::StageTypeSchema;
-using dsl::Value;
 using dsl::ValueKind;
-namespace pt = port_types;
-
-KeySpec key(std::string name, ValueKind kind, Value default_value, std::string doc) {
-  KeySpec k;
-  k.name = std::move(name);
-  k.kind = kind;
-  k.default_value = std::move(default_value);
-  k.doc = std::move(doc);
-  return k;
-}
-
-KeySpec ranged(KeySpec k, double min, double max) {
-  k.min = min;
-  k.max = max;
-  return k;
-}
-
-KeySpec choice(KeySpec k, std::vector<std::string> allowed) {
-  k.one_of = std::move(allowed);
-  return k;
-}
-
-PortSpec port(std::string name, std::string type, std::string doc, bool optional = false) {
-  return PortSpec{std::move(name), std::move(type), std::move(doc), optional};
-}
+using runtime::choice;
+using runtime::key;
+using runtime::port;
+using runtime::ranged;
 
 StageTypeSchema data_stage() {
   StageTypeSchema s;
   s.name = "data";
   s.doc = "Yields [data] prompts_per_step prompts per step (each repeated samples_per_prompt "
           "times) from builtin:arith or a GSM8K JSONL file; keeps a held-out split for eval.";
-  s.outputs = {port("prompts", pt::prompt_batch, "prompt token ids, reference answers, group ids"),
-               port("demos", pt::rollout_batch,
-                    "the same problems (once each) with their worked solutions: SFT demonstrations")};
+  s.outputs = {port<PromptBatch>("prompts", "prompt token ids, reference answers, group ids"),
+               port<RolloutBatch>("demos",
+                                  "the same problems (once each) with their worked solutions: SFT demonstrations")};
   return s;
 }
 
@@ -59,11 +36,11 @@ StageTypeSchema rollout_stage() {
           "[quantization] scheme's packed weights (W4A16, or W4A4 with inputs calibrated on its "
           "first batch) and with [aqn] noise on the clean weights (metrics aqn/*).";
   s.needs_device = true;
-  s.inputs = {port("prompts", pt::prompt_batch, "prompts to answer"),
-              port("weights", pt::weights_update,
-                   "new policy weights (a back-edge from weight_sync; declare its staleness)",
-                   /*optional=*/true)};
-  s.outputs = {port("samples", pt::rollout_batch, "sampled responses with log-probs")};
+  s.inputs = {port<PromptBatch>("prompts", "prompts to answer"),
+              port<WeightsUpdate>("weights",
+                                  "new policy weights (a back-edge from weight_sync; declare its staleness)",
+                                  /*optional=*/true)};
+  s.outputs = {port<RolloutBatch>("samples", "sampled responses with log-probs")};
   s.keys = {
       ranged(key("max_new_tokens", ValueKind::integer, int64_t{256}, "Response length limit in tokens."),
              1, 1 << 20),
@@ -85,8 +62,8 @@ StageTypeSchema reward_stage(const std::string& name, const std::string& what) {
   s.name = name;
   s.doc = "Scores " + what + ": 1 when the final number after '####' equals the reference "
           "answer, plus an optional format reward.";
-  s.inputs = {port("samples", pt::rollout_batch, "responses to score")};
-  s.outputs = {port("scores", pt::scores, "one reward per response")};
+  s.inputs = {port<RolloutBatch>("samples", "responses to score")};
+  s.outputs = {port<Scores>("scores", "one reward per response")};
   s.keys = {
       key("correct_reward", ValueKind::floating, 1.0, "Reward for a correct final answer."),
       key("format_reward", ValueKind::floating, 0.0,
@@ -101,8 +78,8 @@ StageTypeSchema reference_stage() {
   s.doc = "Log-probs of the frozen initial policy for the KL penalty (routes natively; "
           "skipped when algorithm.kl_coef = 0).";
   s.needs_device = true;
-  s.inputs = {port("samples", pt::rollout_batch, "responses to score")};
-  s.outputs = {port("ref_logprobs", pt::ref_logprobs, "per-token log-probs [B, S]")};
+  s.inputs = {port<RolloutBatch>("samples", "responses to score")};
+  s.outputs = {port<RefLogprobs>("ref_logprobs", "per-token log-probs [B, S]")};
   s.keys = {ranged(key("micro_batch_size", ValueKind::integer, int64_t{0},
                        "Sequences per forward pass; 0 = all at once."),
                    0, 1 << 20)};
@@ -117,11 +94,11 @@ StageTypeSchema learner_stage() {
           "quantization.train = \"qat\": the forward uses fake-quantized weights, straight-through. "
           "LoRA: not implemented yet (it warns).";
   s.needs_device = true;
-  s.inputs = {port("samples", pt::rollout_batch, "responses with sampler log-probs"),
-              port("scores", pt::scores, "rewards", /*optional=*/true),
-              port("ref_logprobs", pt::ref_logprobs, "reference log-probs for the KL penalty",
-                   /*optional=*/true)};
-  s.outputs = {port("params", pt::policy_update, "updated parameters with a new version")};
+  s.inputs = {port<RolloutBatch>("samples", "responses with sampler log-probs"),
+              port<Scores>("scores", "rewards", /*optional=*/true),
+              port<RefLogprobs>("ref_logprobs", "reference log-probs for the KL penalty",
+                                /*optional=*/true)};
+  s.outputs = {port<PolicyUpdate>("params", "updated parameters with a new version")};
   s.keys = {
       choice(key("mode", ValueKind::string, std::string("rl"),
                  "rl = policy-gradient update; sft = cross-entropy on reference answers."),
@@ -141,8 +118,8 @@ StageTypeSchema weight_sync_stage() {
           "the LoRA tensors only (train = \"lora\"), the packed codes of every quantized Linear "
           "(train = \"qat\" with a scheme; the rest dense), all parameters otherwise; metric "
           "weight_sync/bytes.";
-  s.inputs = {port("params", pt::policy_update, "learner output")};
-  s.outputs = {port("weights", pt::weights_update, "weights for rollout (and eval)")};
+  s.inputs = {port<PolicyUpdate>("params", "learner output")};
+  s.outputs = {port<WeightsUpdate>("weights", "weights for rollout (and eval)")};
   s.keys = {
       choice(key("transport", ValueKind::string, std::string("auto"),
                  "auto = copy when colocated, nccl when disaggregated."),
@@ -160,7 +137,7 @@ StageTypeSchema eval_stage() {
   s.doc = "Every `every` steps, greedy accuracy of the current policy on the held-out split "
           "(metric val/accuracy).";
   s.needs_device = true;
-  s.inputs = {port("weights", pt::weights_update, "the policy to evaluate")};
+  s.inputs = {port<WeightsUpdate>("weights", "the policy to evaluate")};
   s.keys = {
       ranged(key("every", ValueKind::integer, int64_t{10}, "Evaluate every N steps (and at the end)."),
              1, 1 << 30),

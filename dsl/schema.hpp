@@ -9,6 +9,8 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <typeindex>
+#include <utility>
 #include <vector>
 
 #include "dsl/value.hpp"
@@ -35,9 +37,22 @@ struct KeySpec {
 
 struct PortSpec {
   std::string name;  // "prompts"
-  std::string type;  // message type carried, e.g. "PromptBatch"; edges must match exactly
+  std::string type;  // readable payload type, e.g. "PromptBatch" (docs, --explain, errors)
   std::string doc;
   bool optional = false;  // input ports only: may be left unconnected
+  // The C++ payload type (runtime::port<T>() sets it); the graph requires
+  // both ends of an edge to carry the same one. Unset: a port declared by
+  // name only (test doubles), which connects only to name-only ports of
+  // the same `type`.
+  std::optional<std::type_index> payload_type;
+
+  // A constructor, not aggregate init, so that {name, type, doc, optional}
+  // still reads as before without a missing-initializer warning.
+  PortSpec() = default;
+  PortSpec(std::string port_name, std::string type_name, std::string description, bool is_optional = false,
+           std::optional<std::type_index> cpp_type = std::nullopt)
+      : name(std::move(port_name)), type(std::move(type_name)), doc(std::move(description)),
+        optional(is_optional), payload_type(cpp_type) {}
 };
 
 struct StageTypeSchema {

@@ -1,6 +1,7 @@
 // Graph::build — resolve every declared input to an edge, check ports and
-// types, and reject cycles of forward edges. All problems are collected
-// first so that a user fixes them in one pass.
+// their payload types (C++ types, see runtime/plugin_api.hpp), and reject
+// cycles of forward edges. All problems are collected first so that a user
+// fixes them in one pass.
 #include "runtime/graph.hpp"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "dsl/pipeline_spec.hpp"
 #include "dsl/suggest.hpp"
+#include "runtime/payload.hpp"
 #include "runtime/stage_registry.hpp"
 
 namespace qerl::runtime {
@@ -31,6 +33,22 @@ std::string joined(const std::vector<std::string>& items, const std::string& sep
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
   return out;
+}
+
+// Whether an edge between these ports carries one payload type. Ports
+// declared with port<T>() compare C++ types; ports declared by name only
+// (test doubles) compare names, and never match a typed port.
+bool same_payload(const dsl::PortSpec& out, const dsl::PortSpec& in) {
+  if (out.payload_type && in.payload_type) return *out.payload_type == *in.payload_type;
+  return !out.payload_type && !in.payload_type && out.type == in.type;
+}
+
+// How `port`'s type reads in a mismatch with `other`: its short name, or the
+// qualified C++ name where two different types share a short name.
+std::string payload_text(const dsl::PortSpec& port, const dsl::PortSpec& other) {
+  if (!port.payload_type) return port.type + (other.payload_type ? " (declared by name only, not with port<T>())" : "");
+  if (other.payload_type && port.type == other.type) return demangled_name(*port.payload_type);
+  return port.type;
 }
 
 
@@ -192,10 +210,10 @@ Graph Graph::build(const dsl::PipelineSpec& spec, const StageRegistry& registry)
         continue;
       }
       if (!in_port) continue;
-      if (in_port->type != out_port->type) {
+      if (!same_payload(*out_port, *in_port)) {
         problems.add(in.pos, key,
-                     "input port '" + in.port + "' expects " + in_port->type + ", '" +
-                         producer.name + "." + out_name + "' produces " + out_port->type);
+                     "input port '" + in.port + "' expects " + payload_text(*in_port, *out_port) + ", '" +
+                         producer.name + "." + out_name + "' produces " + payload_text(*out_port, *in_port));
         continue;
       }
       Edge e;

@@ -26,7 +26,7 @@ struct Edge {
   std::string producer_port;
   int consumer = -1;  // node index
   std::string consumer_port;
-  std::string type;                  // message type carried, e.g. "RolloutBatch"
+  std::string type;                  // readable payload type carried, e.g. "RolloutBatch"
   std::optional<int64_t> staleness;  // set = back-edge
   dsl::SourcePos pos;                // of the consumer's input declaration
 
@@ -49,8 +49,9 @@ struct Node {
 class Graph {
  public:
   // Throws dsl::PipelineError with every problem found: unknown stage type
-  // or producer (with "did you mean"), unknown or ambiguous port, port type
-  // mismatch, an unconnected required input, a cycle of forward edges.
+  // or producer (with "did you mean"), unknown or ambiguous port, ports
+  // whose payload types (dsl::PortSpec::payload_type) differ, an
+  // unconnected required input, a cycle of forward edges.
   static Graph build(const dsl::PipelineSpec& spec, const StageRegistry& registry);
 
   const std::vector<Node>& nodes() const { return nodes_; }

@@ -21,13 +21,22 @@ PayloadPtr Payload::gather(const std::vector<PayloadPtr>& parts) const {
               "Payload::gather); run the producer with replicas = 1");
 }
 
-std::string Payload::type_name() const {
-  const char* mangled = typeid(*this).name();
+std::string Payload::type_name() const { return demangled_name(typeid(*this)); }
+
+std::string demangled_name(std::type_index type) {
+  const char* mangled = type.name();
   int status = 0;
   char* demangled = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
   std::string name = (status == 0 && demangled) ? demangled : mangled;
   std::free(demangled);
   return name;
+}
+
+std::string short_type_name(std::type_index type) {
+  const std::string full = demangled_name(type);
+  if (full.find('<') != std::string::npos) return full;
+  const auto colons = full.rfind("::");
+  return colons == std::string::npos ? full : full.substr(colons + 2);
 }
 
 PayloadPtr gather_parts(const std::vector<PayloadPtr>& parts) {

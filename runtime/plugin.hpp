@@ -4,18 +4,19 @@
 // line instead of crashing:
 //
 //   QERL_PLUGIN(registry) { registry.add(my_stage_type()); }
+//
+// The helpers that declare a stage type (key, ranged, choice, port<T>) are
+// in runtime/plugin_api.hpp, which includes this header.
 #pragma once
 
+#include "runtime/plugin_abi_version.hpp"  // generated: runtime::plugin_abi_version
 #include "runtime/stage_registry.hpp"
 
-namespace qerl::runtime {
-
-// Bump whenever a type plugins see (Stage, StageContext, StepInput,
-// StepOutput, Payload, StageType, StageRegistry, dsl schema structs)
-// changes layout or virtual functions.
-inline constexpr int plugin_abi_version = 1;
-
-}  // namespace qerl::runtime
+// plugin_abi_version is not written by hand: CMake (cmake/QerlPluginAbi.cmake)
+// derives it at configure time from the SHA-256 of every header a plugin
+// compiles against (runtime/plugin_api.hpp, actors/payloads.hpp and what
+// they include: PipelineSpec, the schema, Stage, Payload, StageRegistry),
+// comments and whitespace aside. Any change to those types changes it.
 
 // The two symbols the plugin loader looks up (extern "C": unmangled names).
 #define QERL_PLUGIN_EXPORT extern "C" __attribute__((visibility("default")))

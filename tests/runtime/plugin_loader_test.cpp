@@ -1,5 +1,6 @@
-// Plugins: the example keyword_reward plugin loads, registers its type and
-// runs inside a small graph; broken plugins (missing file, not a shared
+// Plugins: a test plugin loads, registers its typed stage type and runs
+// inside a small graph fed by stages of this binary (payload types shared
+// across the two shared objects); broken plugins (missing file, not a shared
 // object, no entry point, other ABI, duplicate type) fail with the path and
 // the reason, and leave the registry unchanged.
 #include <doctest/doctest.h>
@@ -8,19 +9,19 @@
 #include <fstream>
 
 #include "common/error.hpp"
-#include "examples/plugins/keyword_reward/text_payloads.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/graph.hpp"
 #include "runtime/placement.hpp"
-#include "runtime/plugin.hpp"
+#include "runtime/plugin_api.hpp"
 #include "runtime/plugin_loader.hpp"
+#include "tests/runtime/plugins/text_payloads.hpp"
 #include "tests/runtime/test_spec.hpp"
 
 using namespace qerl;
 using namespace qerl::runtime;
 using namespace qerl::runtime::testing;
-using examples::TextBatch;
-using examples::TextScores;
+using testing_plugins::TextBatch;
+using testing_plugins::TextScores;
 
 namespace {
 
@@ -57,29 +58,31 @@ struct ScoreSink : Stage {
 
 }  // namespace
 
-TEST_CASE("the keyword_reward example plugin loads and scores texts in a running graph") {
+TEST_CASE("a plugin's typed stage type loads and scores texts that this binary's stages send it") {
   StageRegistry registry;
-  load_plugin(QERL_KEYWORD_REWARD_PLUGIN, registry);
-  const StageType* type = registry.find("example.keyword_reward");
+  load_plugin(QERL_TEXT_PLUGIN, registry);
+  const StageType* type = registry.find("test.keyword_count");
   REQUIRE(type);
   CHECK(type->implemented());
+  // The plugin's copy of TextBatch's type info names the same type as ours.
+  REQUIRE(type->schema.inputs.at(0).payload_type.has_value());
+  CHECK(*type->schema.inputs.at(0).payload_type == payload_type<TextBatch>());
+  CHECK(*type->schema.outputs.at(0).payload_type == payload_type<TextScores>());
   CHECK(type->schema.inputs.at(0).type == "TextBatch");
-  CHECK_NOTHROW(load_plugin(QERL_KEYWORD_REWARD_PLUGIN, registry));  // a second load is a no-op
+  CHECK_NOTHROW(load_plugin(QERL_TEXT_PLUGIN, registry));  // a second load is a no-op
   CHECK(registry.plugins().size() == 1);
 
   std::vector<std::vector<double>> seen;
-  registry.add(StageType{type_schema("test.texts", {}, {port("texts", "TextBatch")}),
+  registry.add(StageType{type_schema("test.texts", {}, {runtime::port<TextBatch>("texts", "")}),
                          [] { return std::make_unique<Texts>(); }});
-  registry.add(StageType{type_schema("test.score_sink", {port("scores", "TextScores")}, {}),
+  registry.add(StageType{type_schema("test.score_sink", {runtime::port<TextScores>("scores", "")}, {}),
                          [&] { return std::make_unique<ScoreSink>(&seen); }});
   dsl::PipelineSpec spec = pipeline({stage("texts", "test.texts"),
-                                     stage("reward", "example.keyword_reward",
-                                           {input("samples", "texts.texts")}),
-                                     stage("sink", "test.score_sink", {input("scores", "reward")})},
+                                     stage("count", "test.keyword_count", {input("texts", "texts.texts")}),
+                                     stage("sink", "test.score_sink", {input("scores", "count")})},
                                     /*steps=*/2);
   // The loader fills key defaults in real runs; here they are set by hand.
   spec.stages[1].options["keywords"] = std::vector<std::string>{"####", "answer"};
-  spec.stages[1].options["case_sensitive"] = false;
 
   const Graph graph = Graph::build(spec, registry);
   const Placement placement = place(spec, graph, registry, /*physical_gpus=*/0);
@@ -88,6 +91,7 @@ TEST_CASE("the keyword_reward example plugin loads and scores texts in a running
   options.no_progress_timeout_s = 60;
   const RunResult result = run_pipeline(spec, graph, placement, registry, options);
   REQUIRE_MESSAGE(result.ok, result.error);
+  // "The answer is #### t": both keywords; "no marker, but an ANSWER": one of two.
   CHECK(seen == std::vector<std::vector<double>>{{1.0, 0.5}, {1.0, 0.5}});
 }
 
@@ -117,10 +121,10 @@ TEST_CASE("plugin errors name the path and what went wrong, leaving the registry
                    std::to_string(plugin_abi_version) + "; rebuild the plugin against this qerl");
   }
   SUBCASE("a stage type that is already registered") {
-    registry.add(StageType{type_schema("example.keyword_reward", {}, {}), {}});
-    const std::string e = error_of(QERL_KEYWORD_REWARD_PLUGIN, registry);
-    CHECK(contains(e, "stage type 'example.keyword_reward' is already registered"));
-    CHECK_FALSE(registry.find("example.keyword_reward")->implemented());  // the old one stays
+    registry.add(StageType{type_schema("test.keyword_count", {}, {}), {}});
+    const std::string e = error_of(QERL_TEXT_PLUGIN, registry);
+    CHECK(contains(e, "stage type 'test.keyword_count' is already registered"));
+    CHECK_FALSE(registry.find("test.keyword_count")->implemented());  // the old one stays
     CHECK(registry.plugins().empty());
     return;
   }

@@ -12,8 +12,7 @@
 #include <algorithm>
 
 #include "actors/payloads.hpp"
-#include "dsl/pipeline_spec.hpp"
-#include "runtime/plugin.hpp"
+#include "runtime/plugin_api.hpp"
 #include "tasks/answer.hpp"
 
 namespace qerl::examples {
@@ -53,24 +52,17 @@ class ConciseReward : public runtime::Stage {
 };
 
 runtime::StageType concise_reward_type() {
+  using runtime::key;
+  using runtime::port;
+  using runtime::at_least;
   dsl::StageTypeSchema s;
   s.name = "example.concise_reward";
   s.doc = "Example plugin: 1 for a correct final answer, minus `penalty` per token beyond `budget`.";
-  s.inputs = {dsl::PortSpec{"samples", "RolloutBatch", "sampled responses", false}};
-  s.outputs = {dsl::PortSpec{"scores", "Scores", "one reward per response", false}};
-  dsl::KeySpec budget;
-  budget.name = "budget";
-  budget.kind = dsl::ValueKind::integer;
-  budget.default_value = dsl::Value{int64_t{64}};
-  budget.min = 0;
-  budget.doc = "Response tokens allowed without penalty.";
-  dsl::KeySpec penalty;
-  penalty.name = "penalty";
-  penalty.kind = dsl::ValueKind::floating;
-  penalty.default_value = dsl::Value{0.01};
-  penalty.min = 0;
-  penalty.doc = "Reward subtracted per token beyond the budget.";
-  s.keys = {budget, penalty};
+  s.inputs = {port<actors::RolloutBatch>("samples", "sampled responses")};
+  s.outputs = {port<actors::Scores>("scores", "one reward per response")};
+  s.keys = {at_least(key("budget", dsl::ValueKind::integer, int64_t{64}, "Response tokens allowed without penalty."), 0),
+            at_least(key("penalty", dsl::ValueKind::floating, 0.01, "Reward subtracted per token beyond the budget."),
+                     0)};
   return runtime::StageType{s, [] { return std::make_unique<ConciseReward>(); }};
 }
 

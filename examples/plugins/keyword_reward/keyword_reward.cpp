@@ -1,22 +1,26 @@
-// Example plugin: stage type "example.keyword_reward" scores each text by
-// the fraction of configured keywords it contains. It shows the whole
-// plugin surface: a StageTypeSchema (ports, keys with defaults and docs), a
-// Stage reading its keys in setup(), metrics, and the QERL_PLUGIN entry point.
+// Example plugin: stage type "example.keyword_reward" rewards each sampled
+// response with the fraction of configured keywords it contains. It shows
+// the whole plugin surface on the built-in messages: a stage type declared
+// with the plugin API (typed ports, keys with defaults and docs), a Stage
+// reading its keys in setup(), metrics, and the QERL_PLUGIN entry point. It
+// takes reward.arith's place in any pipeline (examples/pipelines/
+// grpo_keyword_reward.toml):
 //
 //   plugins = ["build/examples/plugins/keyword_reward/libqerl_keyword_reward.so"]
 //   [stages.reward]
 //   uses = "example.keyword_reward"
-//   inputs = { samples = "rollout.texts" }
+//   inputs = { samples = "rollout.samples" }
 //   keywords = ["####", "answer"]
+#include <torch/types.h>
+
 #include <algorithm>
 #include <cctype>
-#include <numeric>
+#include <memory>
+#include <string>
+#include <vector>
 
-#include <spdlog/spdlog.h>
-
-#include "dsl/pipeline_spec.hpp"
-#include "examples/plugins/keyword_reward/text_payloads.hpp"
-#include "runtime/plugin.hpp"
+#include "actors/payloads.hpp"
+#include "runtime/plugin_api.hpp"
 
 namespace qerl::examples {
 namespace {
@@ -34,24 +38,25 @@ class KeywordReward : public runtime::Stage {
     if (keywords_.empty()) throw Error("stage '" + context.stage->name + "': keywords is empty");
     if (!case_sensitive_)
       for (auto& k : keywords_) k = lowered(k);
-    context.logger->info("scoring {} keyword(s)", keywords_.size());
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
-    const auto batch = input.get<TextBatch>("samples");
-    std::vector<double> scores;
-    for (const auto& text : batch->texts) {
+    const auto samples = input.get<actors::RolloutBatch>("samples");
+    const int64_t B = static_cast<int64_t>(samples->responses.size());
+    auto scores = std::make_shared<actors::Scores>();
+    scores->rewards = torch::zeros({B}, torch::kFloat);  // [B] float32, CPU
+    auto reward = scores->rewards.accessor<float, 1>();
+    for (int64_t i = 0; i < B; ++i) {
+      const std::string& text = samples->responses[i];
       const std::string haystack = case_sensitive_ ? text : lowered(text);
       const auto hits = std::count_if(keywords_.begin(), keywords_.end(), [&](const std::string& k) {
         return haystack.find(k) != std::string::npos;
       });
-      scores.push_back(static_cast<double>(hits) / static_cast<double>(keywords_.size()));
+      reward[i] = static_cast<float>(hits) / static_cast<float>(keywords_.size());
     }
     runtime::StepOutput out;
-    const double mean =
-        scores.empty() ? 0.0 : std::accumulate(scores.begin(), scores.end(), 0.0) / scores.size();
-    out.metrics["critic/rewards/mean"] = mean;
-    out.ports["scores"] = std::make_shared<TextScores>(std::move(scores));
+    out.metrics["critic/rewards/mean"] = B ? scores->rewards.mean().item<double>() : 0.0;
+    out.ports["scores"] = std::move(scores);
     return out;
   }
 
@@ -61,22 +66,16 @@ class KeywordReward : public runtime::Stage {
 };
 
 runtime::StageType keyword_reward_type() {
+  using runtime::key;
+  using runtime::port;
   dsl::StageTypeSchema s;
   s.name = "example.keyword_reward";
-  s.doc = "Example plugin: rewards each text with the fraction of `keywords` it contains.";
-  s.inputs = {dsl::PortSpec{"samples", "TextBatch", "texts to score", false}};
-  s.outputs = {dsl::PortSpec{"scores", "TextScores", "one reward in [0, 1] per text", false}};
-  dsl::KeySpec keywords;
-  keywords.name = "keywords";
-  keywords.kind = dsl::ValueKind::string_list;
-  keywords.default_value = dsl::Value{std::vector<std::string>{"####"}};
-  keywords.doc = "Substrings to look for; the reward is the fraction found.";
-  dsl::KeySpec case_sensitive;
-  case_sensitive.name = "case_sensitive";
-  case_sensitive.kind = dsl::ValueKind::boolean;
-  case_sensitive.default_value = dsl::Value{false};
-  case_sensitive.doc = "Match keywords case-sensitively.";
-  s.keys = {keywords, case_sensitive};
+  s.doc = "Example plugin: rewards each response with the fraction of `keywords` it contains.";
+  s.inputs = {port<actors::RolloutBatch>("samples", "sampled responses to score")};
+  s.outputs = {port<actors::Scores>("scores", "one reward in [0, 1] per response")};
+  s.keys = {key("keywords", dsl::ValueKind::string_list, std::vector<std::string>{"####"},
+                "Substrings to look for; the reward is the fraction found."),
+            key("case_sensitive", dsl::ValueKind::boolean, false, "Match keywords case-sensitively.")};
   return runtime::StageType{s, [] { return std::make_unique<KeywordReward>(); }};
 }
 

@@ -1,7 +1,10 @@
-// Payload types of the keyword_reward example, shared by the plugin and by
-// whoever feeds it (a test, or another plugin's rollout): a batch of texts
-// and one score per text. Both split by rows across consumer replicas and
-// concatenate the parts of producer replicas in replica order.
+// Payload types of the test-only text plugin (text_stages_plugin.cpp),
+// shared by the plugin and by the test that feeds it: a batch of texts and
+// one score per text. Header-only on purpose: the plugin and the test each
+// hold a copy of their type info, as an out-of-tree plugin's own payloads
+// would, so typed ports are checked across shared objects. Both split by
+// rows across consumer replicas and concatenate the parts of producer
+// replicas in replica order.
 #pragma once
 
 #include <algorithm>
@@ -11,7 +14,7 @@
 
 #include "runtime/payload.hpp"
 
-namespace qerl::examples {
+namespace qerl::testing_plugins {
 
 // Rows [begin, end) of `rows` for replica `index` of `count` (contiguous, near-equal).
 template <class T>
@@ -31,7 +34,7 @@ std::vector<T> row_gather(const std::vector<runtime::PayloadPtr>& parts, std::ve
   return all;
 }
 
-// Port type "TextBatch": sampled responses as text.
+// Sampled responses as text.
 struct TextBatch : runtime::Payload {
   std::vector<std::string> texts;
 
@@ -44,7 +47,7 @@ struct TextBatch : runtime::Payload {
   }
 };
 
-// Port type "TextScores": one reward per text, in the batch's row order.
+// One reward per text, in the batch's row order.
 struct TextScores : runtime::Payload {
   std::vector<double> scores;
 
@@ -57,4 +60,4 @@ struct TextScores : runtime::Payload {
   }
 };
 
-}  // namespace qerl::examples
+}  // namespace qerl::testing_plugins
