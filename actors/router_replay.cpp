@@ -8,6 +8,36 @@
 
 namespace qerl::actors {
 
+RouteBook::RouteBook(ReplayMode mode, const RolloutBatch& batch, torch::Device device)
+    : mode_(mode), batch_(&batch), device_(device) {
+  if (active() && !batch.routing.defined()) throw Error("router replay: the batch carries no routes");
+  if (active()) recorded_ = recorded_positions(batch);
+}
+
+models::Routing RouteBook::request(const torch::Tensor& rows, bool recording) const {
+  auto pick = [&](const torch::Tensor& t) { return t.index_select(0, rows.to(t.device())).to(device_); };
+  switch (mode_) {
+    case ReplayMode::disabled: return models::Routing::native();
+    case ReplayMode::r1: return recording ? models::Routing::capture() : models::Routing::native();
+    case ReplayMode::r2:
+      return recording ? models::Routing::capture() : models::Routing::replay(pick(learner_routes_), pick(recorded_));
+    case ReplayMode::r3: return models::Routing::replay(pick(batch_->routing), pick(recorded_));
+  }
+  return models::Routing::native();
+}
+
+void RouteBook::record(const torch::Tensor& rows, const models::RoutingRecord& seen) {
+  if (!active()) return;
+  // Under R3 the forward used the sampler's routes; its own choice is native_indices.
+  const torch::Tensor own = mode_ == ReplayMode::r3 ? seen.native_indices : seen.indices;
+  if (!own.defined()) throw Error("router replay: the learner's forward returned no routing record");
+  if (!learner_native_.defined())
+    learner_native_ = torch::zeros({batch_->size(), own.size(1), own.size(2), own.size(3)},
+                                   torch::dtype(torch::kShort).device(own.device()));
+  learner_native_.index_copy_(0, rows.to(own.device()), own.to(torch::kShort));
+  if (mode_ == ReplayMode::r2) learner_routes_ = learner_native_;
+}
+
 torch::Tensor recorded_positions(const RolloutBatch& batch) {
   const int64_t P = batch.prompt_width, R = batch.response_width();
   torch::Tensor mask = batch.attention_mask.to(torch::kCPU).to(torch::kBool).clone();  // [B, P + R]

@@ -84,6 +84,15 @@ std::vector<torch::Tensor> LoraAdapters::parameters() const {
   return out;
 }
 
+std::vector<std::string> LoraAdapters::parameter_names() const {
+  std::vector<std::string> out;
+  for (const auto& adapter : adapters_) {
+    out.push_back(adapter.name + ".lora_A.weight");
+    out.push_back(adapter.name + ".lora_B.weight");
+  }
+  return out;
+}
+
 std::map<std::string, torch::Tensor> LoraAdapters::tensors() const {
   std::map<std::string, torch::Tensor> out;
   for (const auto& adapter : adapters_) {

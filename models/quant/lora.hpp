@@ -52,6 +52,8 @@ class LoraAdapters {
 
   // The trainable tensors (A and B of every adapter), requires_grad = true.
   std::vector<torch::Tensor> parameters() const;
+  // Their names ("<module>.lora_A.weight", "<module>.lora_B.weight"), in parameters()' order.
+  std::vector<std::string> parameter_names() const;
   // Detached clones by name: what weight sync and checkpoints carry.
   std::map<std::string, torch::Tensor> tensors() const;
   // Copies tensors in by name; every adapter tensor must be present with its shape.
