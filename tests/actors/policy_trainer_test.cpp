@@ -13,6 +13,7 @@
 
 #include "actors/payloads.hpp"
 #include "actors/policy_trainer.hpp"
+#include "tests/actors/gradients.hpp"
 #include "tests/models/nn/tiny_model.hpp"
 
 using namespace qerl;
@@ -103,10 +104,7 @@ std::vector<torch::Tensor> reference_gradient(models::CausalLMImpl& lm, const ac
   const torch::Tensor loss = -(token_logp * mask * adv.unsqueeze(1)).sum() / mask.sum();
   lm.zero_grad();
   loss.backward();
-  std::vector<torch::Tensor> out;
-  for (auto& p : lm.parameters()) out.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
-  lm.zero_grad();
-  return out;
+  return actors::testing::take_gradients(lm);
 }
 
 }  // namespace

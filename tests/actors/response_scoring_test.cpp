@@ -8,6 +8,7 @@
 
 #include "actors/payloads.hpp"
 #include "actors/response_scoring.hpp"
+#include "tests/actors/gradients.hpp"
 #include "tests/models/nn/tiny_model.hpp"
 
 using namespace qerl;
@@ -42,13 +43,6 @@ std::shared_ptr<actors::RolloutBatch> grouped_batch(int64_t groups, int64_t memb
   return batch;
 }
 
-std::vector<torch::Tensor> gradients(models::CausalLMImpl& lm) {
-  std::vector<torch::Tensor> out;
-  for (auto& p : lm.parameters()) out.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
-  lm.zero_grad();
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("shared prompt passes score like one full forward per row, gradients included") {
@@ -62,7 +56,7 @@ TEST_CASE("shared prompt passes score like one full forward per row, gradients i
 
     const auto shared = actors::score_responses(*lm, *batch, torch::arange(B), /*with_entropy=*/true);
     ((shared.logprobs * weights).sum() + (shared.entropy * mask).sum() * 0.1).backward();
-    const auto shared_grads = gradients(*lm);
+    const auto shared_grads = actors::testing::take_gradients(*lm);
 
     std::vector<torch::Tensor> logprobs, entropies;
     for (int64_t r = 0; r < B; ++r) {  // one row at a time: no sharing possible
@@ -71,7 +65,7 @@ TEST_CASE("shared prompt passes score like one full forward per row, gradients i
       logprobs.push_back(alone.logprobs);
       entropies.push_back(alone.entropy);
     }
-    const auto alone_grads = gradients(*lm);
+    const auto alone_grads = actors::testing::take_gradients(*lm);
     CHECK(torch::allclose(shared.logprobs * mask, torch::cat(logprobs) * mask, /*rtol=*/1e-5, /*atol=*/1e-5));
     CHECK(torch::allclose(shared.entropy * mask, torch::cat(entropies) * mask, 1e-5, 1e-5));
     double max_diff = 0, max_grad = 0;
