@@ -90,11 +90,15 @@ StepInput assemble(StageActorState& st, int64_t t) {
 void check_outputs(const StageActorState& st, const StepOutput& out) {
   const auto& declared = st.config.type->schema.outputs;
   for (const auto& [port, payload] : out.ports) {
-    const bool known = std::any_of(declared.begin(), declared.end(),
+    const auto spec = std::find_if(declared.begin(), declared.end(),
                                    [&](const dsl::PortSpec& p) { return p.name == port; });
-    if (!known)
+    if (spec == declared.end())
       throw Error("it produced port '" + port + "', which stage type '" +
                   st.config.type->schema.name + "' does not declare");
+    // A typed port carries exactly its declared type: consumers were connected on that promise.
+    if (payload && spec->payload_type && std::type_index(typeid(*payload)) != *spec->payload_type)
+      throw Error("it produced a " + demangled_name(std::type_index(typeid(*payload))) + " on output port '" +
+                  port + "', which is declared to carry " + demangled_name(*spec->payload_type));
   }
   for (const Route& r : st.routes) {
     auto it = out.ports.find(r.producer_port);

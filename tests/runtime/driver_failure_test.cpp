@@ -114,6 +114,29 @@ TEST_CASE("a stage must produce every connected output port") {
         "stage 'silent' (replica 0) failed at step 0: it produced no message on output port 'out'");
 }
 
+TEST_CASE("a typed output port that carries another payload type stops the run, naming both types") {
+  StageRegistry registry;
+  dsl::PortSpec numbers_out = port("out", "Numbers");
+  numbers_out.payload_type = payload_type<Numbers>();
+  dsl::PortSpec numbers_in = port("in", "Numbers");
+  numbers_in.payload_type = payload_type<Numbers>();
+  registry.add(lambda_type(type_schema("t.liar", {}, {numbers_out}), [](LambdaStage& s) {
+    s.on_run = [](const StepInput& in) {
+      StepOutput out;
+      if (in.step == 0) out.ports["out"] = std::make_shared<Numbers>(std::vector<double>{1});
+      else out.ports["out"] = std::make_shared<Param>(0.0, in.step);  // declared Numbers, sends Param
+      return out;
+    };
+  }));
+  registry.add(lambda_type(type_schema("t.sink", {numbers_in}, {}), [](LambdaStage&) {}));
+  const auto spec = pipeline({stage("liar", "t.liar"), stage("sink", "t.sink", {input("in", "liar")})});
+  const RunResult result = run_spec(spec, registry, quiet_options());
+  CHECK_FALSE(result.ok);
+  CHECK(result.steps_completed == 1);
+  CHECK(result.error == "stage 'liar' (replica 0) failed at step 1: it produced a qerl::runtime::testing::Param on "
+                        "output port 'out', which is declared to carry qerl::runtime::testing::Numbers");
+}
+
 TEST_CASE("parts of a replicated producer whose payload cannot gather are a clear error") {
   StageRegistry registry;
   registry.add(lambda_type(type_schema("t.params", {}, {port("out", "X")}), [](LambdaStage& s) {
