@@ -4,6 +4,7 @@
 
 #include "actors/payloads.hpp"
 #include "actors/stage_factories.hpp"
+#include "actors/stage_options.hpp"
 #include "runtime/plugin_api.hpp"
 
 namespace qerl::actors {
@@ -102,7 +103,7 @@ StageTypeSchema learner_stage() {
   s.keys = {
       choice(key("mode", ValueKind::string, std::string("rl"),
                  "rl = policy-gradient update; sft = cross-entropy on reference answers."),
-             {"rl", "sft"}),
+             enum_name_list<LearnerMode>()),
       ranged(key("micro_batch_size", ValueKind::integer, int64_t{0},
                  "Sequences per forward/backward (gradient accumulation); 0 = the mini-batch."),
              0, 1 << 20),
@@ -123,10 +124,10 @@ StageTypeSchema weight_sync_stage() {
   s.keys = {
       choice(key("transport", ValueKind::string, std::string("auto"),
                  "auto = copy when colocated, nccl when disaggregated."),
-             {"auto", "copy", "nccl"}),
+             enum_name_list<SyncTransport>()),
       choice(key("format", ValueKind::string, std::string("auto"),
                  "auto = follows [quantization] (lora-only, packed or full); the only choice for now."),
-             {"auto"}),
+             enum_name_list<SyncFormat>()),
   };
   return s;
 }

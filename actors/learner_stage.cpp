@@ -13,6 +13,7 @@
 #include "actors/policy.hpp"
 #include "actors/policy_trainer.hpp"
 #include "actors/stage_factories.hpp"
+#include "actors/stage_options.hpp"
 #include "actors/stage_log.hpp"
 #include "dsl/pipeline_spec.hpp"
 #include "models/quant/lora.hpp"
@@ -28,7 +29,7 @@ class LearnerStage final : public runtime::Stage {
   void setup(const runtime::StageContext& context) override {
     spec_ = context.pipeline;
     logger_ = context.logger;
-    sft_ = context.stage->option<std::string>("mode") == "sft";
+    sft_ = context.stage->choice_option<LearnerMode>("mode") == LearnerMode::sft;
     models::LoadedModel policy = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
     lm_ = policy.lm;
     const models::QuantSpec& quant = spec_->quantization.quant;

@@ -14,6 +14,7 @@
 
 #include "actors/payloads.hpp"
 #include "actors/stage_factories.hpp"
+#include "actors/stage_options.hpp"
 #include "dsl/pipeline_spec.hpp"
 #include "models/io/safetensors.hpp"
 #include "runtime/stage.hpp"
@@ -27,12 +28,10 @@ class WeightSyncStage final : public runtime::Stage {
  public:
   void setup(const runtime::StageContext& context) override {
     const auto& stage = *context.stage;
-    const std::string transport = stage.option<std::string>("transport");
-    const std::string format = stage.option<std::string>("format");
-    if (transport == "nccl")
+    if (stage.choice_option<SyncTransport>("transport") == SyncTransport::nccl)
       throw Error("stage '" + stage.name + "': transport = \"nccl\" needs multi-process placement, which this "
                   "build does not have yet; use \"auto\" or \"copy\"");
-    if (format != "auto") throw Error("stage '" + stage.name + "': format = \"" + format + "\"; use \"auto\"");
+    stage.choice_option<SyncFormat>("format");  // "auto" only: follows [quantization]
     history_ = context.back_edge_history;
   }
 

@@ -173,6 +173,10 @@ struct StageSpec {
 
   template <class T>
   const T& option(const std::string& key) const;  // throws qerl::Error if absent / wrong type
+  // A string option with a fixed set of names (common/named_enum.hpp), as
+  // its enum; qerl::Error for a name E does not have.
+  template <class E>
+  E choice_option(const std::string& key) const;
   const SourcePos& pos_of(const std::string& key) const;  // key_pos[key], else pos
 };
 
@@ -200,6 +204,13 @@ const T& StageSpec::option(const std::string& key) const {
   if (it == options.end()) throw Error("stage '" + name + "': no option '" + key + "'");
   if (const T* v = std::get_if<T>(&it->second)) return *v;
   throw Error("stage '" + name + "': option '" + key + "' has another type");
+}
+
+template <class E>
+E StageSpec::choice_option(const std::string& key) const {
+  const std::string& text = option<std::string>(key);
+  if (auto value = parse_enum<E>(text)) return *value;
+  throw Error("stage '" + name + "': option '" + key + "' = \"" + text + "\"; expected " + enum_choices_text<E>());
 }
 
 }  // namespace qerl::dsl
