@@ -13,36 +13,19 @@
 
 #include "actors/payloads.hpp"
 #include "actors/policy_trainer.hpp"
-#include "tests/actors/gradients.hpp"
+#include "tests/actors/test_batches.hpp"
 #include "tests/models/nn/tiny_model.hpp"
 
 using namespace qerl;
 
 namespace {
 
-// groups x members rows of random prompts (one per group) and responses of varying length.
+// groups x members rows, every prompt 5 tokens (no padding: the reference
+// gradient below runs one plain forward), responses of 2..6 tokens.
 std::shared_ptr<actors::RolloutBatch> trainer_batch(int64_t groups, int64_t members, uint64_t seed) {
-  torch::manual_seed(seed);
-  const int64_t P = 5, R = 6, B = groups * members;
-  auto batch = std::make_shared<actors::RolloutBatch>();
-  batch->prompt_width = P;
-  batch->tokens = torch::zeros({B, P + R}, torch::kLong);
-  batch->attention_mask = torch::zeros({B, P + R}, torch::kBool);
-  batch->response_mask = torch::zeros({B, R}, torch::kBool);
-  for (int64_t g = 0; g < groups; ++g) {
-    const torch::Tensor prompt = torch::randint(3, 97, {P}, torch::kLong);
-    for (int64_t m = 0; m < members; ++m) {
-      const int64_t row = g * members + m;
-      batch->tokens[row].slice(0, 0, P).copy_(prompt);
-      batch->attention_mask[row].slice(0, 0, P).fill_(true);
-      const int64_t n = 2 + (row * 3) % (R - 1);  // 2..R response tokens
-      batch->tokens[row].slice(0, P, P + n).copy_(torch::randint(3, 97, {n}, torch::kLong));
-      batch->attention_mask[row].slice(0, P, P + n).fill_(true);
-      batch->response_mask[row].slice(0, 0, n).fill_(true);
-      batch->group_ids.push_back(g);
-      batch->answers.push_back(0);
-    }
-  }
+  auto batch = actors::testing::grouped_batch(
+      groups, members, /*R=*/6, /*vocab=*/97, seed, [](int64_t) { return 5; },
+      [](int64_t row) { return 2 + (row * 3) % 5; });
   batch->temperature = 1.0;
   return batch;
 }

@@ -8,7 +8,7 @@
 
 #include "actors/payloads.hpp"
 #include "actors/response_scoring.hpp"
-#include "tests/actors/gradients.hpp"
+#include "tests/actors/test_batches.hpp"
 #include "tests/models/nn/tiny_model.hpp"
 
 using namespace qerl;
@@ -17,28 +17,10 @@ namespace {
 
 // groups x members rows; prompt g has length 3 + 2g, response lengths vary per row.
 std::shared_ptr<actors::RolloutBatch> grouped_batch(int64_t groups, int64_t members, int64_t vocab, uint64_t seed) {
-  torch::manual_seed(seed);
-  const int64_t P = 3 + 2 * (groups - 1), R = 6, B = groups * members;
-  auto batch = std::make_shared<actors::RolloutBatch>();
-  batch->prompt_width = P;
-  batch->tokens = torch::zeros({B, P + R}, torch::kLong);
-  batch->attention_mask = torch::zeros({B, P + R}, torch::kBool);
-  batch->response_mask = torch::zeros({B, R}, torch::kBool);
-  for (int64_t g = 0; g < groups; ++g) {
-    const int64_t len = 3 + 2 * g;
-    const torch::Tensor prompt = torch::randint(3, vocab, {len}, torch::kLong);
-    for (int64_t m = 0; m < members; ++m) {
-      const int64_t row = g * members + m;
-      batch->tokens[row].slice(0, P - len, P).copy_(prompt);
-      batch->attention_mask[row].slice(0, P - len, P).fill_(true);
-      const int64_t n = 1 + (row * 5 + 3) % R;  // 1..R response tokens
-      batch->tokens[row].slice(0, P, P + n).copy_(torch::randint(3, vocab, {n}, torch::kLong));
-      batch->attention_mask[row].slice(0, P, P + n).fill_(true);
-      batch->response_mask[row].slice(0, 0, n).fill_(true);
-      batch->group_ids.push_back(g);
-      batch->answers.push_back(0);
-    }
-  }
+  const int64_t R = 6;
+  auto batch = actors::testing::grouped_batch(
+      groups, members, R, vocab, seed, [](int64_t g) { return 3 + 2 * g; },
+      [R](int64_t row) { return 1 + (row * 5 + 3) % R; });
   batch->temperature = 0.9;
   return batch;
 }

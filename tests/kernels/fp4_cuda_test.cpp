@@ -12,6 +12,7 @@
 #include "kernels/cuda/fp4_cuda_torch.hpp"
 #include "kernels/fp4_linear.hpp"
 #include "kernels/quantize_tensor.hpp"
+#include "tests/kernels/fp4_weights.hpp"
 
 using namespace qerl::kernels;
 
@@ -23,14 +24,7 @@ bool gpu() {
   return false;
 }
 
-Fp4Weight quantized(const torch::Tensor& w, bool nvfp4) {
-  if (nvfp4) {
-    const Nvfp4Weight q = nvfp4_quantize(w);
-    return {q.packed, q.block_scale, q.global_scale};
-  }
-  const Mxfp4Weight q = mxfp4_quantize(w);
-  return {q.packed, q.scale, torch::Tensor()};
-}
+using test::quantized;
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 
 #include "kernels/fp4_linear.hpp"
 #include "kernels/quantize_tensor.hpp"
+#include "tests/kernels/fp4_weights.hpp"
 
 using namespace qerl::kernels;
 
@@ -36,14 +37,7 @@ torch::Tensor independent_dequant(const Fp4Weight& w) {
   return e2m1 * torch::pow(2.0, exponent).repeat_interleave(32, /*dim=*/1);
 }
 
-Fp4Weight quantized(const torch::Tensor& w, bool nvfp4) {
-  if (nvfp4) {
-    const Nvfp4Weight q = nvfp4_quantize(w);
-    return {q.packed, q.block_scale, q.global_scale};
-  }
-  const Mxfp4Weight q = mxfp4_quantize(w);
-  return {q.packed, q.scale, torch::Tensor()};
-}
+using test::quantized;
 
 }  // namespace
 
