@@ -9,6 +9,9 @@
 #include "kernels/mxfp4.hpp"
 #include "kernels/nvfp4.hpp"
 #include "kernels/quantize_tensor.hpp"
+#if QERL_CUDA
+#include "kernels/cuda/fp4_cuda_torch.hpp"
+#endif
 
 namespace qerl::kernels {
 namespace {
@@ -54,6 +57,10 @@ torch::Tensor fp4_linear(const torch::Tensor& x, const Fp4Weight& w, const torch
   if (x.size(-1) != w.in_features())
     throw Error("fp4_linear: input " + sizes_of(x) + " has " + std::to_string(x.size(-1)) +
                 " features, the weight takes " + std::to_string(w.in_features()));
+#if QERL_CUDA
+  if (x.is_cuda() && x.scalar_type() == torch::kBFloat16 && w.packed.device() == x.device())
+    return cuda::fp4_linear_bf16(x, w, bias);
+#endif
   torch::Tensor dense;
   {
     torch::NoGradGuard no_grad;

@@ -1,15 +1,22 @@
 // The one LibTorch translation unit of qerl_kernels: checks shapes and dtypes
 // at the boundary, widens bf16 to float (exact), calls the plain C++ core and
 // wraps its bytes in tensors. bf16 results are rounded from the fp32 values
-// with torch's RTNE cast, as compressed-tensors does.
+// with torch's RTNE cast, as compressed-tensors does. In QERL_CUDA builds,
+// CUDA tensors go to the CUDA kernels (kernels/cuda/), which compute the
+// same bytes on the device.
 #include "kernels/quantize_tensor.hpp"
 
 #include <cmath>
 #include <sstream>
 #include <string>
 
+#include <torch/autograd.h>
+
 #include "common/error.hpp"
 #include "kernels/nvfp4.hpp"
+#if QERL_CUDA
+#include "kernels/cuda/fp4_cuda_torch.hpp"
+#endif
 
 namespace qerl::kernels {
 namespace {
@@ -82,12 +89,18 @@ torch::Tensor checked_packed(const char* what, const torch::Tensor& packed) {
 
 float nvfp4_global_scale(const torch::Tensor& w) {
   check_weight("nvfp4_global_scale", w, nvfp4_group_size);
+#if QERL_CUDA
+  if (w.is_cuda()) return cuda::nvfp4_global_scale(w);
+#endif
   const torch::Tensor x = as_cpu_float(w);
   return nvfp4_global_scale(x.data_ptr<float>(), x.numel(), weight_dtype(w));
 }
 
 Nvfp4Weight nvfp4_quantize(const torch::Tensor& w, std::optional<float> global_scale) {
   check_weight("nvfp4_quantize", w, nvfp4_group_size);
+#if QERL_CUDA
+  if (w.is_cuda()) return cuda::nvfp4_quantize(w, global_scale);
+#endif
   const torch::Tensor x = as_cpu_float(w);
   const WeightDtype dtype = weight_dtype(w);
   const float g = global_scale ? *global_scale : nvfp4_global_scale(x.data_ptr<float>(), x.numel(), dtype);
@@ -107,6 +120,9 @@ torch::Tensor nvfp4_dequantize(const torch::Tensor& packed, const torch::Tensor&
                                const torch::Tensor& global_scale, torch::Dtype dtype) {
   const char* what = "nvfp4_dequantize";
   check_result_dtype(what, dtype);
+#if QERL_CUDA
+  if (packed.is_cuda()) return cuda::nvfp4_dequantize(packed, block_scale, global_scale, dtype);
+#endif
   const torch::Tensor bytes = checked_packed(what, packed);
   const int64_t rows = bytes.size(0), cols = bytes.size(1) * 2;
   if (cols % nvfp4_group_size != 0) {
@@ -124,12 +140,18 @@ torch::Tensor nvfp4_dequantize(const torch::Tensor& packed, const torch::Tensor&
 }
 
 torch::Tensor nvfp4_fake_quantize(const torch::Tensor& w, std::optional<float> global_scale) {
+#if QERL_CUDA
+  if (w.is_cuda()) return cuda::nvfp4_fake_quantize(w, global_scale);
+#endif
   const Nvfp4Weight q = nvfp4_quantize(w, global_scale);
   return nvfp4_dequantize(q.packed, q.block_scale, q.global_scale, w.scalar_type());
 }
 
 Mxfp4Weight mxfp4_quantize(const torch::Tensor& w, MxScaleRule rule) {
   check_weight("mxfp4_quantize", w, mxfp4_group_size);
+#if QERL_CUDA
+  if (w.is_cuda()) return cuda::mxfp4_quantize(w, rule);
+#endif
   const torch::Tensor x = as_cpu_float(w);
   const int64_t rows = w.size(0), cols = w.size(1);
   torch::Tensor packed = cpu_bytes(rows, cols / 2);
@@ -142,6 +164,9 @@ Mxfp4Weight mxfp4_quantize(const torch::Tensor& w, MxScaleRule rule) {
 torch::Tensor mxfp4_dequantize(const torch::Tensor& packed, const torch::Tensor& scale, torch::Dtype dtype) {
   const char* what = "mxfp4_dequantize";
   check_result_dtype(what, dtype);
+#if QERL_CUDA
+  if (packed.is_cuda()) return cuda::mxfp4_dequantize(packed, scale, dtype);
+#endif
   const torch::Tensor bytes = checked_packed(what, packed);
   const int64_t rows = bytes.size(0), cols = bytes.size(1) * 2;
   if (cols % mxfp4_group_size != 0) {
@@ -156,8 +181,34 @@ torch::Tensor mxfp4_dequantize(const torch::Tensor& packed, const torch::Tensor&
 }
 
 torch::Tensor mxfp4_fake_quantize(const torch::Tensor& w, MxScaleRule rule) {
+#if QERL_CUDA
+  if (w.is_cuda()) return cuda::mxfp4_fake_quantize(w, rule);
+#endif
   const Mxfp4Weight q = mxfp4_quantize(w, rule);
   return mxfp4_dequantize(q.packed, q.scale, w.scalar_type());
 }
+
+namespace {
+
+// forward: the fake-quantized value; backward: identity to w.
+struct FakeQuantSte : torch::autograd::Function<FakeQuantSte> {
+  static torch::Tensor forward(torch::autograd::AutogradContext*, const torch::Tensor& w, bool nvfp4,
+                               double global_scale) {
+    torch::NoGradGuard no_grad;
+    return nvfp4 ? nvfp4_fake_quantize(w, static_cast<float>(global_scale)) : mxfp4_fake_quantize(w);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext*,
+                                               torch::autograd::tensor_list grads) {
+    return {grads[0], torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor nvfp4_fake_quantize_ste(const torch::Tensor& w, float global_scale) {
+  return FakeQuantSte::apply(w, true, static_cast<double>(global_scale));
+}
+
+torch::Tensor mxfp4_fake_quantize_ste(const torch::Tensor& w) { return FakeQuantSte::apply(w, false, 0.0); }
 
 }  // namespace qerl::kernels

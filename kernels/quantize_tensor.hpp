@@ -51,4 +51,10 @@ torch::Tensor mxfp4_dequantize(const torch::Tensor& packed, const torch::Tensor&
 // dequantize(quantize(w, rule)) in w's dtype and shape.
 torch::Tensor mxfp4_fake_quantize(const torch::Tensor& w, MxScaleRule rule = MxScaleRule::compressed_tensors);
 
+// The QAT forward with the straight-through backward: the value is
+// nvfp4_fake_quantize(w, global_scale) (mxfp4_fake_quantize(w)), the
+// gradient reaches w unchanged. One fake-quant pass (one kernel on CUDA).
+torch::Tensor nvfp4_fake_quantize_ste(const torch::Tensor& w, float global_scale);
+torch::Tensor mxfp4_fake_quantize_ste(const torch::Tensor& w);
+
 }  // namespace qerl::kernels

@@ -21,5 +21,6 @@ nccl_root=$("$python" -c 'import nvidia.nccl,os;print(os.path.dirname(nvidia.ncc
 cmake -S . -B build-cuda -G Ninja -DQERL_CUDA=ON -DQERL_PYTHON="$python" \
   -DCMAKE_PREFIX_PATH="$prefix/usr;$torch_prefix${nccl_root:+;$nccl_root}" \
   -DCMAKE_CUDA_ARCHITECTURES="${QERL_CUDA_ARCH:-90}" "${@:2}"
-cmake --build build-cuda -j "$(nproc)"
+# QERL_BUILD_TARGETS (space-separated) limits the build to those targets.
+cmake --build build-cuda -j "$(nproc)" ${QERL_BUILD_TARGETS:+--target $QERL_BUILD_TARGETS}
 echo "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH"

@@ -1,14 +1,14 @@
-// CUDA kernels of the quantized Linear (issue 15), on raw device pointers so
-// that this header and fp4_cuda.cu need no LibTorch: NVFP4 / MXFP4 codes
-// dequantized to bf16, and a W4A16 matrix-vector product for decode shapes
-// (M <= 8 rows of x) that dequantizes in registers. Each launcher returns
-// the launch's cudaError_t. The values are the CPU reference's
-// (kernels/nvfp4.cpp, kernels/mxfp4.cpp): e2m1 * (E4M3 scale / G) or
-// e2m1 * 2^(E8M0 - 127), computed in fp32 and rounded to bf16 (RTNE).
+// CUDA kernels of the NVFP4 / MXFP4 formats and the quantized Linear
+// (issue 15), on raw device pointers so that this header and the .cu files
+// need no LibTorch (fp4_cuda_torch.hpp binds them). Every launcher enqueues
+// on `stream` and returns the launch's cudaError_t (cudaErrorInvalidValue
+// for shapes a kernel does not take, cudaErrorMisalignedAddress for
+// pointers it cannot vector-load). The arithmetic is the CPU reference's
+// (kernels/nvfp4.cpp, kernels/mxfp4.cpp), operation for operation, so
+// packing, fake-quant and dequantization agree bit for bit.
 //
-// Status: compiled in every build where nvcc is found (CI included); not yet
-// run on a GPU nor wired into kernels::fp4_linear (tests/kernels/
-// fp4_cuda_test.cpp checks them against the CPU reference on a GPU host).
+// Weights may come in a batch of `batch` equal slices [rows, cols] (the
+// experts of an MoE layer), each with its own global scale.
 #pragma once
 
 #include <cstdint>
@@ -18,21 +18,62 @@
 
 namespace qerl::kernels::cuda {
 
-// packed [rows, cols / 2] uint8, scales [rows, cols / 16] E4M3 bits,
-// global_scale: one float on the device -> out [rows, cols] bf16.
-cudaError_t nvfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, const float* global_scale,
-                                  int64_t rows, int64_t cols, __nv_bfloat16* out, cudaStream_t stream);
+// amax_bits[b] = max(amax_bits[b], bits of max |w| over slice b) for w:
+// [batch, per_batch] fp32 or bf16 (16-byte aligned, per_batch a multiple of
+// 8 values); zero amax_bits first. NaN values are skipped.
+cudaError_t fp4_amax(const void* w, bool bf16, int64_t batch, int64_t per_batch, uint32_t* amax_bits,
+                     cudaStream_t stream);
 
-// packed [rows, cols / 2] uint8, scales [rows, cols / 32] E8M0 -> out [rows, cols] bf16.
-cudaError_t mxfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, int64_t rows, int64_t cols,
-                                  __nv_bfloat16* out, cudaStream_t stream);
+// NVFP4 pack of w: [batch, rows, cols] (bf16 or fp32; cols % 16 == 0). The
+// global scale of slice b is given_global[b], or, when given_global is
+// null, G = 2688 / amax from amax_bits[b] (fp4_amax; several sibling
+// weights reduced into the same amax share the smallest G, as fused q/k/v
+// or gate/up must), written to global_out[b] when global_out is set.
+// fake == null: codes to packed [batch, rows, cols / 2] and E4M3 scales to
+// scales [batch, rows, cols / 16]. fake set: dequant(quant(w)) in w's dtype
+// to fake [batch, rows, cols] instead (the QAT forward, one pass).
+cudaError_t nvfp4_quantize(const void* w, bool bf16, int64_t batch, int64_t rows, int64_t cols,
+                           const float* given_global, const uint32_t* amax_bits, float* global_out,
+                           uint8_t* packed, uint8_t* scales, void* fake, cudaStream_t stream);
 
-// y[m, o] = sum_k x[m, k] * dequant(W)[o, k] (+ bias[o]) for m < M <= 8:
-// x [M, K] bf16 (row stride K), W's codes as above ([N, K / 2] and its
-// scales), bias [N] bf16 or null, y [M, N] bf16. global_scale null = MXFP4.
-// K must be a multiple of 32 (both formats' groups fit).
-cudaError_t fp4_gemv_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const uint8_t* packed, const uint8_t* scales,
-                          const float* global_scale, int64_t N, const __nv_bfloat16* bias, __nv_bfloat16* y,
-                          cudaStream_t stream);
+// MXFP4 pack of w: [rows, cols] (cols % 32 == 0): E8M0 scales by the OCP
+// rule (ocp) or compressed-tensors'. fake as for nvfp4_quantize.
+cudaError_t mxfp4_quantize(const void* w, bool bf16, int64_t rows, int64_t cols, bool ocp, uint8_t* packed,
+                           uint8_t* scales, void* fake, cudaStream_t stream);
+
+// dequant(W) -> out [batch, rows, cols] bf16 (out_bf16) or fp32: NVFP4 when
+// global_scale ([batch] fp32) is set, else MXFP4.
+cudaError_t fp4_dequantize(const uint8_t* packed, const uint8_t* scales, const float* global_scale, int64_t batch,
+                           int64_t rows, int64_t cols, bool out_bf16, void* out, cudaStream_t stream);
+
+// m16 tiles per block pass for `rows` rows of x (1..4).
+int fp4_mma_tiles(int64_t rows);
+
+// W4A16 on the tensor cores, decode shapes (M <= 64 in one pass; more rows
+// loop): y[m, n] = sum_k x[m, k] * dequant(W)[n, k] (+ bias[n]) with x
+// [M, K] bf16, W's codes [N, K / 2] + scales (global_scale null = MXFP4),
+// y [M, N] bf16. K % 16 == 0 (NVFP4) or % 32 (MXFP4). W is decoded in
+// registers; no dense copy of it is written anywhere.
+cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const uint8_t* packed,
+                            const uint8_t* scales, const float* global_scale, int64_t N, const __nv_bfloat16* bias,
+                            __nv_bfloat16* y, cudaStream_t stream);
+
+// The same for all experts of an MoE layer in one launch: x [rows, K] holds
+// each expert's rows contiguously (sorted by expert), offsets [experts + 1]
+// (int32, on the device) bound them, W's codes are [experts, N, K / 2] with
+// scales [experts, N, K / group] and global_scale [experts]. rows_hint (the
+// expected rows per expert, read on the host, never the device counts)
+// picks the tile height. Experts with no rows cost one empty block each.
+cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
+                                    int64_t rows_hint, int64_t K, const uint8_t* packed, const uint8_t* scales,
+                                    const float* global_scale, int64_t N, __nv_bfloat16* y, cudaStream_t stream);
+
+// MoE top-k mixing: out[t, :] = sum_s weight[t, s] * y[position[t * top_k + s], :]
+// (fp32 sums, one rounding to bf16), y the expert outputs in sorted order.
+// round_products: round each weighted term to bf16 first (bf16 mixing
+// weights, as the CPU path multiplies in bf16). weights fp32 [T, top_k].
+cudaError_t moe_mix_bf16(const __nv_bfloat16* y, const int64_t* position, const float* weights, int64_t tokens,
+                         int64_t top_k, int64_t hidden, bool round_products, __nv_bfloat16* out,
+                         cudaStream_t stream);
 
 }  // namespace qerl::kernels::cuda

@@ -1,15 +1,18 @@
 // LibTorch bindings of the CUDA fp4 kernels (see fp4_cuda_torch.hpp).
 #include "kernels/cuda/fp4_cuda_torch.hpp"
 
+#include <ATen/ops/_grouped_mm.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <torch/nn/functional/linear.h>
 #include <c10/cuda/CUDAStream.h>
+#include <torch/autograd.h>
+#include <torch/nn/functional/activation.h>
 
 #include <cstdint>
 #include <string>
 
 #include "common/error.hpp"
 #include "kernels/cuda/fp4_cuda.hpp"
+#include "kernels/nvfp4.hpp"
 
 namespace qerl::kernels::cuda {
 namespace {
@@ -18,67 +21,281 @@ void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw Error(std::string(what) + ": " + cudaGetErrorString(status));
 }
 
-void require_cuda(const Fp4Weight& w, const char* what) {
-  check_fp4_weight(w);
-  if (!w.packed.is_cuda() || !w.scale.is_cuda() || (w.nvfp4() && !w.global_scale.is_cuda()))
-    throw Error(std::string(what) + ": the codes, scales and global scale must be CUDA tensors");
-  if (!w.packed.is_contiguous() || !w.scale.is_contiguous())
-    throw Error(std::string(what) + ": the codes and scales must be contiguous");
+cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
+
+std::string describe(const torch::Tensor& t) {
+  return t.defined() ? std::string(c10::toString(t.scalar_type())) + " " + c10::str(t.sizes()) + " on " +
+                           t.device().str()
+                     : std::string("undefined");
 }
 
-const uint8_t* scale_bytes(const Fp4Weight& w) {
-  return w.nvfp4() ? reinterpret_cast<const uint8_t*>(w.scale.data_ptr()) : w.scale.data_ptr<uint8_t>();
+// w as a contiguous, 16-byte aligned CUDA tensor of fp32 or bf16 with a
+// last dimension that is a multiple of `group`.
+torch::Tensor checked_weight(const char* what, const torch::Tensor& w, int64_t group, int64_t dims = 2) {
+  if (!w.defined() || !w.is_cuda() || w.dim() != dims ||
+      (w.scalar_type() != torch::kFloat && w.scalar_type() != torch::kBFloat16) || w.size(-1) % group != 0)
+    throw Error(std::string(what) + ": expected a " + std::to_string(dims) +
+                "-D CUDA Float or BFloat16 weight with the last dimension a multiple of " + std::to_string(group) +
+                ", got " + describe(w));
+  torch::Tensor c = w.contiguous();
+  if (reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = c.clone();
+  return c;
+}
+
+const uint8_t* bytes(const torch::Tensor& t) { return reinterpret_cast<const uint8_t*>(t.data_ptr()); }
+uint8_t* mutable_bytes(torch::Tensor& t) { return reinterpret_cast<uint8_t*>(t.data_ptr()); }
+const __nv_bfloat16* bf16_ptr(const torch::Tensor& t) {
+  return reinterpret_cast<const __nv_bfloat16*>(t.data_ptr());
+}
+
+// The amax of w (one slice per leading index when batched) as uint32 bits on the device.
+torch::Tensor amax_bits(const torch::Tensor& w, int64_t batch) {
+  torch::Tensor bits = torch::zeros({batch}, w.options().dtype(torch::kInt));
+  check(fp4_amax(w.data_ptr(), w.scalar_type() == torch::kBFloat16, batch, w.numel() / batch,
+                 reinterpret_cast<uint32_t*>(bits.data_ptr()), stream()),
+        "fp4_amax");
+  return bits;
+}
+
+struct NvResult {
+  torch::Tensor packed, scale, global, fake;
+};
+
+// NVFP4 pack or fake-quant of w [batch, rows, cols] (batch 1 for a 2-D w).
+NvResult nvfp4_run(const torch::Tensor& w, int64_t batch, std::optional<float> given, bool fake) {
+  const c10::cuda::CUDAGuard guard(w.device());
+  const int64_t cols = w.size(-1), rows = w.numel() / cols / batch;
+  NvResult r;
+  torch::Tensor given_t, bits;
+  if (given) {
+    if (!std::isfinite(*given) || *given <= 0.0f)
+      throw Error("nvfp4_quantize: global scale " + std::to_string(*given) + " given, expected a finite value > 0");
+    given_t = torch::full({batch}, *given, w.options().dtype(torch::kFloat));
+    r.global = given_t;
+  } else {
+    bits = amax_bits(w, batch);
+    r.global = torch::empty({batch}, w.options().dtype(torch::kFloat));
+  }
+  if (fake) {
+    r.fake = torch::empty_like(w);
+  } else {
+    r.packed = torch::empty({batch * rows, cols / 2}, w.options().dtype(torch::kUInt8));
+    r.scale = torch::empty({batch * rows, cols / 16}, w.options().dtype(torch::kUInt8));
+  }
+  check(nvfp4_quantize(w.data_ptr(), w.scalar_type() == torch::kBFloat16, batch, rows, cols,
+                       given ? given_t.data_ptr<float>() : nullptr,
+                       given ? nullptr : reinterpret_cast<const uint32_t*>(bits.data_ptr()),
+                       given ? nullptr : r.global.data_ptr<float>(), fake ? nullptr : mutable_bytes(r.packed),
+                       fake ? nullptr : mutable_bytes(r.scale), fake ? r.fake.data_ptr() : nullptr, stream()),
+        "nvfp4_quantize");
+  return r;
+}
+
+// Autograd of the quantized Linear on the GPU: forward through the kernel,
+// backward to x (and bias) through dequant(W) and cuBLAS; W is frozen.
+struct Fp4LinearFunction : torch::autograd::Function<Fp4LinearFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& bias, const torch::Tensor& packed, const torch::Tensor& scale,
+                               const torch::Tensor& global) {
+    ctx->save_for_backward({packed, scale, global});
+    ctx->saved_data["bias"] = bias.defined();
+    torch::NoGradGuard no_grad;
+    return fp4_linear_bf16(x, Fp4Weight{packed, scale, global}, bias);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const Fp4Weight w{saved[0], saved[1], saved[2]};
+    const torch::Tensor& dy = grads[0];
+    const torch::Tensor dx = torch::matmul(dy, fp4_dequantize_bf16(w));
+    torch::Tensor db;
+    if (ctx->saved_data["bias"].toBool()) db = dy.reshape({-1, dy.size(-1)}).sum(0);
+    return {dx, db, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+float nvfp4_global_scale(const torch::Tensor& w) {
+  const torch::Tensor c = checked_weight("nvfp4_global_scale", w, kernels::nvfp4_group_size);
+  const c10::cuda::CUDAGuard guard(c.device());
+  const torch::Tensor bits = amax_bits(c, 1).cpu();
+  const float amax = c10::bit_cast<float>(static_cast<uint32_t>(bits.data_ptr<int32_t>()[0]));
+  return kernels::nvfp4_global_scale(&amax, 1,
+                                     c.scalar_type() == torch::kBFloat16 ? WeightDtype::bf16 : WeightDtype::f32);
+}
+
+Nvfp4Weight nvfp4_quantize(const torch::Tensor& w, std::optional<float> global_scale) {
+  const torch::Tensor c = checked_weight("nvfp4_quantize", w, kernels::nvfp4_group_size);
+  NvResult r = nvfp4_run(c, 1, global_scale, false);
+  return {r.packed, r.scale.view(torch::kFloat8_e4m3fn), r.global};
+}
+
+torch::Tensor nvfp4_fake_quantize(const torch::Tensor& w, std::optional<float> global_scale) {
+  const torch::Tensor c = checked_weight("nvfp4_fake_quantize", w, kernels::nvfp4_group_size);
+  return nvfp4_run(c, 1, global_scale, true).fake;
+}
+
+Mxfp4Weight mxfp4_quantize(const torch::Tensor& w, MxScaleRule rule) {
+  const torch::Tensor c = checked_weight("mxfp4_quantize", w, kernels::mxfp4_group_size);
+  const c10::cuda::CUDAGuard guard(c.device());
+  const int64_t rows = c.size(0), cols = c.size(1);
+  torch::Tensor packed = torch::empty({rows, cols / 2}, c.options().dtype(torch::kUInt8));
+  torch::Tensor scale = torch::empty({rows, cols / 32}, c.options().dtype(torch::kUInt8));
+  check(mxfp4_quantize(c.data_ptr(), c.scalar_type() == torch::kBFloat16, rows, cols, rule == MxScaleRule::ocp,
+                       mutable_bytes(packed), mutable_bytes(scale), nullptr, stream()),
+        "mxfp4_quantize");
+  return {packed, scale};
+}
+
+torch::Tensor mxfp4_fake_quantize(const torch::Tensor& w, MxScaleRule rule) {
+  const torch::Tensor c = checked_weight("mxfp4_fake_quantize", w, kernels::mxfp4_group_size);
+  const c10::cuda::CUDAGuard guard(c.device());
+  torch::Tensor fake = torch::empty_like(c);
+  check(mxfp4_quantize(c.data_ptr(), c.scalar_type() == torch::kBFloat16, c.size(0), c.size(1),
+                       rule == MxScaleRule::ocp, nullptr, nullptr, fake.data_ptr(), stream()),
+        "mxfp4_fake_quantize");
+  return fake;
+}
+
+namespace {
+
+torch::Tensor dequantize(const Fp4Weight& w, torch::Dtype dtype, const char* what) {
+  check_fp4_weight(w);
+  if (!w.packed.is_cuda()) throw Error(std::string(what) + ": the codes must be a CUDA tensor, got " + describe(w.packed));
+  if (dtype != torch::kBFloat16 && dtype != torch::kFloat)
+    throw Error(std::string(what) + ": result dtype " + c10::toString(dtype) + " is not Float or BFloat16");
+  const c10::cuda::CUDAGuard guard(w.packed.device());
+  const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.to(packed.device()).contiguous();
+  const torch::Tensor global =
+      w.nvfp4() ? w.global_scale.to(packed.device(), torch::kFloat).contiguous() : torch::Tensor();
+  torch::Tensor out = torch::empty({w.out_features(), w.in_features()}, packed.options().dtype(dtype));
+  check(fp4_dequantize(bytes(packed), bytes(scale), w.nvfp4() ? global.data_ptr<float>() : nullptr, 1,
+                       w.out_features(), w.in_features(), dtype == torch::kBFloat16, out.data_ptr(), stream()),
+        what);
+  return out;
 }
 
 }  // namespace
 
-torch::Tensor fp4_dequantize_bf16(const Fp4Weight& w) {
-  require_cuda(w, "fp4_dequantize_bf16");
-  const c10::cuda::CUDAGuard guard(w.packed.device());
-  const int64_t rows = w.out_features(), cols = w.in_features();
-  torch::Tensor out = torch::empty({rows, cols}, w.packed.options().dtype(torch::kBFloat16));
-  auto* dst = reinterpret_cast<__nv_bfloat16*>(out.data_ptr());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  if (w.nvfp4()) {
-    const torch::Tensor global = w.global_scale.to(torch::kFloat).contiguous();
-    check(nvfp4_dequantize_bf16(w.packed.data_ptr<uint8_t>(), scale_bytes(w), global.data_ptr<float>(), rows, cols,
-                                dst, stream),
-          "nvfp4_dequantize_bf16");
-  } else {
-    check(mxfp4_dequantize_bf16(w.packed.data_ptr<uint8_t>(), scale_bytes(w), rows, cols, dst, stream),
-          "mxfp4_dequantize_bf16");
-  }
-  return out;
+torch::Tensor nvfp4_dequantize(const torch::Tensor& packed, const torch::Tensor& block_scale,
+                               const torch::Tensor& global_scale, torch::Dtype dtype) {
+  return dequantize(Fp4Weight{packed, block_scale, global_scale}, dtype, "nvfp4_dequantize");
 }
 
+torch::Tensor mxfp4_dequantize(const torch::Tensor& packed, const torch::Tensor& scale, torch::Dtype dtype) {
+  return dequantize(Fp4Weight{packed, scale, torch::Tensor()}, dtype, "mxfp4_dequantize");
+}
+
+torch::Tensor fp4_dequantize_bf16(const Fp4Weight& w) { return dequantize(w, torch::kBFloat16, "fp4_dequantize_bf16"); }
+
 torch::Tensor fp4_linear_bf16(const torch::Tensor& x, const Fp4Weight& w, const torch::Tensor& bias) {
-  require_cuda(w, "fp4_linear_bf16");
-  if (x.scalar_type() != torch::kBFloat16 || x.device() != w.packed.device())
-    throw Error("fp4_linear_bf16: x must be bf16 on the codes' device, got " +
-                std::string(c10::toString(x.scalar_type())) + " on " + x.device().str());
+  check_fp4_weight(w);
+  if (!w.packed.is_cuda() || x.scalar_type() != torch::kBFloat16 || x.device() != w.packed.device())
+    throw Error("fp4_linear_bf16: x must be bf16 on the codes' CUDA device, got " + describe(x) + " and codes " +
+                describe(w.packed));
   const int64_t K = w.in_features(), N = w.out_features();
   if (x.size(-1) != K)
-    throw Error("fp4_linear_bf16: input has " + std::to_string(x.size(-1)) + " features, the weight takes " +
-                std::to_string(K));
-  const torch::Tensor rows = x.reshape({-1, K}).contiguous();
-  const int64_t M = rows.size(0);
-  // The GEMV reads each row's codes 16 bytes at a time: aligned rows only.
-  const bool aligned = reinterpret_cast<uintptr_t>(w.packed.data_ptr()) % 16 == 0;
-  if (M > 8 || K % 32 != 0 || !aligned) {
-    return torch::nn::functional::linear(x, fp4_dequantize_bf16(w), bias);
-  }
+    throw Error("fp4_linear_bf16: input " + describe(x) + " has " + std::to_string(x.size(-1)) +
+                " features, the weight takes " + std::to_string(K));
+  if (torch::GradMode::is_enabled() && (x.requires_grad() || (bias.defined() && bias.requires_grad())))
+    return Fp4LinearFunction::apply(x, bias, w.packed, w.scale, w.global_scale);
   const c10::cuda::CUDAGuard guard(x.device());
-  torch::Tensor y = torch::empty({M, N}, x.options());
-  const torch::Tensor b = bias.defined() ? bias.to(torch::kBFloat16).contiguous() : torch::Tensor();
-  const torch::Tensor global = w.nvfp4() ? w.global_scale.to(torch::kFloat).contiguous() : torch::Tensor();
-  check(fp4_gemv_bf16(reinterpret_cast<const __nv_bfloat16*>(rows.data_ptr()), M, K, w.packed.data_ptr<uint8_t>(),
-                      scale_bytes(w), w.nvfp4() ? global.data_ptr<float>() : nullptr, N,
-                      b.defined() ? reinterpret_cast<const __nv_bfloat16*>(b.data_ptr()) : nullptr,
-                      reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), c10::cuda::getCurrentCUDAStream()),
-        "fp4_gemv_bf16");
+  torch::Tensor rows = x.reshape({-1, K}).contiguous();
+  if (reinterpret_cast<uintptr_t>(rows.data_ptr()) % 16 != 0) rows = rows.clone();
+  const int64_t M = rows.size(0);
   auto shape = x.sizes().vec();
   shape.back() = N;
+  const torch::Tensor b = bias.defined() ? bias.to(torch::kBFloat16).contiguous() : torch::Tensor();
+  if (M > decode_rows_max) {
+    const torch::Tensor dense = fp4_dequantize_bf16(w);
+    return (b.defined() ? torch::addmm(b, rows, dense.t()) : torch::mm(rows, dense.t())).reshape(shape);
+  }
+  torch::Tensor y = torch::empty({M, N}, x.options());
+  const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.contiguous();
+  const torch::Tensor global = w.nvfp4() ? w.global_scale.to(torch::kFloat).contiguous() : torch::Tensor();
+  check(fp4_matmul_bf16(bf16_ptr(rows), M, K, bytes(packed), bytes(scale),
+                        w.nvfp4() ? global.data_ptr<float>() : nullptr, N, b.defined() ? bf16_ptr(b) : nullptr,
+                        reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), stream()),
+        "fp4_matmul_bf16");
   return y.reshape(shape);
+}
+
+Fp4Experts quantize_experts(const torch::Tensor& w, bool nvfp4) {
+  const torch::Tensor c = checked_weight("quantize_experts", w, nvfp4 ? 16 : 32, 3);
+  const c10::cuda::CUDAGuard guard(c.device());
+  const int64_t E = c.size(0), N = c.size(1), K = c.size(2);
+  if (nvfp4) {
+    NvResult r = nvfp4_run(c, E, std::nullopt, false);
+    return {r.packed.view({E, N, K / 2}), r.scale.view(torch::kFloat8_e4m3fn).view({E, N, K / 16}), r.global};
+  }
+  torch::Tensor packed = torch::empty({E, N, K / 2}, c.options().dtype(torch::kUInt8));
+  torch::Tensor scale = torch::empty({E, N, K / 32}, c.options().dtype(torch::kUInt8));
+  check(mxfp4_quantize(c.data_ptr(), c.scalar_type() == torch::kBFloat16, E * N, K, false, mutable_bytes(packed),
+                       mutable_bytes(scale), nullptr, stream()),
+        "mxfp4_quantize");
+  return {packed, scale, torch::Tensor()};
+}
+
+ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts) {
+  const torch::Tensor flat = indices.reshape({-1}).to(torch::kLong);
+  ExpertRouting r;
+  r.order = std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  const torch::Tensor counts = torch::zeros({experts}, flat.options()).scatter_add_(0, flat, torch::ones_like(flat));
+  r.offsets = torch::cat({torch::zeros({1}, flat.options()), counts.cumsum(0)}).to(torch::kInt);
+  r.position = torch::empty_like(r.order).scatter_(0, r.order, torch::arange(flat.numel(), flat.options()));
+  return r;
+}
+
+torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const Fp4Experts& w,
+                                 int64_t rows_hint) {
+  const int64_t E = w.packed.size(0), N = w.packed.size(1), K = w.packed.size(2) * 2;
+  if (x_sorted.dim() != 2 || x_sorted.size(1) != K || x_sorted.scalar_type() != torch::kBFloat16)
+    throw Error("fp4_grouped_linear: x " + describe(x_sorted) + " does not match experts of in = " +
+                std::to_string(K));
+  const c10::cuda::CUDAGuard guard(x_sorted.device());
+  const torch::Tensor x = x_sorted.contiguous();
+  torch::Tensor y = torch::empty({x.size(0), N}, x.options());
+  const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.contiguous();
+  check(fp4_grouped_matmul_bf16(bf16_ptr(x), routing.offsets.data_ptr<int32_t>(), E, rows_hint, K, bytes(packed),
+                                bytes(scale), w.nvfp4() ? w.global_scale.data_ptr<float>() : nullptr, N,
+                                reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), stream()),
+        "fp4_grouped_matmul_bf16");
+  return y;
+}
+
+torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights,
+                                  const MoeExperts& experts) {
+  if (x.dim() != 2 || x.scalar_type() != torch::kBFloat16 || !x.is_cuda())
+    throw Error("moe_experts_forward: x must be [tokens, hidden] bf16 on a CUDA device, got " + describe(x));
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t T = x.size(0), H = x.size(1), top_k = indices.size(1);
+  const int64_t E = experts.fp4() ? experts.gate_up.packed.size(0) : experts.gate_up_bf16.size(0);
+  const ExpertRouting routing = sort_by_expert(indices, E);
+  const torch::Tensor x_sorted = x.index_select(0, torch::floor_divide(routing.order, top_k));
+  const int64_t hint = (2 * T * top_k + E - 1) / E;
+  torch::Tensor h;
+  if (experts.fp4()) {
+    h = fp4_grouped_linear(x_sorted, routing, experts.gate_up, hint);
+  } else {
+    h = at::_grouped_mm(x_sorted, experts.gate_up_bf16.transpose(1, 2), routing.offsets.narrow(0, 1, E));
+  }
+  const int64_t I = h.size(1) / 2;
+  const torch::Tensor act = torch::silu(h.narrow(1, 0, I)) * h.narrow(1, I, I);
+  torch::Tensor out_sorted;
+  if (experts.fp4()) {
+    out_sorted = fp4_grouped_linear(act, routing, experts.down, hint);
+  } else {
+    out_sorted = at::_grouped_mm(act, experts.down_bf16.transpose(1, 2), routing.offsets.narrow(0, 1, E));
+  }
+  if (out_sorted.size(1) != H) throw Error("moe_experts_forward: down projection gives " + describe(out_sorted));
+  torch::Tensor out = torch::empty({T, H}, x.options());
+  const torch::Tensor w = weights.to(torch::kFloat).contiguous();
+  check(moe_mix_bf16(bf16_ptr(out_sorted.contiguous()), routing.position.data_ptr<int64_t>(), w.data_ptr<float>(),
+                     T, top_k, H, weights.scalar_type() == torch::kBFloat16,
+                     reinterpret_cast<__nv_bfloat16*>(out.data_ptr()), stream()),
+        "moe_mix_bf16");
+  return out;
 }
 
 }  // namespace qerl::kernels::cuda

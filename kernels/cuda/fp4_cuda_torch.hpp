@@ -1,22 +1,79 @@
 // LibTorch entry points of the CUDA kernels in fp4_cuda.hpp, for CUDA
 // tensors on the current stream. Shapes and dtypes are checked here
-// (qerl::Error, one line). Built where nvcc is found; linked only in
-// QERL_CUDA builds.
+// (qerl::Error, one line). Compiled wherever nvcc is found; linked into
+// qerl_kernels in QERL_CUDA builds, where kernels/quantize_tensor.cpp and
+// kernels/fp4_linear.cpp send CUDA tensors here.
 #pragma once
+
+#include <optional>
 
 #include <torch/types.h>
 
 #include "kernels/fp4_linear.hpp"
+#include "kernels/quantize_tensor.hpp"
 
 namespace qerl::kernels::cuda {
 
-// dequant(W) as [out, in] bf16 on W's (CUDA) device.
+// --- formats: same contracts as kernels/quantize_tensor.hpp, on the GPU ---
+float nvfp4_global_scale(const torch::Tensor& w);  // one host read (the value)
+Nvfp4Weight nvfp4_quantize(const torch::Tensor& w, std::optional<float> global_scale);
+torch::Tensor nvfp4_fake_quantize(const torch::Tensor& w, std::optional<float> global_scale);
+torch::Tensor nvfp4_dequantize(const torch::Tensor& packed, const torch::Tensor& block_scale,
+                               const torch::Tensor& global_scale, torch::Dtype dtype);
+Mxfp4Weight mxfp4_quantize(const torch::Tensor& w, MxScaleRule rule);
+torch::Tensor mxfp4_fake_quantize(const torch::Tensor& w, MxScaleRule rule);
+torch::Tensor mxfp4_dequantize(const torch::Tensor& packed, const torch::Tensor& scale, torch::Dtype dtype);
+
+// --- the quantized Linear ---
+// dequant(W) as [out, in] bf16 on W's device.
 torch::Tensor fp4_dequantize_bf16(const Fp4Weight& w);
 
-// y = x · dequant(W)ᵀ + b for bf16 x [..., in] on the device of W: rows
-// <= 8 through the in-register W4A16 GEMV; more rows dequantize W into a
-// temporary and use LibTorch's matmul (the prefill kernel is issue 15's
-// next step).
+// y = x · dequant(W)ᵀ + b for bf16 x [..., in] on W's device. Up to
+// `decode_rows_max` rows of x: the W4A16 tensor-core kernel (W decoded in
+// registers). More rows: W is dequantized into a temporary bf16 [out, in]
+// and cuBLAS multiplies (the in-register prefill kernel is not written yet).
+// Differentiable in x and bias (backward: dy · dequant(W) through cuBLAS).
+inline constexpr int64_t decode_rows_max = 64;
 torch::Tensor fp4_linear_bf16(const torch::Tensor& x, const Fp4Weight& w, const torch::Tensor& bias);
+
+// --- MoE experts ---
+// The experts of one projection stacked: packed [E, N, K / 2] uint8,
+// scale [E, N, K / group] (E4M3 for NVFP4, uint8 E8M0 for MXFP4),
+// global_scale [E] float32 (NVFP4; undefined for MXFP4).
+struct Fp4Experts {
+  torch::Tensor packed, scale, global_scale;
+  bool nvfp4() const { return global_scale.defined(); }
+};
+
+// w: [E, N, K] bf16 on the GPU -> its codes, one global scale per expert
+// (gate and up stacked in one tensor share it, as fused siblings do).
+Fp4Experts quantize_experts(const torch::Tensor& w, bool nvfp4);
+
+// Tokens sorted by expert, on the device, with no host read: for indices
+// [T, top_k] (int64): order [T * top_k] (flat assignment ids t * top_k + s,
+// stably sorted by expert), offsets [E + 1] int32, position [T * top_k]
+// (where each flat assignment sits in the sorted order).
+struct ExpertRouting {
+  torch::Tensor order, offsets, position;
+};
+ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts);
+
+// y = x_sorted · dequant(W_e)ᵀ for each expert's rows, one launch.
+torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const Fp4Experts& w,
+                                 int64_t rows_hint);
+
+// SwiGLU experts with top-k mixing, all on the device: x [T, H] bf16,
+// indices [T, top_k] int64, weights [T, top_k] (fp32 or bf16: bf16
+// weights round each weighted term to bf16, as the CPU path does);
+// gate_up [E, 2I, H] (gate rows first) and down [E, H, I], as bf16 tensors
+// (grouped through LibTorch's _grouped_mm) or fp4 codes (the grouped W4A16
+// kernel). -> [T, H] bf16.
+struct MoeExperts {
+  torch::Tensor gate_up_bf16, down_bf16;  // bf16 experts, or
+  Fp4Experts gate_up, down;               // their codes
+  bool fp4() const { return gate_up.packed.defined(); }
+};
+torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights,
+                                  const MoeExperts& experts);
 
 }  // namespace qerl::kernels::cuda

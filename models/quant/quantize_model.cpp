@@ -431,29 +431,24 @@ QuantSummary install_qat(CausalLMImpl& lm, const QuantSpec& spec) {
     const std::string group = t.fusion_group;
     const QuantScheme scheme = spec.scheme;
     t.linear->set_weight_hook([targets, scales, versions, group, scheme](const torch::Tensor& w) {
-      torch::Tensor q;
+      if (scheme != QuantScheme::nvfp4) return kernels::mxfp4_fake_quantize_ste(w);
       {
         torch::NoGradGuard no_grad;
-        if (scheme == QuantScheme::nvfp4) {
-          // Sum of the members' version counters: changes after any optimizer step.
-          int64_t version = 0;
+        // Sum of the members' version counters: changes after any optimizer step.
+        int64_t version = 0;
+        for (const auto& m : *targets)
+          if (m.fusion_group == group) version += m.linear->weight._version();
+        auto it = versions->find(group);
+        if (it == versions->end() || it->second != version) {
+          float g = std::numeric_limits<float>::max();
           for (const auto& m : *targets)
-            if (m.fusion_group == group) version += m.linear->weight._version();
-          auto it = versions->find(group);
-          if (it == versions->end() || it->second != version) {
-            float g = std::numeric_limits<float>::max();
-            for (const auto& m : *targets)
-              if (m.fusion_group == group) g = std::min(g, kernels::nvfp4_global_scale(m.linear->weight.detach()));
-            (*scales)[group] = g;
-            (*versions)[group] = version;
-          }
-          q = kernels::nvfp4_fake_quantize(w.detach(), scales->at(group));
-        } else {
-          q = kernels::mxfp4_fake_quantize(w.detach());
+            if (m.fusion_group == group) g = std::min(g, kernels::nvfp4_global_scale(m.linear->weight.detach()));
+          (*scales)[group] = g;
+          (*versions)[group] = version;
         }
       }
-      // Straight-through: the value is q, the gradient flows to w unchanged.
-      return w + (q.to(w.device()) - w).detach();
+      // Straight-through: the value is fake_quantize(w), the gradient flows to w unchanged.
+      return kernels::nvfp4_fake_quantize_ste(w, scales->at(group));
     });
   }
   return summary;

@@ -1,12 +1,12 @@
 // The CUDA fp4 kernels against the CPU reference, on a GPU host (QERL_CUDA
-// builds): dequantization bit-exact with kernels::fp4_dequantize; the
-// W4A16 GEMV (M = 1..8) and the linear within bf16 rounding of an fp32
-// x · dequant(W)ᵀ, on fresh seeded inputs of ragged shapes (N not a
-// multiple of the 4 rows a block takes, K an odd multiple of 32), no NaN
-// anywhere in the output. Without a visible GPU every case says so and
+// builds), on fresh seeded inputs of ragged shapes (rows not a multiple of a
+// tile, K an odd multiple of the group, experts with no tokens): packing,
+// fake-quant and dequantization bit for bit; matmuls within bf16 rounding of
+// an fp32 x · dequant(W)ᵀ. Without a visible GPU every case says so and
 // passes nothing off as checked.
 #include "torch_doctest.hpp"  // first: see there
 
+#include <torch/autograd.h>
 #include <torch/cuda.h>
 
 #include "kernels/cuda/fp4_cuda_torch.hpp"
@@ -26,31 +26,96 @@ bool gpu() {
 
 using test::quantized;
 
+bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
+  const torch::Tensor x = a.cpu().contiguous(), y = b.cpu().contiguous();
+  if (x.sizes() != y.sizes() || x.scalar_type() != y.scalar_type()) return false;
+  return torch::equal(x.view(torch::kUInt8), y.view(torch::kUInt8));
+}
+
+double relative_error(const torch::Tensor& got, const torch::Tensor& reference) {
+  return (got.cpu().to(torch::kFloat) - reference).norm().item<double>() / reference.norm().item<double>();
+}
+
+// A weight with a spread of magnitudes: a few groups all zero, a few large.
+torch::Tensor weight(int64_t rows, int64_t cols, torch::Dtype dtype) {
+  torch::Tensor w = torch::randn({rows, cols}) * torch::exp(torch::randn({rows, 1}) * 0.7) * 0.05;
+  w.index_put_({0, torch::indexing::Slice(0, 16)}, 0.0);
+  if (rows > 2) w.index_put_({2, torch::indexing::Slice(0, 32)}, w.index({2, torch::indexing::Slice(0, 32)}) * 40);
+  return w.to(dtype);
+}
+
 }  // namespace
 
-TEST_CASE("CUDA dequantize: bit-exact with the CPU reference, NVFP4 and MXFP4") {
+TEST_CASE("CUDA NVFP4 pack and fake-quant: bit-exact with the CPU reference") {
   if (!gpu()) return;
-  uint64_t seed = 700;
-  for (const bool nvfp4 : {true, false}) {
-    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 32}, {7, 96}, {129, 2080}}) {
-      CAPTURE(nvfp4);
-      CAPTURE(rows);
-      CAPTURE(cols);
-      torch::manual_seed(++seed);
-      const Fp4Weight cpu = quantized(torch::randn({rows, cols}) * 0.5, nvfp4);
-      const torch::Tensor expected = fp4_dequantize(cpu, torch::kBFloat16);
-      const torch::Tensor got = cuda::fp4_dequantize_bf16(cpu.to(torch::kCUDA)).cpu();
-      CHECK(torch::equal(got.view(torch::kShort), expected.view(torch::kShort)));
+  uint64_t seed = 600;
+  for (const auto dtype : {torch::kBFloat16, torch::kFloat32}) {
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 16}, {7, 48}, {129, 2064}, {300, 512}}) {
+      for (const bool given : {false, true}) {
+        CAPTURE(dtype);
+        CAPTURE(rows);
+        CAPTURE(cols);
+        CAPTURE(given);
+        torch::manual_seed(++seed);
+        const torch::Tensor w = weight(rows, cols, dtype);
+        const std::optional<float> g = given ? std::optional<float>(nvfp4_global_scale(w) * 0.75f) : std::nullopt;
+        const Nvfp4Weight cpu = nvfp4_quantize(w, g);
+        const Nvfp4Weight gpu_q = nvfp4_quantize(w.cuda(), g);
+        CHECK(gpu_q.packed.is_cuda());
+        CHECK(same_bits(gpu_q.packed, cpu.packed));
+        CHECK(same_bits(gpu_q.block_scale, cpu.block_scale));
+        CHECK(same_bits(gpu_q.global_scale, cpu.global_scale));
+        CHECK(nvfp4_global_scale(w.cuda()) == nvfp4_global_scale(w));
+        CHECK(same_bits(nvfp4_fake_quantize(w.cuda(), g), nvfp4_fake_quantize(w, g)));
+        for (const auto out : {torch::kBFloat16, torch::kFloat32})
+          CHECK(same_bits(nvfp4_dequantize(gpu_q.packed, gpu_q.block_scale, gpu_q.global_scale, out),
+                          nvfp4_dequantize(cpu.packed, cpu.block_scale, cpu.global_scale, out)));
+      }
     }
   }
 }
 
-TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T, decode and prefill rows") {
+TEST_CASE("CUDA MXFP4 pack and fake-quant: bit-exact with the CPU reference, both scale rules") {
+  if (!gpu()) return;
+  uint64_t seed = 650;
+  for (const auto dtype : {torch::kBFloat16, torch::kFloat32}) {
+    for (const auto rule : {MxScaleRule::compressed_tensors, MxScaleRule::ocp}) {
+      for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 32}, {9, 96}, {131, 2080}}) {
+        CAPTURE(dtype);
+        CAPTURE(rows);
+        CAPTURE(cols);
+        torch::manual_seed(++seed);
+        const torch::Tensor w = weight(rows, cols, dtype);
+        const Mxfp4Weight cpu = mxfp4_quantize(w, rule);
+        const Mxfp4Weight gpu_q = mxfp4_quantize(w.cuda(), rule);
+        CHECK(same_bits(gpu_q.packed, cpu.packed));
+        CHECK(same_bits(gpu_q.scale, cpu.scale));
+        CHECK(same_bits(mxfp4_fake_quantize(w.cuda(), rule), mxfp4_fake_quantize(w, rule)));
+        for (const auto out : {torch::kBFloat16, torch::kFloat32})
+          CHECK(same_bits(mxfp4_dequantize(gpu_q.packed, gpu_q.scale, out), mxfp4_dequantize(cpu.packed, cpu.scale, out)));
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA straight-through fake-quant: the CPU value, identity gradient") {
+  if (!gpu()) return;
+  torch::manual_seed(670);
+  const torch::Tensor w = weight(40, 256, torch::kBFloat16).cuda().requires_grad_(true);
+  const float g = nvfp4_global_scale(w.detach());
+  const torch::Tensor q = nvfp4_fake_quantize_ste(w, g);
+  CHECK(same_bits(q.detach(), nvfp4_fake_quantize(w.detach().cpu(), g)));
+  const torch::Tensor upstream = torch::randn({40, 256}).to(torch::kBFloat16).cuda();
+  CHECK(same_bits(torch::autograd::grad({q}, {w}, {upstream})[0], upstream));
+}
+
+TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T, decode rows and beyond") {
   if (!gpu()) return;
   uint64_t seed = 800;
   for (const bool nvfp4 : {true, false}) {
-    for (const int64_t M : {1, 2, 3, 5, 8, 9, 64}) {
-      for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{5, 32}, {131, 416}, {1024, 2048}}) {
+    for (const int64_t M : {1, 2, 5, 16, 17, 33, 64, 65, 300}) {
+      for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{5, 32}, {131, 416}, {1000, 2080}, {256, 4096}}) {
+        if (!nvfp4 && K % 32 != 0) continue;
         CAPTURE(nvfp4);
         CAPTURE(M);
         CAPTURE(N);
@@ -61,12 +126,123 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
         const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
         const torch::Tensor reference =
             torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
-        const torch::Tensor y = cuda::fp4_linear_bf16(x.cuda(), cpu.to(torch::kCUDA), bias.cuda()).cpu();
+        const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
         REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
+        CHECK(y.is_cuda());
         CHECK_FALSE(torch::isnan(y).any().item<bool>());
-        const double error = (y.to(torch::kFloat) - reference).norm().item<double>() / reference.norm().item<double>();
-        CHECK(error < 1e-2);
+        CHECK(relative_error(y, reference) < 1e-2);
       }
+    }
+  }
+}
+
+TEST_CASE("CUDA W4A16 linear: K an odd multiple of 16 (NVFP4), 3-D input, gradient to x and bias") {
+  if (!gpu()) return;
+  torch::manual_seed(850);
+  const Fp4Weight cpu = quantized(torch::randn({77, 208}) * 0.2, true);
+  const torch::Tensor x = torch::randn({2, 3, 208}).to(torch::kBFloat16);
+  const torch::Tensor bias = torch::randn({77}).to(torch::kBFloat16);
+  const torch::Tensor dense = fp4_dequantize(cpu, torch::kFloat);
+  const torch::Tensor reference = torch::matmul(x.to(torch::kFloat), dense.t()) + bias.to(torch::kFloat);
+  const torch::Tensor xg = x.cuda().requires_grad_(true), bg = bias.cuda().requires_grad_(true);
+  const torch::Tensor y = fp4_linear(xg, cpu.to(torch::kCUDA), bg);
+  CHECK(relative_error(y.detach(), reference) < 1e-2);
+  const torch::Tensor upstream = torch::randn({2, 3, 77}).to(torch::kBFloat16);
+  const auto grads = torch::autograd::grad({y}, {xg, bg}, {upstream.cuda()});
+  CHECK(relative_error(grads[0], torch::matmul(upstream.to(torch::kFloat), dense)) < 1e-2);
+  CHECK(relative_error(grads[1], upstream.to(torch::kFloat).sum(std::vector<int64_t>{0, 1})) < 1e-2);
+}
+
+namespace {
+
+// Expert weights [E, N, K] and the per-expert CPU reference of their codes.
+std::vector<Fp4Weight> per_expert(const torch::Tensor& w, bool nvfp4) {
+  std::vector<Fp4Weight> out;
+  for (int64_t e = 0; e < w.size(0); ++e) out.push_back(quantized(w[e], nvfp4));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; grouped matmul with empty experts") {
+  if (!gpu()) return;
+  uint64_t seed = 900;
+  for (const bool nvfp4 : {true, false}) {
+    CAPTURE(nvfp4);
+    torch::manual_seed(++seed);
+    const int64_t E = 7, N = 72, K = 160;
+    const torch::Tensor w = (torch::randn({E, N, K}) * 0.1).to(torch::kBFloat16);
+    const cuda::Fp4Experts q = cuda::quantize_experts(w.cuda(), nvfp4);
+    const std::vector<Fp4Weight> ref = per_expert(w, nvfp4);
+    for (int64_t e = 0; e < E; ++e) {
+      CHECK(same_bits(q.packed[e], ref[e].packed));
+      CHECK(same_bits(q.scale[e], ref[e].scale));
+      if (nvfp4) CHECK(same_bits(q.global_scale[e].reshape({1}), ref[e].global_scale));
+    }
+    // Routing: tokens pick experts 0, 2, 3, 6 only (1, 4, 5 get none); expert 3 gets 70 rows.
+    const int64_t T = 50, top_k = 2;
+    const torch::Tensor choices = torch::tensor({0, 2, 3, 3, 6}, torch::kLong);
+    const torch::Tensor indices = choices.index({torch::randint(0, 5, {T, top_k}, torch::kLong)});
+    const cuda::ExpertRouting routing = cuda::sort_by_expert(indices.cuda(), E);
+    const torch::Tensor x = torch::randn({T * top_k, K}).to(torch::kBFloat16);
+    const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, 4).cpu();
+    const torch::Tensor order = routing.order.cpu();
+    const torch::Tensor sorted_experts = indices.reshape({-1}).index({order});
+    for (int64_t r = 0; r < T * top_k; ++r) {
+      const int64_t e = sorted_experts[r].item<int64_t>();
+      const torch::Tensor expected = torch::matmul(x[r].to(torch::kFloat), fp4_dequantize(ref[e], torch::kFloat).t());
+      if (relative_error(y[r], expected) >= 1e-2) {
+        FAIL_CHECK("row " << r << " of expert " << e << " off by " << relative_error(y[r], expected));
+        break;
+      }
+    }
+    // offsets: counts per expert, from the device, in order.
+    const torch::Tensor counts = torch::bincount(indices.reshape({-1}), {}, E).to(torch::kInt);
+    CHECK(torch::equal(routing.offsets.cpu().narrow(0, 1, E) - routing.offsets.cpu().narrow(0, 0, E), counts));
+  }
+}
+
+TEST_CASE("CUDA MoE experts forward (sorted on the device, grouped gate/up and down, top-k mix) vs a per-token loop") {
+  if (!gpu()) return;
+  uint64_t seed = 950;
+  for (const int mode : {0, 1, 2}) {  // bf16 (_grouped_mm), NVFP4, MXFP4
+    for (const int64_t T : {1, 9, 300}) {
+      CAPTURE(mode);
+      CAPTURE(T);
+      torch::manual_seed(++seed);
+      const int64_t E = 12, H = 128, I = 96, top_k = 4;
+      const torch::Tensor gate_up = (torch::randn({E, 2 * I, H}) * 0.1).to(torch::kBFloat16);
+      const torch::Tensor down = (torch::randn({E, H, I}) * 0.1).to(torch::kBFloat16);
+      const torch::Tensor x = torch::randn({T, H}).to(torch::kBFloat16);
+      const torch::Tensor probs = torch::softmax(torch::randn({T, E}), -1);
+      auto [weights, indices] = probs.topk(top_k, -1);
+      weights = weights / weights.sum(-1, true);
+      cuda::MoeExperts experts;
+      torch::Tensor gu_ref = gate_up.to(torch::kFloat), down_ref = down.to(torch::kFloat);
+      if (mode == 0) {
+        experts.gate_up_bf16 = gate_up.cuda();
+        experts.down_bf16 = down.cuda();
+      } else {
+        experts.gate_up = cuda::quantize_experts(gate_up.cuda(), mode == 1);
+        experts.down = cuda::quantize_experts(down.cuda(), mode == 1);
+        const auto gu = per_expert(gate_up, mode == 1), dn = per_expert(down, mode == 1);
+        for (int64_t e = 0; e < E; ++e) {
+          gu_ref[e] = fp4_dequantize(gu[e], torch::kFloat);
+          down_ref[e] = fp4_dequantize(dn[e], torch::kFloat);
+        }
+      }
+      const torch::Tensor out = cuda::moe_experts_forward(x.cuda(), indices.cuda(), weights.cuda(), experts);
+      torch::Tensor expected = torch::zeros({T, H});
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t s = 0; s < top_k; ++s) {
+          const int64_t e = indices[t][s].item<int64_t>();
+          const torch::Tensor h = torch::matmul(gu_ref[e], x[t].to(torch::kFloat));
+          const torch::Tensor act = torch::silu(h.narrow(0, 0, I)) * h.narrow(0, I, I);
+          expected[t] += weights[t][s] * torch::matmul(down_ref[e], act);
+        }
+      }
+      CHECK(out.sizes() == expected.sizes());
+      CHECK(relative_error(out, expected) < 2e-2);
     }
   }
 }

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include <torch/autograd.h>
+
 #include "kernels/bf16.hpp"
 #include "kernels/fp8_e4m3.hpp"
 #include "kernels/quantize_tensor.hpp"
@@ -154,4 +156,25 @@ TEST_CASE("bf16 rounding equals torch's float -> bfloat16 cast") {
     mismatches += static_cast<int16_t>(bf16_bits(values[i])) != expected[i];
   }
   CHECK(mismatches == 0);
+}
+
+TEST_CASE("straight-through fake-quant: the value of w + (fq(w) - w).detach() bit for bit, identity gradient") {
+  for (const bool nvfp4 : {true, false}) {
+    for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+      CAPTURE(nvfp4);
+      CAPTURE(dtype);
+      torch::manual_seed(nvfp4 ? 91 : 92);
+      const torch::Tensor w = (torch::randn({24, 96}) * 0.3).to(dtype).requires_grad_(true);
+      const float g = nvfp4_global_scale(w.detach());
+      const torch::Tensor fq = nvfp4 ? nvfp4_fake_quantize(w.detach(), g) : mxfp4_fake_quantize(w.detach());
+      const torch::Tensor old_form = w + (fq - w).detach();
+      const torch::Tensor ste = nvfp4 ? nvfp4_fake_quantize_ste(w, g) : mxfp4_fake_quantize_ste(w);
+      CHECK((ste.scalar_type() == dtype));
+      CHECK(torch::equal(ste, old_form.detach()));
+      CHECK(torch::equal(ste, fq));
+      const torch::Tensor upstream = torch::randn({24, 96}).to(dtype);
+      const torch::Tensor grad = torch::autograd::grad({ste}, {w}, {upstream})[0];
+      CHECK(torch::equal(grad, upstream));
+    }
+  }
 }
