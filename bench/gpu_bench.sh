@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # One command on the GPU host: build the CUDA kernels, their tests and
 # fp4_bench (scripts/build_cuda_host.sh, only these targets), run the kernel
-# tests (CPU reference and CUDA), then print fp4_bench's tables.
+# tests (CUDA, the MoE device path, the CPU reference), then print
+# fp4_bench's tables.
 # usage: bash bench/gpu_bench.sh [DEBS_DIR]   (after scripts/fetch_debs.sh on a machine with apt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
-QERL_BUILD_TARGETS="qerl_kernels_tests qerl_kernels_cuda_tests fp4_bench" \
+QERL_BUILD_TARGETS="qerl_kernels_tests qerl_kernels_cuda_tests qerl_nn_tests fp4_bench" \
   bash scripts/build_cuda_host.sh "${1:-debs}" -DCMAKE_BUILD_TYPE=Release | tail -5
 export LD_LIBRARY_PATH="$(cd "${1:-debs}" && pwd)/prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader || true
 status=0
 echo "== kernel tests (CUDA)"
 build-cuda/tests/kernels/qerl_kernels_cuda_tests || status=1
+echo "== SparseMoe device path vs per-expert loop (CUDA)"
+build-cuda/tests/models/nn/qerl_nn_tests -tc="SparseMoe on CUDA*" || status=1
 echo "== kernel tests (CPU reference)"
 OMP_NUM_THREADS=4 build-cuda/tests/kernels/qerl_kernels_tests || status=1
 echo "== fp4_bench"

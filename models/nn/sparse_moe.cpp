@@ -1,11 +1,17 @@
-// Sparse MoE forward. Tokens are grouped by expert with one argsort and one
-// host read of the per-expert counts per layer (cheap on CPU; a GPU path
-// would replace the loop with a grouped GEMM and drop that sync).
+// Sparse MoE forward. On the CPU (and whenever gradients are needed),
+// tokens are grouped by expert with one argsort and one host read of the
+// per-expert counts per layer, then a loop over experts. On a CUDA device
+// in a QERL_CUDA build, without gradients, the experts run as two grouped
+// launches with the routing sorted on the device (no host read):
+// kernels::cuda::moe_experts_forward.
 #include "models/nn/sparse_moe.hpp"
 
 #include <torch/types.h>
 
 #include "common/error.hpp"
+#if QERL_CUDA
+#include "kernels/cuda/fp4_cuda_torch.hpp"
+#endif
 
 namespace qerl::models {
 
@@ -62,6 +68,13 @@ MoeOutput SparseMoeImpl::forward(const torch::Tensor& x, const LayerRoute& route
 
 torch::Tensor SparseMoeImpl::mix_experts(const torch::Tensor& x, const torch::Tensor& indices,
                                          const torch::Tensor& weights) {
+#if QERL_CUDA
+  if (x.is_cuda() && x.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled()) {
+    if (const void* stacked = stacked_experts())
+      return kernels::cuda::moe_experts_forward(x, indices, weights,
+                                                *static_cast<const kernels::cuda::MoeExperts*>(stacked));
+  }
+#endif
   // Group the T*K (token, slot) assignments by expert; slot s of token t is
   // flat entry t*K + s.
   const int64_t tokens = x.size(0);
@@ -87,6 +100,65 @@ torch::Tensor SparseMoeImpl::mix_experts(const torch::Tensor& x, const torch::Te
   // slots in one reduction (fp32 accumulation) and round once.
   auto weighted = outputs * weights.reshape({-1}).unsqueeze(-1);
   return weighted.view({tokens, top_k_, -1}).sum(1).to(x.scalar_type());
+}
+
+const void* SparseMoeImpl::stacked_experts() {
+#if QERL_CUDA
+  // Eligible: every expert Linear plain (no hook, no bias), all dense bf16
+  // or all codes of one scheme, gate and up of an expert with one global scale.
+  std::vector<int64_t> key;
+  bool all_codes = true, all_dense = true;
+  for (const SwiGLU& e : expert_list_) {
+    for (const Linear& l : {e->gate, e->up, e->down}) {
+      if (l->has_weight_hook() || l->has_input_hook() || l->has_adapter_hook() || l->bias.defined()) return nullptr;
+      if (l->codes()) {
+        all_dense = false;
+        key.push_back(reinterpret_cast<intptr_t>(l->codes()));
+      } else {
+        all_codes = false;
+        if (l->weight.scalar_type() != torch::kBFloat16 || !l->weight.is_cuda()) return nullptr;
+        key.push_back(reinterpret_cast<intptr_t>(l->weight.data_ptr()));
+        key.push_back(l->weight._version());
+      }
+    }
+  }
+  if (!all_codes && !all_dense) return nullptr;
+  if (stacked_ && key == stacked_key_) return stacked_.get();
+  auto experts = std::make_shared<kernels::cuda::MoeExperts>();
+  torch::NoGradGuard no_grad;
+  if (all_dense) {
+    std::vector<torch::Tensor> gate_up, down;
+    for (const SwiGLU& e : expert_list_) {
+      gate_up.push_back(torch::cat({e->gate->weight, e->up->weight}));
+      down.push_back(e->down->weight);
+    }
+    experts->gate_up_bf16 = torch::stack(gate_up);
+    experts->down_bf16 = torch::stack(down);
+  } else {
+    const bool nvfp4 = expert_list_.front()->gate->codes()->nvfp4();
+    std::vector<torch::Tensor> gu_packed, gu_scale, gu_global, d_packed, d_scale, d_global;
+    for (const SwiGLU& e : expert_list_) {
+      const kernels::Fp4Weight &g = *e->gate->codes(), &u = *e->up->codes(), &d = *e->down->codes();
+      if (g.nvfp4() != nvfp4 || u.nvfp4() != nvfp4 || d.nvfp4() != nvfp4 || !g.packed.is_cuda()) return nullptr;
+      if (nvfp4 && !torch::equal(g.global_scale.cpu(), u.global_scale.cpu())) return nullptr;
+      gu_packed.push_back(torch::cat({g.packed, u.packed}));
+      gu_scale.push_back(torch::cat({g.scale, u.scale}));
+      d_packed.push_back(d.packed);
+      d_scale.push_back(d.scale);
+      if (nvfp4) {
+        gu_global.push_back(g.global_scale.reshape({1}).to(torch::kFloat));
+        d_global.push_back(d.global_scale.reshape({1}).to(torch::kFloat));
+      }
+    }
+    experts->gate_up = {torch::stack(gu_packed), torch::stack(gu_scale), nvfp4 ? torch::cat(gu_global) : torch::Tensor()};
+    experts->down = {torch::stack(d_packed), torch::stack(d_scale), nvfp4 ? torch::cat(d_global) : torch::Tensor()};
+  }
+  stacked_ = experts;
+  stacked_key_ = std::move(key);
+  return stacked_.get();
+#else
+  return nullptr;
+#endif
 }
 
 }  // namespace qerl::models

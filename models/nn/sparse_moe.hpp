@@ -45,11 +45,19 @@ class SparseMoeImpl : public torch::nn::Module {
   // x: [T, H]; indices: [T, K] int64; weights: [T, K] -> [T, H] x's dtype
   torch::Tensor mix_experts(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights);
 
+  // On a CUDA device without gradients: the experts as the grouped kernels
+  // take them (kernels/cuda/fp4_cuda_torch.hpp), stacked once and rebuilt
+  // when any expert weight or its codes change; null when an expert has a
+  // hook, a bias or mixed formats (the per-expert loop runs then).
+  const void* stacked_experts();
+
   int64_t num_experts_;
   int64_t top_k_;
   bool norm_topk_prob_;
   bool float32_mixing_weights_;
   std::vector<SwiGLU> expert_list_;
+  std::shared_ptr<void> stacked_;  // kernels::cuda::MoeExperts (CUDA builds)
+  std::vector<int64_t> stacked_key_;
 };
 TORCH_MODULE(SparseMoe);
 
