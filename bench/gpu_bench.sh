@@ -7,8 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
+mkdir -p build-cuda
 QERL_BUILD_TARGETS="qerl_kernels_tests qerl_kernels_cuda_tests qerl_nn_tests fp4_bench" \
-  bash scripts/build_cuda_host.sh "${1:-debs}" -DCMAKE_BUILD_TYPE=Release | tail -5
+  bash scripts/build_cuda_host.sh "${1:-debs}" -DCMAKE_BUILD_TYPE=Release > build-cuda/build.log 2>&1 ||
+  { tail -80 build-cuda/build.log; exit 1; }
+grep -E "warning|spill" build-cuda/build.log | grep -v "^--" | head -20 || true
 export LD_LIBRARY_PATH="$(cd "${1:-debs}" && pwd)/prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader || true
 status=0
