@@ -23,4 +23,9 @@ echo "== kernel tests (CPU reference)"
 OMP_NUM_THREADS=4 build-cuda/tests/kernels/qerl_kernels_tests || status=1
 echo "== fp4_bench"
 build-cuda/bench/fp4_bench || status=1
+if [ "${QERL_SANITIZE:-0}" = 1 ]; then  # memcheck on the ragged-shape cases (slow)
+  echo "== compute-sanitizer memcheck"
+  compute-sanitizer --tool memcheck --error-exitcode 9 build-cuda/tests/kernels/qerl_kernels_cuda_tests \
+    -tc="*odd multiple*,*empty experts*,*MoE experts forward*" || status=1
+fi
 exit $status
