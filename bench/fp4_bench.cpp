@@ -211,12 +211,26 @@ void moe(double copy_gbs) {
 
 }  // namespace
 
-int main() {
+// `fp4_bench one N K M`: a few NVFP4 W4A16 calls of one shape and nothing
+// else, for profiling one kernel under ncu.
+int one_shape(int64_t N, int64_t K, int64_t M) {
+  const torch::Tensor w = torch::randn({N, K}, bf16_cuda()) * 0.02;
+  const Nvfp4Weight q = nvfp4_quantize(w);
+  const Fp4Weight nv{q.packed, q.block_scale, q.global_scale};
+  const torch::Tensor x = torch::randn({M, K}, bf16_cuda());
+  const double us = time_us([&] { fp4_linear(x, nv, torch::Tensor()); }, 5);
+  std::printf("NVFP4 W4A16 %lldx%lld M=%lld: %.1f us\n", (long long)N, (long long)K, (long long)M, us);
+  return 0;
+}
+
+int main(int argc, char** argv) {
   if (!torch::cuda::is_available()) {
     std::printf("fp4_bench: no CUDA device visible; nothing measured\n");
     return 1;
   }
   torch::NoGradGuard no_grad;
+  if (argc == 5 && std::string(argv[1]) == "one")
+    return one_shape(std::stoll(argv[2]), std::stoll(argv[3]), std::stoll(argv[4]));
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   const double copy_gbs = copy_bandwidth_gbs();

@@ -23,6 +23,12 @@ echo "== kernel tests (CPU reference)"
 OMP_NUM_THREADS=4 build-cuda/tests/kernels/qerl_kernels_tests || status=1
 echo "== fp4_bench"
 build-cuda/bench/fp4_bench || status=1
+if [ -n "${QERL_NCU:-}" ]; then  # e.g. QERL_NCU="4096 4096 1": one W4A16 launch under ncu
+  echo "== ncu fp4_mma_kernel $QERL_NCU"
+  ncu --kernel-name regex:fp4_mma --launch-skip 3 --launch-count 1 --section SpeedOfLight \
+    --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy --section WarpStateStats \
+    build-cuda/bench/fp4_bench one $QERL_NCU 2>&1 | grep -vE "^==PROF==|^\s*$" | tail -80 || true
+fi
 if [ "${QERL_SANITIZE:-0}" = 1 ]; then  # memcheck on the ragged-shape cases (slow)
   echo "== compute-sanitizer memcheck"
   compute-sanitizer --tool memcheck --error-exitcode 9 build-cuda/tests/kernels/qerl_kernels_cuda_tests \
