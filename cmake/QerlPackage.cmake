@@ -18,7 +18,7 @@ set(QERL_VERSION 0.1.0)
 
 # The plugin API's roots; everything they include from the tree is covered
 # by the ABI version and installed.
-qerl_generate_plugin_abi_header(runtime/plugin_api.hpp actors/payloads.hpp)
+qerl_generate_plugin_abi_header(runtime/plugin_api.hpp actors/payloads.hpp actors/payload_wire.hpp)
 message(STATUS "qerl plugin ABI version ${QERL_PLUGIN_ABI_VERSION}")
 target_include_directories(qerl_include INTERFACE $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/generated>)
 

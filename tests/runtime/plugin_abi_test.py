@@ -19,11 +19,11 @@ import pathlib
 import re
 import sys
 
-ROOTS = ["runtime/plugin_api.hpp", "actors/payloads.hpp"]
+ROOTS = ["runtime/plugin_api.hpp", "actors/payloads.hpp", "actors/payload_wire.hpp"]
 MUST_COVER = [
     "dsl/pipeline_spec.hpp", "dsl/schema.hpp", "dsl/value.hpp", "actors/payloads.hpp",
     "runtime/stage.hpp", "runtime/payload.hpp", "runtime/stage_registry.hpp",
-    "runtime/plugin.hpp", "runtime/plugin_api.hpp",
+    "runtime/plugin.hpp", "runtime/plugin_api.hpp", "runtime/wire.hpp",
 ]
 INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"', re.M)
 
