@@ -142,16 +142,20 @@ const void* SparseMoeImpl::stacked_experts() {
       if (g.nvfp4() != nvfp4 || u.nvfp4() != nvfp4 || d.nvfp4() != nvfp4 || !g.packed.is_cuda()) return nullptr;
       if (nvfp4 && !torch::equal(g.global_scale.cpu(), u.global_scale.cpu())) return nullptr;
       gu_packed.push_back(torch::cat({g.packed, u.packed}));
-      gu_scale.push_back(torch::cat({g.scale, u.scale}));
+      // E4M3 scales as bytes: cat/stack need not support float8.
+      gu_scale.push_back(torch::cat({g.scale.view(torch::kUInt8), u.scale.view(torch::kUInt8)}));
       d_packed.push_back(d.packed);
-      d_scale.push_back(d.scale);
+      d_scale.push_back(d.scale.view(torch::kUInt8));
       if (nvfp4) {
         gu_global.push_back(g.global_scale.reshape({1}).to(torch::kFloat));
         d_global.push_back(d.global_scale.reshape({1}).to(torch::kFloat));
       }
     }
-    experts->gate_up = {torch::stack(gu_packed), torch::stack(gu_scale), nvfp4 ? torch::cat(gu_global) : torch::Tensor()};
-    experts->down = {torch::stack(d_packed), torch::stack(d_scale), nvfp4 ? torch::cat(d_global) : torch::Tensor()};
+    const torch::ScalarType scale_type = nvfp4 ? torch::kFloat8_e4m3fn : torch::kUInt8;
+    experts->gate_up = {torch::stack(gu_packed), torch::stack(gu_scale).view(scale_type),
+                        nvfp4 ? torch::cat(gu_global) : torch::Tensor()};
+    experts->down = {torch::stack(d_packed), torch::stack(d_scale).view(scale_type),
+                     nvfp4 ? torch::cat(d_global) : torch::Tensor()};
   }
   stacked_ = experts;
   stacked_key_ = std::move(key);
