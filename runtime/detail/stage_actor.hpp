@@ -26,7 +26,12 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/behavior.hpp>
+#include <caf/error.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/save_callback.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <cstdint>
@@ -41,6 +46,7 @@
 #include "runtime/device_lease.hpp"
 #include "runtime/stage.hpp"
 #include "runtime/stage_registry.hpp"
+#include "runtime/wire.hpp"
 
 namespace qerl::runtime::detail {
 
@@ -59,6 +65,35 @@ struct PortMessage {
   int64_t weight_version = 0;
   PayloadPtr payload;  // null: the producer has no message for this step (resumed runs)
 };
+
+// CAF inspection of a PortMessage, for messages that leave the process: the
+// payload travels as its wire encoding (runtime/wire.hpp; empty = null);
+// bytes that do not decode become a CAF error naming the port and field.
+// Inside one process CAF passes the message by reference and never calls this.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, PortMessage& x) {
+  std::vector<uint8_t> bytes;
+  auto save = caf::meta::save_callback([&]() -> caf::error {
+    try {
+      if (x.payload) bytes = wire::encode_payload(*x.payload);
+    } catch (const std::exception& e) {
+      return caf::make_error(caf::sec::invalid_argument, std::string(e.what()));
+    }
+    return caf::none;
+  });
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    try {
+      x.payload = bytes.empty() ? nullptr
+                                : wire::decode_payload(bytes.data(), bytes.size(),
+                                                       "message for port '" + x.port.substr(0, 64) + "'");
+    } catch (const std::exception& e) {
+      return caf::make_error(caf::sec::invalid_argument, std::string(e.what()));
+    }
+    return caf::none;
+  });
+  return f(caf::meta::type_name("qerl.port_message"), x.port, x.producer_replica, x.step, x.weight_version, save,
+           bytes, load);
+}
 
 // One outgoing edge: which output port goes to which consumer port, on
 // every replica of the consumer (index = consumer replica).
@@ -122,6 +157,5 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageActor
 
 }  // namespace qerl::runtime::detail
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(qerl::runtime::detail::PortMessage)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(qerl::runtime::detail::Wiring)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(qerl::runtime::FiringReport)

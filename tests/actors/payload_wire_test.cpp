@@ -7,11 +7,16 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <random>
+
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
 
 #include "actors/payload_wire.hpp"
 #include "actors/payloads.hpp"
 #include "common/error.hpp"
+#include "runtime/detail/stage_actor.hpp"
 #include "tests/actors/test_batches.hpp"
 
 using namespace qerl;
@@ -218,4 +223,53 @@ TEST_CASE("wire: a payload type without a codec cannot leave its process") {
   } catch (const qerl::Error& e) {
     CHECK(std::string(e.what()).find("has no wire codec") != std::string::npos);
   }
+}
+
+TEST_CASE("wire: a PortMessage carrying a RolloutBatch through CAF's binary serializer, intact and corrupted") {
+  register_payload_codecs();
+  runtime::detail::PortMessage msg;
+  msg.port = "samples";
+  msg.producer_replica = 1;
+  msg.step = 41;
+  msg.weight_version = 40;
+  const auto batch = random_rollout(35);
+  msg.payload = batch;
+  std::vector<char> buf;
+  caf::binary_serializer sink{static_cast<caf::execution_unit*>(nullptr), buf};
+  REQUIRE_FALSE(sink(msg));
+
+  runtime::detail::PortMessage back;
+  caf::binary_deserializer source{static_cast<caf::execution_unit*>(nullptr), buf};
+  REQUIRE_FALSE(source(back));
+  CHECK(back.port == "samples");
+  CHECK(back.producer_replica == 1);
+  CHECK(back.step == 41);
+  CHECK(back.weight_version == 40);
+  const auto got = std::dynamic_pointer_cast<const RolloutBatch>(back.payload);
+  REQUIRE(got);
+  CHECK(same(got->tokens, batch->tokens));
+  CHECK(got->responses == batch->responses);
+
+  runtime::detail::PortMessage empty;  // no payload for this step (resumed runs)
+  std::vector<char> ebuf;
+  caf::binary_serializer esink{static_cast<caf::execution_unit*>(nullptr), ebuf};
+  REQUIRE_FALSE(esink(empty));
+  runtime::detail::PortMessage eback;
+  eback.payload = batch;
+  caf::binary_deserializer esource{static_cast<caf::execution_unit*>(nullptr), ebuf};
+  REQUIRE_FALSE(esource(eback));
+  CHECK(eback.payload == nullptr);
+
+  // The payload's magic overwritten: a CAF error naming the port and the field, no exception.
+  std::vector<char> bad = buf;
+  const std::string marker = "QRLW";
+  auto at = std::search(bad.begin(), bad.end(), marker.begin(), marker.end());
+  REQUIRE(at != bad.end());
+  *at = 'X';
+  runtime::detail::PortMessage refused;
+  caf::binary_deserializer bad_source{static_cast<caf::execution_unit*>(nullptr), bad};
+  const caf::error err = bad_source(refused);
+  REQUIRE(err);
+  const std::string text = caf::to_string(err) + caf::to_string(err.context());
+  CHECK(text.find("message for port 'samples': magic: not a qerl payload message") != std::string::npos);
 }
