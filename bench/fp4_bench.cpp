@@ -2,13 +2,17 @@
 // run (device-to-device copy bandwidth, bf16 torch::matmul rate) and against
 // LibTorch/cuBLAS bf16 baselines, on the shapes of issue 15. Prints
 // markdown tables. Built in QERL_CUDA builds; run by bench/gpu_bench.sh.
+#include <ATen/cuda/CUDAGraph.h>
 #include <ATen/ops/_grouped_mm.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -22,17 +26,24 @@ using namespace qerl::kernels;
 
 namespace {
 
-// Median over `reps` timed runs (CUDA events) of `fn`, after warm-up, in microseconds.
-double time_us(const std::function<void()>& fn, int reps = 30) {
-  for (int i = 0; i < 3; ++i) fn();
+// Two clocks. Both warm up first and take the median of `reps` samples.
+// eager_us: CUDA events around `calls` back-to-back calls of fn(i), no host
+//   synchronisation between them: the time per call a LibTorch user sees,
+//   host dispatch included when it is longer than the GPU's work.
+// graph_us: the same calls captured once in a CUDA graph and replayed: the
+//   GPU's time per call with launch gaps shrunk (how the rollout engine runs
+//   decode steps). fn must not read device memory on the host.
+// fn(i) takes the call's index so that a caller can rotate over input copies
+// that together exceed the L2 cache (otherwise repeated calls time the cache).
+double median_event_us(const std::function<void()>& region, int reps) {
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  std::vector<double> samples;
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
-  for (int i = 0; i < reps; ++i) {
+  std::vector<double> samples;
+  for (int r = 0; r < reps; ++r) {
     cudaEventRecord(start, stream);
-    fn();
+    region();
     cudaEventRecord(stop, stream);
     cudaEventSynchronize(stop);
     float ms = 0;
@@ -45,6 +56,31 @@ double time_us(const std::function<void()>& fn, int reps = 30) {
   return samples[samples.size() / 2];
 }
 
+double eager_us(const std::function<void(int)>& fn, int calls = 20, int reps = 5) {
+  for (int i = 0; i < 3; ++i) fn(i);
+  return median_event_us([&] { for (int i = 0; i < calls; ++i) fn(i); }, reps) / calls;
+}
+
+double graph_us(const std::function<void(int)>& fn, int calls = 20, int reps = 7) {
+  const c10::cuda::CUDAStreamGuard side(c10::cuda::getStreamFromPool());
+  for (int i = 0; i < 3; ++i) fn(i);
+  torch::cuda::synchronize();
+  at::cuda::CUDAGraph graph;
+  graph.capture_begin();
+  for (int i = 0; i < calls; ++i) fn(i);
+  graph.capture_end();
+  graph.replay();
+  return median_event_us([&] { graph.replay(); }, reps) / calls;
+}
+
+// How many copies of an input of `bytes` make repeated calls read from DRAM:
+// together at least three times the L2 cache.
+int copies_for(double bytes) {
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  return std::max(1, static_cast<int>(std::ceil(3.0 * prop.l2CacheSize / bytes)));
+}
+
 torch::TensorOptions bf16_cuda() { return torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA); }
 
 double copy_bandwidth_gbs() {
@@ -52,19 +88,21 @@ double copy_bandwidth_gbs() {
   torch::Tensor a = torch::empty({bytes}, torch::TensorOptions().dtype(torch::kUInt8).device(torch::kCUDA));
   torch::Tensor b = torch::empty_like(a);
   a.fill_(1);
-  const double us = time_us([&] { b.copy_(a); }, 20);
+  const double us = graph_us([&](int) { b.copy_(a); }, 10);
   return 2.0 * bytes / us / 1e3;  // read + write
 }
 
 double matmul_tflops() {
   const int64_t n = 8192;
   torch::Tensor a = torch::randn({n, n}, bf16_cuda()), b = torch::randn({n, n}, bf16_cuda());
-  const double us = time_us([&] { torch::matmul(a, b); }, 10);
+  const double us = graph_us([&](int) { torch::matmul(a, b); }, 5);
   return 2.0 * n * n * n / us / 1e6;
 }
 
 void formats(double copy_gbs) {
   std::printf("\n## Pack and fake-quant (bf16 weights)\n\n");
+  std::printf("Times are GPU time per call (CUDA graph replay), except the amax row, whose host read of the scale "
+              "makes it eager.\n\n");
   std::printf("| weight | op | time (us) | bytes moved (MB) | GB/s | %% of copy |\n|---|---|---|---|---|---|\n");
   struct Shape { const char* name; std::vector<int64_t> sizes; };
   for (const Shape& s : {Shape{"4096x14336", {4096, 14336}}, Shape{"60x(2816x2048) experts", {60, 2816, 2048}}}) {
@@ -74,18 +112,20 @@ void formats(double copy_gbs) {
     const double n = static_cast<double>(w.numel());
     const bool experts = w.dim() == 3;
     const float g = nvfp4_global_scale(w2);
-    struct Op { const char* name; double bytes; std::function<void()> fn; };
+    struct Op { const char* name; double bytes; bool host_read; std::function<void(int)> fn; };
     std::vector<Op> ops = {
-        {"amax (global-scale reduction)", 2 * n, [&] { (void)cuda::nvfp4_global_scale(w2); }},
-        {"NVFP4 pack, G given", n * (2 + 0.5 + 1.0 / 16), [&] { cuda::nvfp4_quantize(w2, g); }},
-        {"NVFP4 pack incl. amax pass", n * (2 + 0.5 + 1.0 / 16),
-         [&] { if (experts) cuda::quantize_experts(w, true); else cuda::nvfp4_quantize(w2, std::nullopt); }},
-        {"NVFP4 fake-quant, G given", n * 4, [&] { cuda::nvfp4_fake_quantize(w2, g); }},
-        {"MXFP4 pack", n * (2 + 0.5 + 1.0 / 32), [&] { cuda::mxfp4_quantize(w2, MxScaleRule::compressed_tensors); }},
-        {"MXFP4 fake-quant", n * 4, [&] { cuda::mxfp4_fake_quantize(w2, MxScaleRule::compressed_tensors); }},
+        {"amax (global-scale reduction)", 2 * n, true, [&](int) { (void)cuda::nvfp4_global_scale(w2); }},
+        {"NVFP4 pack, G given", n * (2 + 0.5 + 1.0 / 16), false, [&](int) { cuda::nvfp4_quantize(w2, g); }},
+        {"NVFP4 pack incl. amax pass", n * (2 + 0.5 + 1.0 / 16), false,
+         [&](int) { if (experts) cuda::quantize_experts(w, true); else cuda::nvfp4_quantize(w2, std::nullopt); }},
+        {"NVFP4 fake-quant, G given", n * 4, false, [&](int) { cuda::nvfp4_fake_quantize(w2, g); }},
+        {"MXFP4 pack", n * (2 + 0.5 + 1.0 / 32), false,
+         [&](int) { cuda::mxfp4_quantize(w2, MxScaleRule::compressed_tensors); }},
+        {"MXFP4 fake-quant", n * 4, false,
+         [&](int) { cuda::mxfp4_fake_quantize(w2, MxScaleRule::compressed_tensors); }},
     };
     for (const Op& op : ops) {
-      const double us = time_us(op.fn, 20);
+      const double us = op.host_read ? eager_us(op.fn, 5) : graph_us(op.fn, 5);
       const double gbs = op.bytes / us / 1e3;
       std::printf("| %s | %s | %.1f | %.1f | %.0f | %.1f %% |\n", s.name, op.name, us, op.bytes / 1e6, gbs,
                   100.0 * gbs / copy_gbs);
@@ -101,10 +141,16 @@ void formats(double copy_gbs) {
   }
 }
 
+Fp4Weight clone(const Fp4Weight& w) {
+  return {w.packed.clone(), w.scale.clone(), w.global_scale.defined() ? w.global_scale.clone() : torch::Tensor()};
+}
+
 void matmuls(double copy_gbs, double tflops) {
   std::printf("\n## W4A16 matmul vs bf16 torch::matmul (cuBLAS)\n\n");
-  std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 %% of BW floor | "
-              "NVFP4 %% of bf16 matmul rate |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("GPU time per call (CUDA graph replay, weights rotated over copies that exceed L2 three times); "
+              "'eager' is the same NVFP4 call timed back to back without a graph (host dispatch included).\n\n");
+  std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 eager (us) | "
+              "NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {2816, 2048}, {2048, 1408}};
   for (const auto& [N, K] : shapes) {
     torch::manual_seed(2);
@@ -112,17 +158,26 @@ void matmuls(double copy_gbs, double tflops) {
     const Nvfp4Weight nq = nvfp4_quantize(w);
     const Mxfp4Weight mq = mxfp4_quantize(w);
     const Fp4Weight nv{nq.packed, nq.block_scale, nq.global_scale}, mx{mq.packed, mq.scale, torch::Tensor()};
+    std::vector<torch::Tensor> ws{w};
+    std::vector<Fp4Weight> nvs{nv}, mxs{mx};
+    while (static_cast<int>(ws.size()) < copies_for(2.0 * N * K)) ws.push_back(w.clone());
+    while (static_cast<int>(nvs.size()) < copies_for(static_cast<double>(nv.bytes()))) {
+      nvs.push_back(clone(nv));
+      mxs.push_back(clone(mx));
+    }
+    const auto n_ws = ws.size(), n_fp4 = nvs.size();
     for (const int64_t M : {1, 4, 16, 64, 256, 4096}) {
       const torch::Tensor x = torch::randn({M, K}, bf16_cuda());
       const torch::Tensor none;
-      const double t_bf16 = time_us([&] { torch::matmul(x, w.t()); });
-      const double t_nv = time_us([&] { fp4_linear(x, nv, none); });
-      const double t_mx = time_us([&] { fp4_linear(x, mx, none); });
+      const double t_bf16 = graph_us([&](int i) { torch::matmul(x, ws[i % n_ws].t()); });
+      const double t_nv = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
+      const double t_mx = graph_us([&](int i) { fp4_linear(x, mxs[i % n_fp4], none); });
+      const double t_eager = eager_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
       const double floor_us = (static_cast<double>(nv.bytes()) + 2.0 * M * (K + N)) / copy_gbs / 1e3;
       const double flops_us = 2.0 * M * N * K / tflops / 1e6;
-      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.0f %% | %.0f %% |\n", (long long)N,
-                  (long long)K, (long long)M, t_bf16, t_nv, t_bf16 / t_nv, t_mx, t_bf16 / t_mx, 100 * floor_us / t_nv,
-                  100 * flops_us / t_nv);
+      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.0f %% | %.0f %% |\n",
+                  (long long)N, (long long)K, (long long)M, t_bf16, t_nv, t_bf16 / t_nv, t_mx, t_bf16 / t_mx,
+                  t_eager, 100 * floor_us / t_nv, 100 * flops_us / t_nv);
     }
   }
 }
@@ -131,9 +186,13 @@ void matmuls(double copy_gbs, double tflops) {
 // 1408, shared expert 5632 (with its sigmoid gate).
 void moe(double copy_gbs) {
   std::printf("\n## Qwen1.5-MoE-A2.7B MoE layer (60 experts top-4, H 2048, I 1408, shared 5632)\n\n");
-  std::printf("| tokens | experts touched | per-expert loop bf16 (us) | grouped bf16 (us) | grouped W4A16 NVFP4 (us) | "
-              "loop / grouped bf16 | bf16 / W4A16 | bf16 %% of floor | W4A16 %% of floor |\n"
-              "|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("Routing, experts, top-k mixing and the shared expert. Eager: back-to-back calls as LibTorch runs "
+              "them (the loop reads per-expert counts on the host, so it cannot be graphed); graph: GPU time per "
+              "call in a CUDA graph replay.\n\n");
+  std::printf("| tokens | experts touched | per-expert loop bf16, eager (us) | grouped bf16, eager | "
+              "grouped W4A16 NVFP4, eager | grouped bf16, graph | grouped W4A16, graph | loop / grouped bf16 (eager) | "
+              "bf16 / W4A16 (graph) | bf16 %% of floor | W4A16 %% of floor |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|\n");
   const int64_t E = 60, H = 2048, I = 1408, S = 5632, top_k = 4;
   torch::manual_seed(3);
   const torch::Tensor gate_up = torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02;
@@ -196,30 +255,45 @@ void moe(double copy_gbs) {
                                    fp4_linear(swiglu(fp4_linear(x, shared_gu_q, none)), shared_d_q, none);
       return cuda::moe_experts_forward(x, idx, wts, fp4_experts) + shared;
     };
-    const double t_loop = time_us([&] { loop(); }, 10);
-    const double t_bf16 = time_us([&] { grouped_bf16(); }, 20);
-    const double t_fp4 = time_us([&] { grouped_fp4(); }, 20);
+    const double t_loop = eager_us([&](int) { loop(); }, 3);
+    const double t_bf16_eager = eager_us([&](int) { grouped_bf16(); }, 10);
+    const double t_fp4_eager = eager_us([&](int) { grouped_fp4(); }, 10);
+    const double t_bf16 = graph_us([&](int) { grouped_bf16(); }, 5);
+    const double t_fp4 = graph_us([&](int) { grouped_fp4(); }, 5);
     const int64_t touched = std::get<0>(at::_unique(route().second.reshape({-1}))).numel();
     const double expert_bf16 = 3.0 * I * H * 2, shared_bytes = 3.0 * S * H * 2;
     const double floor_bf16 = (touched * expert_bf16 + shared_bytes) / copy_gbs / 1e3;
     const double floor_fp4 = (touched * expert_bf16 + shared_bytes) * (0.5 + 1.0 / 16) / 2 / copy_gbs / 1e3;
-    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f %% | %.0f %% |\n", (long long)T,
-                (long long)touched, t_loop, t_bf16, t_fp4, t_loop / t_bf16, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
-                100 * floor_fp4 / t_fp4);
+    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f %% | %.0f %% |\n", (long long)T,
+                (long long)touched, t_loop, t_bf16_eager, t_fp4_eager, t_bf16, t_fp4, t_loop / t_bf16_eager,
+                t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16, 100 * floor_fp4 / t_fp4);
   }
 }
 
 }  // namespace
 
-// `fp4_bench one N K M`: a few NVFP4 W4A16 calls of one shape and nothing
-// else, for profiling one kernel under ncu.
-int one_shape(int64_t N, int64_t K, int64_t M) {
-  const torch::Tensor w = torch::randn({N, K}, bf16_cuda()) * 0.02;
-  const Nvfp4Weight q = nvfp4_quantize(w);
-  const Fp4Weight nv{q.packed, q.block_scale, q.global_scale};
-  const torch::Tensor x = torch::randn({M, K}, bf16_cuda());
-  const double us = time_us([&] { fp4_linear(x, nv, torch::Tensor()); }, 5);
-  std::printf("NVFP4 W4A16 %lldx%lld M=%lld: %.1f us\n", (long long)N, (long long)K, (long long)M, us);
+// `fp4_bench profile`: each kernel of the tables a few times on fresh
+// inputs and nothing else, for ncu (bench/gpu_bench.sh with QERL_NCU=1).
+int profile() {
+  torch::manual_seed(4);
+  const torch::Tensor big = torch::randn({4096, 14336}, bf16_cuda()) * 0.02;
+  const float g = nvfp4_global_scale(big);
+  for (int i = 0; i < 2; ++i) {
+    cuda::nvfp4_quantize(big, g);
+    cuda::nvfp4_quantize(big, std::nullopt);
+    cuda::nvfp4_fake_quantize(big, g);
+    cuda::mxfp4_quantize(big, MxScaleRule::compressed_tensors);
+  }
+  for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {14336, 4096}}) {
+    const Nvfp4Weight q = nvfp4_quantize(torch::randn({N, K}, bf16_cuda()) * 0.02);
+    const Fp4Weight nv{q.packed, q.block_scale, q.global_scale};
+    for (const int64_t M : {1, 16, 64}) {
+      const torch::Tensor x = torch::randn({M, K}, bf16_cuda());
+      for (int i = 0; i < 2; ++i) fp4_linear(x, nv, torch::Tensor());
+    }
+  }
+  torch::cuda::synchronize();
+  std::printf("fp4_bench profile: done\n");
   return 0;
 }
 
@@ -229,8 +303,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   torch::NoGradGuard no_grad;
-  if (argc == 5 && std::string(argv[1]) == "one")
-    return one_shape(std::stoll(argv[2]), std::stoll(argv[3]), std::stoll(argv[4]));
+  if (argc == 2 && std::string(argv[1]) == "profile") return profile();
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   const double copy_gbs = copy_bandwidth_gbs();

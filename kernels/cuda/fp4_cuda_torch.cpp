@@ -93,24 +93,24 @@ NvResult nvfp4_run(const torch::Tensor& w, int64_t batch, std::optional<float> g
 
 // Autograd of the quantized Linear on the GPU: forward through the kernel,
 // backward to x (and bias) through dequant(W) and cuBLAS; W is frozen.
+// A C++ autograd Function records every tensor argument and rejects an
+// undefined one, so the bias is added outside it and an MXFP4 weight's absent
+// global scale travels as an empty tensor.
 struct Fp4LinearFunction : torch::autograd::Function<Fp4LinearFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& bias, const torch::Tensor& packed, const torch::Tensor& scale,
-                               const torch::Tensor& global) {
+                               const torch::Tensor& packed, const torch::Tensor& scale, const torch::Tensor& global) {
     ctx->save_for_backward({packed, scale, global});
-    ctx->saved_data["bias"] = bias.defined();
     torch::NoGradGuard no_grad;
-    return fp4_linear_bf16(x, Fp4Weight{packed, scale, global}, bias);
+    return fp4_linear_bf16(x, weight_of(packed, scale, global), torch::Tensor());
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const Fp4Weight w{saved[0], saved[1], saved[2]};
-    const torch::Tensor& dy = grads[0];
-    const torch::Tensor dx = torch::matmul(dy, fp4_dequantize_bf16(w));
-    torch::Tensor db;
-    if (ctx->saved_data["bias"].toBool()) db = dy.reshape({-1, dy.size(-1)}).sum(0);
-    return {dx, db, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const torch::Tensor dx = torch::matmul(grads[0], fp4_dequantize_bf16(weight_of(saved[0], saved[1], saved[2])));
+    return {dx, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+  static Fp4Weight weight_of(const torch::Tensor& packed, const torch::Tensor& scale, const torch::Tensor& global) {
+    return {packed, scale, global.numel() == 0 ? torch::Tensor() : global};
   }
 };
 
@@ -198,8 +198,12 @@ torch::Tensor fp4_linear_bf16(const torch::Tensor& x, const Fp4Weight& w, const 
   if (x.size(-1) != K)
     throw Error("fp4_linear_bf16: input " + describe(x) + " has " + std::to_string(x.size(-1)) +
                 " features, the weight takes " + std::to_string(K));
-  if (torch::GradMode::is_enabled() && (x.requires_grad() || (bias.defined() && bias.requires_grad())))
-    return Fp4LinearFunction::apply(x, bias, w.packed, w.scale, w.global_scale);
+  if (torch::GradMode::is_enabled() && (x.requires_grad() || (bias.defined() && bias.requires_grad()))) {
+    const torch::Tensor global =
+        w.global_scale.defined() ? w.global_scale : torch::empty({0}, w.packed.options().dtype(torch::kFloat));
+    const torch::Tensor y = Fp4LinearFunction::apply(x, w.packed, w.scale, global);
+    return bias.defined() ? y + bias.to(y.scalar_type()) : y;
+  }
   const c10::cuda::CUDAGuard guard(x.device());
   torch::Tensor rows = x.reshape({-1, K}).contiguous();
   if (reinterpret_cast<uintptr_t>(rows.data_ptr()) % 16 != 0) rows = rows.clone();

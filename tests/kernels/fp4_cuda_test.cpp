@@ -153,6 +153,23 @@ TEST_CASE("CUDA W4A16 linear: K an odd multiple of 16 (NVFP4), 3-D input, gradie
   CHECK(relative_error(grads[1], upstream.to(torch::kFloat).sum(std::vector<int64_t>{0, 1})) < 1e-2);
 }
 
+TEST_CASE("CUDA W4A16 linear with gradients: no bias, NVFP4 and MXFP4 (no global scale)") {
+  if (!gpu()) return;
+  torch::manual_seed(851);
+  for (const bool nvfp4 : {true, false}) {
+    CAPTURE(nvfp4);
+    const Fp4Weight cpu = quantized(torch::randn({45, 192}) * 0.2, nvfp4);
+    const torch::Tensor x = torch::randn({5, 192}).to(torch::kBFloat16);
+    const torch::Tensor dense = fp4_dequantize(cpu, torch::kFloat);
+    const torch::Tensor xg = x.cuda().requires_grad_(true);
+    const torch::Tensor y = fp4_linear(xg, cpu.to(torch::kCUDA), torch::Tensor());
+    CHECK(relative_error(y.detach(), torch::matmul(x.to(torch::kFloat), dense.t())) < 1e-2);
+    const torch::Tensor upstream = torch::randn({5, 45}).to(torch::kBFloat16);
+    const auto grads = torch::autograd::grad({y}, {xg}, {upstream.cuda()});
+    CHECK(relative_error(grads[0], torch::matmul(upstream.to(torch::kFloat), dense)) < 1e-2);
+  }
+}
+
 namespace {
 
 // Expert weights [E, N, K] and the per-expert CPU reference of their codes.
