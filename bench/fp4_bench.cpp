@@ -83,13 +83,21 @@ int copies_for(double bytes) {
 
 torch::TensorOptions bf16_cuda() { return torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA); }
 
+// The best of a few large device-to-device copies (cudaMemcpyAsync and
+// LibTorch's copy kernel; 256 MiB and 1 GiB), bytes read + written.
 double copy_bandwidth_gbs() {
-  const int64_t bytes = int64_t(1) << 30;
-  torch::Tensor a = torch::empty({bytes}, torch::TensorOptions().dtype(torch::kUInt8).device(torch::kCUDA));
-  torch::Tensor b = torch::empty_like(a);
-  a.fill_(1);
-  const double us = graph_us([&](int) { b.copy_(a); }, 10);
-  return 2.0 * bytes / us / 1e3;  // read + write
+  double best = 0;
+  for (const int64_t bytes : {int64_t(256) << 20, int64_t(1) << 30}) {
+    torch::Tensor a = torch::empty({bytes}, torch::TensorOptions().dtype(torch::kUInt8).device(torch::kCUDA));
+    torch::Tensor b = torch::empty_like(a);
+    a.fill_(1);
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const double memcpy_us = eager_us(
+        [&](int) { cudaMemcpyAsync(b.data_ptr(), a.data_ptr(), bytes, cudaMemcpyDeviceToDevice, stream); }, 5, 7);
+    const double copy_us = eager_us([&](int) { b.copy_(a); }, 5, 7);
+    best = std::max(best, 2.0 * bytes / std::min(memcpy_us, copy_us) / 1e3);
+  }
+  return best;
 }
 
 double matmul_tflops() {
@@ -287,10 +295,20 @@ int profile() {
   for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {14336, 4096}}) {
     const Nvfp4Weight q = nvfp4_quantize(torch::randn({N, K}, bf16_cuda()) * 0.02);
     const Fp4Weight nv{q.packed, q.block_scale, q.global_scale};
-    for (const int64_t M : {1, 16, 64}) {
+    for (const int64_t M : {1, 16, 64, 4096}) {
       const torch::Tensor x = torch::randn({M, K}, bf16_cuda());
       for (int i = 0; i < 2; ++i) fp4_linear(x, nv, torch::Tensor());
     }
+  }
+  // The A2.7B experts at 32 tokens (decode kernel) and 2048 (dequantize + grouped GEMM).
+  const int64_t E = 60, H = 2048, I = 1408, top_k = 4;
+  cuda::MoeExperts experts;
+  experts.gate_up = cuda::quantize_experts(torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02, true);
+  experts.down = cuda::quantize_experts(torch::randn({E, H, I}, bf16_cuda()) * 0.02, true);
+  for (const int64_t T : {32, 2048}) {
+    const torch::Tensor x = torch::randn({T, H}, bf16_cuda());
+    auto [wts, idx] = torch::softmax(torch::randn({T, E}, bf16_cuda()).to(torch::kFloat), -1).topk(top_k, -1);
+    for (int i = 0; i < 2; ++i) cuda::moe_experts_forward(x, idx, wts, experts);
   }
   torch::cuda::synchronize();
   std::printf("fp4_bench profile: done\n");

@@ -23,13 +23,13 @@ echo "== kernel tests (CPU reference; the compressed-tensors parity case needs t
 OMP_NUM_THREADS=4 build-cuda/tests/kernels/qerl_kernels_tests -tce="*compressed-tensors*" || status=1
 echo "== fp4_bench"
 build-cuda/bench/fp4_bench || status=1
-if [ "${QERL_NCU:-0}" = 1 ]; then  # every kernel of `fp4_bench profile` under ncu: time, DRAM, SM, occupancy
+if [ "${QERL_NCU:-0}" = 1 ]; then  # every kernel of `fp4_bench profile` under ncu (clocks as found, like the bench): time, DRAM, SM, occupancy
   echo "== ncu (fp4_bench profile)"
   metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum
   metrics+=,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed
   metrics+=,launch__registers_per_thread,launch__grid_size,launch__block_size
   metrics+=,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active
-  ncu --csv --metrics "$metrics" build-cuda/bench/fp4_bench profile > build-cuda/ncu.csv 2> build-cuda/ncu.err || status=1
+  ncu --clock-control none --csv --metrics "$metrics" build-cuda/bench/fp4_bench profile > build-cuda/ncu.csv 2> build-cuda/ncu.err || status=1
   python3 bench/ncu_table.py build-cuda/ncu.csv || { tail -20 build-cuda/ncu.err; status=1; }
 fi
 if [ "${QERL_SANITIZE:-0}" = 1 ]; then  # memcheck on the ragged-shape cases (slow)

@@ -8,6 +8,10 @@ import sys
 from collections import OrderedDict
 
 
+# LibTorch kernels that only make the profile's random inputs.
+SETUP_KERNELS = ("distribution_", "FillFunctor", "MulFunctor")
+
+
 def main(path):
     rows = OrderedDict()
     with open(path, newline="") as f:
@@ -22,7 +26,7 @@ def main(path):
     def num(m, name, scale=1.0):
         unit, value = m.get(name, ("", "nan"))
         v = float(value)
-        factor = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "byte": 1e-6, "Kbyte": 1e-3, "Mbyte": 1.0,
+        factor = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "byte": 1e-6, "Kbyte": 1e-3, "Mbyte": 1.0,
                   "Gbyte": 1e3}.get(unit, 1.0)
         return v * factor * scale
 
@@ -30,6 +34,8 @@ def main(path):
           "SM % of peak | warps active % | issue active % |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (kid, name), m in rows.items():
+        if any(setup in name for setup in SETUP_KERNELS):
+            continue
         short = re.sub(r"\(.*", "", name)
         short = re.sub(r"^(void )?(qerl::kernels::cuda::)?(\(anonymous namespace\)::)?", "", short)
         template = re.search(r"<([^>]*)>", name)

@@ -268,6 +268,34 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
   return y;
 }
 
+namespace {
+
+// [E, N, K] bf16 of every expert's codes, one launch (the prefill path).
+torch::Tensor dequantize_experts(const Fp4Experts& w) {
+  const int64_t E = w.packed.size(0), N = w.packed.size(1), K = w.packed.size(2) * 2;
+  const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.contiguous();
+  torch::Tensor out = torch::empty({E, N, K}, packed.options().dtype(torch::kBFloat16));
+  check(fp4_dequantize(bytes(packed), bytes(scale), w.nvfp4() ? w.global_scale.data_ptr<float>() : nullptr, E, N, K,
+                       true, out.data_ptr(), stream()),
+        "dequantize_experts");
+  return out;
+}
+
+// One grouped projection of the sorted rows: the W4A16 decode kernel while
+// experts get few rows each; past decode_rows_max rows per expert, where
+// that kernel would re-read each expert's codes once per 64 rows, the
+// experts are dequantized once and multiplied by LibTorch's grouped GEMM.
+torch::Tensor grouped_projection(const torch::Tensor& rows, const ExpertRouting& routing, const Fp4Experts& codes,
+                                 const torch::Tensor& dense, int64_t hint) {
+  const int64_t E = routing.offsets.size(0) - 1;
+  if (dense.defined()) return at::_grouped_mm(rows, dense.transpose(1, 2), routing.offsets.narrow(0, 1, E));
+  if (hint > decode_rows_max)
+    return at::_grouped_mm(rows, dequantize_experts(codes).transpose(1, 2), routing.offsets.narrow(0, 1, E));
+  return fp4_grouped_linear(rows, routing, codes, hint);
+}
+
+}  // namespace
+
 torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights,
                                   const MoeExperts& experts) {
   if (x.dim() != 2 || x.scalar_type() != torch::kBFloat16 || !x.is_cuda())
@@ -278,20 +306,10 @@ torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& i
   const ExpertRouting routing = sort_by_expert(indices, E);
   const torch::Tensor x_sorted = x.index_select(0, torch::floor_divide(routing.order, top_k));
   const int64_t hint = (2 * T * top_k + E - 1) / E;
-  torch::Tensor h;
-  if (experts.fp4()) {
-    h = fp4_grouped_linear(x_sorted, routing, experts.gate_up, hint);
-  } else {
-    h = at::_grouped_mm(x_sorted, experts.gate_up_bf16.transpose(1, 2), routing.offsets.narrow(0, 1, E));
-  }
+  const torch::Tensor h = grouped_projection(x_sorted, routing, experts.gate_up, experts.gate_up_bf16, hint);
   const int64_t I = h.size(1) / 2;
   const torch::Tensor act = torch::silu(h.narrow(1, 0, I)) * h.narrow(1, I, I);
-  torch::Tensor out_sorted;
-  if (experts.fp4()) {
-    out_sorted = fp4_grouped_linear(act, routing, experts.down, hint);
-  } else {
-    out_sorted = at::_grouped_mm(act, experts.down_bf16.transpose(1, 2), routing.offsets.narrow(0, 1, E));
-  }
+  const torch::Tensor out_sorted = grouped_projection(act, routing, experts.down, experts.down_bf16, hint);
   if (out_sorted.size(1) != H) throw Error("moe_experts_forward: down projection gives " + describe(out_sorted));
   torch::Tensor out = torch::empty({T, H}, x.options());
   const torch::Tensor w = weights.to(torch::kFloat).contiguous();

@@ -67,7 +67,9 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
 // weights round each weighted term to bf16, as the CPU path does);
 // gate_up [E, 2I, H] (gate rows first) and down [E, H, I], as bf16 tensors
 // (grouped through LibTorch's _grouped_mm) or fp4 codes (the grouped W4A16
-// kernel). -> [T, H] bf16.
+// kernel while experts get at most decode_rows_max rows on average; past
+// that, prefill-sized batches, the codes are dequantized once into a bf16
+// temporary for _grouped_mm). -> [T, H] bf16.
 struct MoeExperts {
   torch::Tensor gate_up_bf16, down_bf16;  // bf16 experts, or
   Fp4Experts gate_up, down;               // their codes

@@ -22,19 +22,27 @@ __device__ __forceinline__ float round_to(bool bf16, float v) { return bf16 ? ro
 
 // E2M1 code of v: nearest magnitude, ties to the even code, saturating at 6;
 // the sign bit only for v < 0 (so -0.0 gives +0, a tiny negative -0); NaN -> 0.
+// Without a chain of compares: the grid's spacing is 0.5 below 2, 1 in [2, 4)
+// and 2 from 4, so the code is base + rint(a * step) (step a power of two,
+// so the product is exact), rint by the 1.5 * 2^23 magic addition (round to
+// nearest even, as the reference's ties), then saturated at 7.
 __device__ __forceinline__ uint32_t e2m1_encode(float v) {
-  if (v != v) return 0;
   const float a = fabsf(v);
-  uint32_t m;
-  if (a <= 0.25f) m = 0;
-  else if (a < 0.75f) m = 1;
-  else if (a <= 1.25f) m = 2;
-  else if (a < 1.75f) m = 3;
-  else if (a <= 2.5f) m = 4;
-  else if (a < 3.5f) m = 5;
-  else if (a <= 5.0f) m = 6;
-  else m = 7;
+  const bool low = a < 2.0f, mid = a < 4.0f;
+  const float step = low ? 2.0f : (mid ? 1.0f : 0.5f);
+  const uint32_t base = low ? 0u : (mid ? 2u : 4u);
+  const uint32_t m = min((__float_as_uint(fmaf(a, step, 12582912.0f)) - 0x4B400000u) + base, 7u);
+  if (v != v) return 0;
   return (v < 0.0f ? 8u : 0u) | m;
+}
+
+// v / d rounded as IEEE division, from r = 1 / d (itself IEEE): the quotient
+// v * r is faithful and one residual step (exact through fma) rounds it
+// correctly (Markstein). One reciprocal per scale group replaces a division
+// per value; the kernel tests check the codes bit for bit against the CPU.
+__device__ __forceinline__ float divide_by(float v, float d, float r) {
+  const float q = v * r;
+  return fmaf(fmaf(-q, d, v), r, q);
 }
 
 // Value of an E2M1 code (low 4 bits). Twice the magnitudes (0, 1, 2, 3, 4,
@@ -92,12 +100,13 @@ __device__ __forceinline__ uint8_t mxfp4_scale_code(float amax, bool ocp) {
 // Eight E2M1 codes (one 32-bit word, element 0 in the low nibble) -> eight
 // bf16 values as four bf16x2 words (element 2i low half of out[i]): the
 // magnitudes' bf16 high and low bytes are looked up with byte permutes
-// (prmt) and the sign bits moved into place.
+// (prmt), and one more permute gathers the sign bits (bit 3 of each nibble)
+// into bits 15 and 31 of each word.
 __device__ __forceinline__ void e2m1x8_to_bf16x8(uint32_t w, uint32_t (&out)[4]) {
   // bf16 of 0, 0.5, 1, 1.5 | 2, 3, 4, 6: 0000 3F00 3F80 3FC0 | 4000 4040 4080 40C0
   constexpr uint32_t hi_lo = 0x3F3F3F00u, hi_hi = 0x40404040u;
   constexpr uint32_t lo_lo = 0xC0800000u, lo_hi = 0xC0804000u;
-  const uint32_t m = w & 0x77777777u;
+  const uint32_t m = w & 0x77777777u, w4 = w << 4;
   uint32_t hi[2], lo[2];
   asm("prmt.b32 %0, %1, %2, %3;" : "=r"(hi[0]) : "r"(hi_lo), "r"(hi_hi), "r"(m));
   asm("prmt.b32 %0, %1, %2, %3;" : "=r"(lo[0]) : "r"(lo_lo), "r"(lo_hi), "r"(m));
@@ -105,11 +114,13 @@ __device__ __forceinline__ void e2m1x8_to_bf16x8(uint32_t w, uint32_t (&out)[4])
   asm("prmt.b32 %0, %1, %2, %3;" : "=r"(lo[1]) : "r"(lo_lo), "r"(lo_hi), "r"(m >> 16));
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    uint32_t v;
+    uint32_t v, sign;
     const uint32_t selector = (i % 2 == 0) ? 0x5140u : 0x7362u;
     asm("prmt.b32 %0, %1, %2, %3;" : "=r"(v) : "r"(lo[i / 2]), "r"(hi[i / 2]), "r"(selector));
-    const uint32_t s = w >> (8 * i);
-    out[i] = v | ((s & 0x8u) << 12) | ((s & 0x80u) << 24);
+    // byte 1 <- byte i of w << 4 (element 2i's sign at bit 15), byte 3 <- byte i of w (element 2i + 1's at bit 31)
+    const uint32_t sign_selector = 0x0000u | (static_cast<uint32_t>(i) << 12) | (static_cast<uint32_t>(4 + i) << 4);
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(sign) : "r"(w), "r"(w4), "r"(sign_selector));
+    out[i] = v | (sign & 0x80008000u);
   }
 }
 

@@ -105,10 +105,15 @@ __global__ void nvfp4_quantize_kernel(const T* __restrict__ w, int64_t groups_pe
 #pragma unroll
     for (int i = 0; i < 16; ++i) amax = fmaxf(amax, fabsf(v[i]));
     const uint8_t s = nvfp4_block_scale(amax, g, bf16);
-    const float eff = e4m3_value(s) / g;
+    const float eff = e4m3_value(s) / g, inv = 1.0f / eff;
+    const bool fast = isfinite(inv);
     uint32_t code[16];
 #pragma unroll
-    for (int i = 0; i < 16; ++i) code[i] = e2m1_encode(v[i] / eff);
+    for (int i = 0; i < 16; ++i) {
+      float q = divide_by(v[i], eff, inv);
+      if (!fast || fabsf(q) < 1e-30f) q = v[i] / eff;  // underflow range: the IEEE quotient's exact sign
+      code[i] = e2m1_encode(q);
+    }
     if constexpr (kFake) {
 #pragma unroll
       for (int i = 0; i < 16; ++i) v[i] = e2m1_value(code[i]) * eff;
@@ -140,9 +145,10 @@ __global__ void mxfp4_quantize_kernel(const T* __restrict__ w, int64_t groups, b
     for (int i = 0; i < 32; ++i) amax = fmaxf(amax, fabsf(v[i]));
     const uint8_t s = mxfp4_scale_code(amax, ocp);
     const float scale = e8m0_value(s);
+    const float inv = 1.0f / scale;  // exact: the scale is a power of two (or inf, whose inverse 0 divides alike)
     uint32_t code[32];
 #pragma unroll
-    for (int i = 0; i < 32; ++i) code[i] = e2m1_encode(round_to(bf16, v[i] / scale));
+    for (int i = 0; i < 32; ++i) code[i] = e2m1_encode(round_to(bf16, v[i] * inv));
     if constexpr (kFake) {
 #pragma unroll
       for (int i = 0; i < 32; ++i) v[i] = e2m1_value(code[i]) * scale;

@@ -7,13 +7,19 @@
 //
 // Work split: a block owns 8 * NT output columns (rows of W) and all of its
 // x rows (in chunks of 16 * MT); its WARPS warps take the 128-wide K steps
-// round robin and are summed through shared memory at the end.
+// round robin and are summed through shared memory at the end. Each warp
+// loads the codes and scales of its next step before it decodes and
+// multiplies the current one (two steps of loads in flight).
+//
+// Values: a code times its block scale is exact in bf16 (E2M1 x E4M3 has at
+// most 6 significant bits; x E8M0 is a power of two), so the tensor cores
+// see dequant(W) * G exactly and NVFP4's 1 / G is applied to the fp32 sums.
 //
 // K order inside a 128-wide step: mma slot pairs {2q, 2q + 1} and
 // {2q + 8, 2q + 9} of lane (g = lane / 4, q = lane % 4) in sub-step j hold
 // k = 32q + 4j + {0, 1} and {2, 3}. Any order works as long as x and W use
 // the same one; this one lets a lane read its 32 codes of a W row as 16
-// contiguous bytes and its x values as 8 contiguous bytes per sub-step.
+// contiguous bytes and its 32 x values of a row as 64 contiguous bytes.
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_device.cuh"
 
@@ -34,43 +40,62 @@ struct MatmulArgs {
   __nv_bfloat16* y;          // [rows, N]
 };
 
-// The 32 codes (16 bytes, two uint2) of W row n from k = kb + 32q, zero
-// where they pass the end of K (K is a multiple of 16: 0, 16 or 32 valid).
-__device__ __forceinline__ void load_codes(const uint8_t* row, int64_t K, int64_t k0, uint2 (&c)[2]) {
-  const int64_t valid = K - k0;
-  c[0] = valid >= 16 ? *reinterpret_cast<const uint2*>(row + k0 / 2) : make_uint2(0, 0);
-  c[1] = valid >= 32 ? *reinterpret_cast<const uint2*>(row + k0 / 2 + 8) : make_uint2(0, 0);
+// One lane's share of W for one 128-wide K step and one 8-column tile: its
+// 32 codes (16 bytes) and their block scales as bf16 pairs (for values 0-15
+// and 16-31), zero past the end of K or of N.
+struct Slice {
+  uint2 codes[2];
+  __nv_bfloat162 scale[2];
+};
+
+__device__ __forceinline__ __nv_bfloat162 bf16_pair(uint16_t bits) {
+  __nv_bfloat162 v;
+  *reinterpret_cast<uint32_t*>(&v) = static_cast<uint32_t>(bits) * 0x10001u;
+  return v;
+}
+
+// bf16 bits of an E8M0 scale 2^(code - 127): the code is bf16's exponent
+// field (code 0 is the subnormal 2^-127, code 255 gives inf as in fp32).
+__device__ __forceinline__ uint16_t e8m0_bf16_bits(uint32_t code) {
+  return static_cast<uint16_t>(code == 0 ? 0x0040u : code << 7);
+}
+
+// bf16 bits of an E4M3 scale (exact: 4 significant bits).
+__device__ __forceinline__ uint16_t e4m3_bf16_bits(uint8_t bits) {
+  const __nv_bfloat16 v = __float2bfloat16_rn(e4m3_value(bits));
+  return *reinterpret_cast<const uint16_t*>(&v);
 }
 
 template <bool kNvfp4>
-__device__ __forceinline__ void load_scales(const uint8_t* row_scales, const float* global, int64_t k0, int64_t K,
-                                            __nv_bfloat162 (&s)[2]) {
-  float v[2] = {0.f, 0.f};
-  if (kNvfp4) {
-    const float g = *global;
-    if (k0 < K) v[0] = e4m3_value(row_scales[k0 / 16]) / g;
-    if (k0 + 16 < K) v[1] = e4m3_value(row_scales[k0 / 16 + 1]) / g;
-  } else if (k0 < K) {
-    v[0] = v[1] = e8m0_value(row_scales[k0 / 32]);
+__device__ __forceinline__ void load_slice(const uint8_t* row, const uint8_t* row_scales, int64_t K, int64_t k0,
+                                           bool row_valid, Slice& s) {
+  s.codes[0] = s.codes[1] = make_uint2(0, 0);
+  uint16_t sb[2] = {0, 0};
+  if (row_valid) {
+    const int64_t valid = K - k0;  // K % 16 == 0: 0, 16 or >= 32 values of this lane are in range
+    if (valid >= 16) {
+      s.codes[0] = __ldg(reinterpret_cast<const uint2*>(row + k0 / 2));
+      sb[0] = kNvfp4 ? e4m3_bf16_bits(__ldg(row_scales + k0 / 16)) : e8m0_bf16_bits(__ldg(row_scales + k0 / 32));
+    }
+    if (valid >= 32) {
+      s.codes[1] = __ldg(reinterpret_cast<const uint2*>(row + k0 / 2 + 8));
+      sb[1] = kNvfp4 ? e4m3_bf16_bits(__ldg(row_scales + k0 / 16 + 1)) : sb[0];
+    }
   }
-  s[0] = __float2bfloat162_rn(v[0]);
-  s[1] = __float2bfloat162_rn(v[1]);
+  s.scale[0] = bf16_pair(sb[0]);
+  s.scale[1] = bf16_pair(sb[1]);
 }
 
-// Codes -> 16 bf16x2 words: word i holds the lane's values 2i, 2i + 1.
-__device__ __forceinline__ void decode(const uint2 (&c)[2], const __nv_bfloat162 (&s)[2], uint32_t (&d)[16]) {
-  const uint32_t words[4] = {c[0].x, c[0].y, c[1].x, c[1].y};
+// Codes word `w` (values 8w .. 8w + 7) of a slice -> 4 bf16x2 B-fragment words.
+__device__ __forceinline__ void decode_word(const Slice& s, int w, uint32_t (&d)[4]) {
+  const uint32_t word = w == 0 ? s.codes[0].x : w == 1 ? s.codes[0].y : w == 2 ? s.codes[1].x : s.codes[1].y;
+  e2m1x8_to_bf16x8(word, d);
 #pragma unroll
-  for (int w = 0; w < 4; ++w) {
-    uint32_t out[4];
-    e2m1x8_to_bf16x8(words[w], out);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) d[w * 4 + i] = bf16x2_mul(out[i], s[w / 2]);
-  }
+  for (int i = 0; i < 4; ++i) d[i] = bf16x2_mul(d[i], s.scale[w / 2]);
 }
 
 template <int MT, int NT, int WARPS, bool kNvfp4>
-__global__ void __launch_bounds__(WARPS * 32) fp4_mma_kernel(MatmulArgs a) {
+__global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 3 : MT == 2 ? 2 : 1) fp4_mma_kernel(MatmulArgs a) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int64_t e = blockIdx.y;
   const int64_t row_begin = a.offsets ? a.offsets[e] : 0;
@@ -78,10 +103,19 @@ __global__ void __launch_bounds__(WARPS * 32) fp4_mma_kernel(MatmulArgs a) {
   if (row_begin >= row_end) return;
   const int64_t n_base = static_cast<int64_t>(blockIdx.x) * 8 * NT;
   constexpr int group = kNvfp4 ? 16 : 32;
-  const uint8_t* codes = a.packed + e * a.N * (a.K / 2);
-  const uint8_t* scales = a.scales + e * a.N * (a.K / group);
-  const float* global = kNvfp4 ? a.global_scale + e : nullptr;
-  const int64_t steps = (a.K + 127) / 128;
+  const int64_t K = a.K;
+  const uint8_t* code_rows[NT];
+  const uint8_t* scale_rows[NT];
+  bool row_valid[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const int64_t n = n_base + nt * 8 + g;
+    row_valid[nt] = n < a.N;
+    code_rows[nt] = a.packed + (e * a.N + n) * (K / 2);
+    scale_rows[nt] = a.scales + (e * a.N + n) * (K / group);
+  }
+  const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
+  const int64_t steps = (K + 127) / 128;
   __shared__ float partial[MT * NT * 4][WARPS][32];
 
   for (int64_t m_base = row_begin; m_base < row_end; m_base += 16 * MT) {
@@ -92,35 +126,53 @@ __global__ void __launch_bounds__(WARPS * 32) fp4_mma_kernel(MatmulArgs a) {
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int c = 0; c < 4; ++c) acc[mt][nt][c] = 0.f;
+    const __nv_bfloat16* x_rows[MT][2];
+    bool x_valid[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t r = m_base + mt * 16 + g + 8 * h;
+        x_valid[mt][h] = r < row_end;
+        x_rows[mt][h] = a.x + r * K;
+      }
 
+    Slice cur[NT], next[NT];
+    if (warp < steps) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+        load_slice<kNvfp4>(code_rows[nt], scale_rows[nt], K, warp * 128 + 32 * q, row_valid[nt], cur[nt]);
+    }
     for (int64_t step = warp; step < steps; step += WARPS) {
       const int64_t k0 = step * 128 + 32 * q;
-      uint32_t b[NT][16];
+      if (step + WARPS < steps) {
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        const int64_t n = n_base + nt * 8 + g;
-        uint2 c[2] = {make_uint2(0, 0), make_uint2(0, 0)};
-        __nv_bfloat162 s[2] = {__float2bfloat162_rn(0.f), __float2bfloat162_rn(0.f)};
-        if (n < a.N) {
-          load_codes(codes + n * (a.K / 2), a.K, k0, c);
-          load_scales<kNvfp4>(scales + n * (a.K / group), global, k0, a.K, s);
-        }
-        decode(c, s, b[nt]);
+        for (int nt = 0; nt < NT; ++nt)
+          load_slice<kNvfp4>(code_rows[nt], scale_rows[nt], K, k0 + WARPS * 128, row_valid[nt], next[nt]);
       }
+      // Sub-steps in pairs: codes word w holds sub-steps 2w and 2w + 1, and
+      // one 16-byte load of an x row covers the same 8 values of k.
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const bool k_valid = k0 + 4 * j < a.K;
+      for (int w = 0; w < 4; ++w) {
+        uint32_t b[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) decode_word(cur[nt], w, b[nt]);
+        const bool k_valid = k0 + 8 * w < K;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
-          const int64_t r0 = m_base + mt * 16 + g, r1 = r0 + 8;
-          uint2 x0 = make_uint2(0, 0), x1 = make_uint2(0, 0);
-          if (k_valid && r0 < row_end) x0 = *reinterpret_cast<const uint2*>(a.x + r0 * a.K + k0 + 4 * j);
-          if (k_valid && r1 < row_end) x1 = *reinterpret_cast<const uint2*>(a.x + r1 * a.K + k0 + 4 * j);
-          const uint32_t af[4] = {x0.x, x1.x, x0.y, x1.y};
+          uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
+          if (k_valid && x_valid[mt][0]) x0 = *reinterpret_cast<const uint4*>(x_rows[mt][0] + k0 + 8 * w);
+          if (k_valid && x_valid[mt][1]) x1 = *reinterpret_cast<const uint4*>(x_rows[mt][1] + k0 + 8 * w);
+          const uint32_t a0[4] = {x0.x, x1.x, x0.y, x1.y}, a1[4] = {x0.z, x1.z, x0.w, x1.w};
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) mma_bf16_16816(acc[mt][nt], af, b[nt][2 * j], b[nt][2 * j + 1]);
+          for (int nt = 0; nt < NT; ++nt) {
+            mma_bf16_16816(acc[mt][nt], a0, b[nt][0], b[nt][1]);
+            mma_bf16_16816(acc[mt][nt], a1, b[nt][2], b[nt][3]);
+          }
         }
       }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) cur[nt] = next[nt];
     }
 
     // Sum the warps' partial sums; each thread then writes a share of the tile.
@@ -140,6 +192,7 @@ __global__ void __launch_bounds__(WARPS * 32) fp4_mma_kernel(MatmulArgs a) {
       const int64_t r = m_base + mt * 16 + l / 4 + (c >= 2 ? 8 : 0);
       const int64_t n = n_base + nt * 8 + 2 * (l % 4) + (c & 1);
       if (r < row_end && n < a.N) {
+        v *= inv_global;
         if (a.bias) v += __bfloat162float(a.bias[n]);
         a.y[r * a.N + n] = __float2bfloat16_rn(v);
       }
@@ -150,9 +203,16 @@ __global__ void __launch_bounds__(WARPS * 32) fp4_mma_kernel(MatmulArgs a) {
 
 template <int MT, bool kNvfp4>
 cudaError_t launch(const MatmulArgs& a, int64_t experts, cudaStream_t stream) {
-  constexpr int NT = 2, WARPS = 8;
-  const dim3 grid(static_cast<unsigned>((a.N + 8 * NT - 1) / (8 * NT)), static_cast<unsigned>(experts));
-  fp4_mma_kernel<MT, NT, WARPS, kNvfp4><<<grid, WARPS * 32, 0, stream>>>(a);
+  constexpr int WARPS = 8;
+  // Two column tiles per block share each x load; one when that leaves too
+  // few blocks to fill the GPU (decode rows, narrower layers).
+  if (MT > 1 || a.N >= 8192) {
+    const dim3 grid(static_cast<unsigned>((a.N + 15) / 16), static_cast<unsigned>(experts));
+    fp4_mma_kernel<MT, 2, WARPS, kNvfp4><<<grid, WARPS * 32, 0, stream>>>(a);
+  } else {
+    const dim3 grid(static_cast<unsigned>((a.N + 7) / 8), static_cast<unsigned>(experts));
+    fp4_mma_kernel<MT, 1, WARPS, kNvfp4><<<grid, WARPS * 32, 0, stream>>>(a);
+  }
   return cudaGetLastError();
 }
 
@@ -168,8 +228,8 @@ cudaError_t launch_mt(const MatmulArgs& a, int mt, int64_t experts, cudaStream_t
 
 cudaError_t check_args(const __nv_bfloat16* x, int64_t K, const uint8_t* packed) {
   if (K % 16 != 0) return cudaErrorInvalidValue;
-  // 8-byte loads of codes (row stride K / 2, a multiple of 8) and of x (4 values).
-  if (reinterpret_cast<uintptr_t>(packed) % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 8 != 0)
+  // 8-byte loads of codes (row stride K / 2, a multiple of 8), 16-byte loads of x (row stride 2K, a multiple of 32).
+  if (reinterpret_cast<uintptr_t>(packed) % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
     return cudaErrorMisalignedAddress;
   return cudaSuccess;
 }
