@@ -17,6 +17,11 @@ int grid_for(int64_t work) {
   return static_cast<int>(blocks < (1 << 20) ? (blocks > 0 ? blocks : 1) : (1 << 20));
 }
 
+// x: blocks over one batch entry's work; y: the batch entries (looped past 65535).
+dim3 batch_grid(int64_t work_per_batch, int64_t batch) {
+  return dim3(static_cast<unsigned>(grid_for(work_per_batch)), static_cast<unsigned>(batch < 65535 ? batch : 65535));
+}
+
 template <typename T>
 __device__ __forceinline__ float to_float(T v);
 template <>
@@ -93,12 +98,13 @@ __global__ void nvfp4_quantize_kernel(const T* __restrict__ w, int64_t groups_pe
                                       float* __restrict__ global_out, uint8_t* __restrict__ packed,
                                       uint8_t* __restrict__ scales, T* __restrict__ fake) {
   constexpr bool bf16 = sizeof(T) == 2;
-  const int64_t groups = groups_per_batch * batch;
-  for (int64_t gi = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; gi < groups;
-       gi += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t b = gi / groups_per_batch;
+  // blockIdx.y walks the batch (no 64-bit division per group to find it)
+  for (int64_t b = blockIdx.y; b < batch; b += gridDim.y)
+  for (int64_t local = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; local < groups_per_batch;
+       local += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t gi = b * groups_per_batch + local;
     const float g = given ? given[b] : nvfp4_global_scale(__uint_as_float(amax_bits[b]), bf16);
-    if (global_out && gi % groups_per_batch == 0) global_out[b] = g;
+    if (global_out && local == 0) global_out[b] = g;
     float v[16];
     load_group<T, 16>(w + gi * 16, v);
     float amax = 0.0f;
@@ -170,11 +176,11 @@ template <typename T, bool kNvfp4>
 __global__ void dequantize_kernel(const uint8_t* __restrict__ packed, const uint8_t* __restrict__ scales,
                                   const float* __restrict__ global_scale, int64_t chunks_per_batch, int64_t batch,
                                   T* __restrict__ out) {
-  const int64_t chunks = chunks_per_batch * batch;
-  for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float scale =
-        kNvfp4 ? e4m3_value(scales[c]) / global_scale[c / chunks_per_batch] : e8m0_value(scales[c / 2]);
+  for (int64_t b = blockIdx.y; b < batch; b += gridDim.y)
+  for (int64_t local = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; local < chunks_per_batch;
+       local += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = b * chunks_per_batch + local;
+    const float scale = kNvfp4 ? e4m3_value(scales[c]) / global_scale[b] : e8m0_value(scales[c / 2]);
     const uint2 codes = reinterpret_cast<const uint2*>(packed)[c];
     float v[16];
 #pragma unroll
@@ -212,7 +218,7 @@ cudaError_t nvfp4_quantize(const void* w, bool bf16, int64_t batch, int64_t rows
   if (reinterpret_cast<uintptr_t>(w) % 16 != 0) return cudaErrorMisalignedAddress;
   const int64_t groups_per_batch = rows * (cols / 16);
   if (groups_per_batch * batch == 0) return cudaSuccess;
-  const int blocks = grid_for(groups_per_batch * batch);
+  const dim3 blocks = batch_grid(groups_per_batch, batch);
   if (bf16) {
     auto* in = static_cast<const __nv_bfloat16*>(w);
     if (fake)
@@ -270,7 +276,7 @@ cudaError_t fp4_dequantize(const uint8_t* packed, const uint8_t* scales, const f
     return cudaErrorMisalignedAddress;
   const int64_t chunks_per_batch = rows * cols / 16;
   if (chunks_per_batch * batch == 0) return cudaSuccess;
-  const int blocks = grid_for(chunks_per_batch * batch);
+  const dim3 blocks = batch_grid(chunks_per_batch, batch);
   if (out_bf16) {
     auto* dst = static_cast<__nv_bfloat16*>(out);
     if (nvfp4)

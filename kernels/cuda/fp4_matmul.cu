@@ -8,8 +8,8 @@
 // Work split: a block owns 8 * NT output columns (rows of W) and all of its
 // x rows (in chunks of 16 * MT); its WARPS warps take the 128-wide K steps
 // round robin and are summed through shared memory at the end. Each warp
-// loads the codes and scales of its next step before it decodes and
-// multiplies the current one (two steps of loads in flight).
+// issues the loads of up to 4 of its steps (2 for taller x tiles) before it
+// decodes and multiplies the first.
 //
 // Values: a code times its block scale is exact in bf16 (E2M1 x E4M3 has at
 // most 6 significant bits; x E8M0 is a power of two), so the tensor cores
@@ -95,7 +95,7 @@ __device__ __forceinline__ void decode_word(const Slice& s, int w, uint32_t (&d)
 }
 
 template <int MT, int NT, int WARPS, bool kNvfp4>
-__global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 3 : MT == 2 ? 2 : 1) fp4_mma_kernel(MatmulArgs a) {
+__global__ void __launch_bounds__(WARPS * 32, MT <= 2 ? 2 : 1) fp4_mma_kernel(MatmulArgs a) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int64_t e = blockIdx.y;
   const int64_t row_begin = a.offsets ? a.offsets[e] : 0;
@@ -116,6 +116,7 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 3 : MT == 2 ? 2 : 1) fp4
   }
   const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
   const int64_t steps = (K + 127) / 128;
+  constexpr int kDepth = MT == 1 ? 4 : 2;  // K steps of loads in flight per warp
   __shared__ float partial[MT * NT * 4][WARPS][32];
 
   for (int64_t m_base = row_begin; m_base < row_end; m_base += 16 * MT) {
@@ -137,42 +138,46 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 3 : MT == 2 ? 2 : 1) fp4
         x_rows[mt][h] = a.x + r * K;
       }
 
-    Slice cur[NT], next[NT];
-    if (warp < steps) {
+    // The warp's K steps in batches of kDepth: every load of a batch is
+    // issued before the first is used, so a warp waits for memory once per
+    // batch (for K = 4096 its whole share of W is one batch).
+    for (int64_t first = warp; first < steps; first += WARPS * kDepth) {
+      Slice batch[kDepth][NT];
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-        load_slice<kNvfp4>(code_rows[nt], scale_rows[nt], K, warp * 128 + 32 * q, row_valid[nt], cur[nt]);
-    }
-    for (int64_t step = warp; step < steps; step += WARPS) {
-      const int64_t k0 = step * 128 + 32 * q;
-      if (step + WARPS < steps) {
+      for (int d = 0; d < kDepth; ++d) {
+        const int64_t step = first + d * WARPS;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
-          load_slice<kNvfp4>(code_rows[nt], scale_rows[nt], K, k0 + WARPS * 128, row_valid[nt], next[nt]);
+          load_slice<kNvfp4>(code_rows[nt], scale_rows[nt], K, step * 128 + 32 * q, row_valid[nt] && step < steps,
+                             batch[d][nt]);
       }
-      // Sub-steps in pairs: codes word w holds sub-steps 2w and 2w + 1, and
-      // one 16-byte load of an x row covers the same 8 values of k.
 #pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        uint32_t b[NT][4];
+      for (int d = 0; d < kDepth; ++d) {
+        const int64_t step = first + d * WARPS;
+        if (step >= steps) break;
+        const int64_t k0 = step * 128 + 32 * q;
+        // Sub-steps in pairs: codes word w holds sub-steps 2w and 2w + 1, and
+        // one 16-byte load of an x row covers the same 8 values of k.
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) decode_word(cur[nt], w, b[nt]);
-        const bool k_valid = k0 + 8 * w < K;
+        for (int w = 0; w < 4; ++w) {
+          uint32_t b[NT][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
-          if (k_valid && x_valid[mt][0]) x0 = *reinterpret_cast<const uint4*>(x_rows[mt][0] + k0 + 8 * w);
-          if (k_valid && x_valid[mt][1]) x1 = *reinterpret_cast<const uint4*>(x_rows[mt][1] + k0 + 8 * w);
-          const uint32_t a0[4] = {x0.x, x1.x, x0.y, x1.y}, a1[4] = {x0.z, x1.z, x0.w, x1.w};
+          for (int nt = 0; nt < NT; ++nt) decode_word(batch[d][nt], w, b[nt]);
+          const bool k_valid = k0 + 8 * w < K;
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            mma_bf16_16816(acc[mt][nt], a0, b[nt][0], b[nt][1]);
-            mma_bf16_16816(acc[mt][nt], a1, b[nt][2], b[nt][3]);
+          for (int mt = 0; mt < MT; ++mt) {
+            uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
+            if (k_valid && x_valid[mt][0]) x0 = *reinterpret_cast<const uint4*>(x_rows[mt][0] + k0 + 8 * w);
+            if (k_valid && x_valid[mt][1]) x1 = *reinterpret_cast<const uint4*>(x_rows[mt][1] + k0 + 8 * w);
+            const uint32_t a0[4] = {x0.x, x1.x, x0.y, x1.y}, a1[4] = {x0.z, x1.z, x0.w, x1.w};
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+              mma_bf16_16816(acc[mt][nt], a0, b[nt][0], b[nt][1]);
+              mma_bf16_16816(acc[mt][nt], a1, b[nt][2], b[nt][3]);
+            }
           }
         }
       }
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) cur[nt] = next[nt];
     }
 
     // Sum the warps' partial sums; each thread then writes a share of the tile.
@@ -204,9 +209,9 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 3 : MT == 2 ? 2 : 1) fp4
 template <int MT, bool kNvfp4>
 cudaError_t launch(const MatmulArgs& a, int64_t experts, cudaStream_t stream) {
   constexpr int WARPS = 8;
-  // Two column tiles per block share each x load; one when that leaves too
-  // few blocks to fill the GPU (decode rows, narrower layers).
-  if (MT > 1 || a.N >= 8192) {
+  // Two column tiles per block share each x load and halve the blocks that
+  // re-read x; one tile for narrow layers, whose blocks would not fill the GPU.
+  if (MT > 1 || a.N >= 4096) {
     const dim3 grid(static_cast<unsigned>((a.N + 15) / 16), static_cast<unsigned>(experts));
     fp4_mma_kernel<MT, 2, WARPS, kNvfp4><<<grid, WARPS * 32, 0, stream>>>(a);
   } else {
