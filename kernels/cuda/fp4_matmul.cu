@@ -41,11 +41,14 @@ struct MatmulArgs {
 };
 
 // One lane's share of W for one 128-wide K step and one 8-column tile: its
-// 32 codes (16 bytes) and their block scales as bf16 pairs (for values 0-15
-// and 16-31), zero past the end of K or of N.
+// 32 codes (16 bytes) and the raw bytes of their block scales (for values
+// 0-15 and 16-31), zero past the end of K or of N. The scales are converted
+// only when used, so no load waits on another (loads are predicated, not
+// branched around, and nothing consumes a loaded value before the batch of
+// loads is issued).
 struct Slice {
   uint2 codes[2];
-  __nv_bfloat162 scale[2];
+  uint32_t scale_bytes[2];
 };
 
 __device__ __forceinline__ __nv_bfloat162 bf16_pair(uint16_t bits) {
@@ -61,37 +64,32 @@ __device__ __forceinline__ uint16_t e8m0_bf16_bits(uint32_t code) {
 }
 
 // bf16 bits of an E4M3 scale (exact: 4 significant bits).
-__device__ __forceinline__ uint16_t e4m3_bf16_bits(uint8_t bits) {
-  const __nv_bfloat16 v = __float2bfloat16_rn(e4m3_value(bits));
+__device__ __forceinline__ uint16_t e4m3_bf16_bits(uint32_t bits) {
+  const __nv_bfloat16 v = __float2bfloat16_rn(e4m3_value(static_cast<uint8_t>(bits)));
   return *reinterpret_cast<const uint16_t*>(&v);
 }
 
 template <bool kNvfp4>
 __device__ __forceinline__ void load_slice(const uint8_t* row, const uint8_t* row_scales, int64_t K, int64_t k0,
                                            bool row_valid, Slice& s) {
-  s.codes[0] = s.codes[1] = make_uint2(0, 0);
-  uint16_t sb[2] = {0, 0};
-  if (row_valid) {
-    const int64_t valid = K - k0;  // K % 16 == 0: 0, 16 or >= 32 values of this lane are in range
-    if (valid >= 16) {
-      s.codes[0] = __ldg(reinterpret_cast<const uint2*>(row + k0 / 2));
-      sb[0] = kNvfp4 ? e4m3_bf16_bits(__ldg(row_scales + k0 / 16)) : e8m0_bf16_bits(__ldg(row_scales + k0 / 32));
-    }
-    if (valid >= 32) {
-      s.codes[1] = __ldg(reinterpret_cast<const uint2*>(row + k0 / 2 + 8));
-      sb[1] = kNvfp4 ? e4m3_bf16_bits(__ldg(row_scales + k0 / 16 + 1)) : sb[0];
-    }
-  }
-  s.scale[0] = bf16_pair(sb[0]);
-  s.scale[1] = bf16_pair(sb[1]);
+  const int64_t valid = K - k0;  // K % 16 == 0: 0, 16 or >= 32 values of this lane are in range
+  const bool lo = row_valid && valid >= 16, hi = row_valid && valid >= 32;
+  const int64_t s0 = kNvfp4 ? k0 / 16 : k0 / 32;
+  s.codes[0] = lo ? __ldg(reinterpret_cast<const uint2*>(row + k0 / 2)) : make_uint2(0, 0);
+  s.codes[1] = hi ? __ldg(reinterpret_cast<const uint2*>(row + k0 / 2 + 8)) : make_uint2(0, 0);
+  s.scale_bytes[0] = lo ? __ldg(row_scales + s0) : 0u;
+  s.scale_bytes[1] = kNvfp4 ? (hi ? __ldg(row_scales + s0 + 1) : 0u) : s.scale_bytes[0];
 }
 
 // Codes word `w` (values 8w .. 8w + 7) of a slice -> 4 bf16x2 B-fragment words.
+template <bool kNvfp4>
 __device__ __forceinline__ void decode_word(const Slice& s, int w, uint32_t (&d)[4]) {
   const uint32_t word = w == 0 ? s.codes[0].x : w == 1 ? s.codes[0].y : w == 2 ? s.codes[1].x : s.codes[1].y;
   e2m1x8_to_bf16x8(word, d);
+  const uint32_t raw = s.scale_bytes[w / 2];
+  const __nv_bfloat162 scale = bf16_pair(kNvfp4 ? e4m3_bf16_bits(raw) : e8m0_bf16_bits(raw));
 #pragma unroll
-  for (int i = 0; i < 4; ++i) d[i] = bf16x2_mul(d[i], s.scale[w / 2]);
+  for (int i = 0; i < 4; ++i) d[i] = bf16x2_mul(d[i], scale);
 }
 
 template <int MT, int NT, int WARPS, bool kNvfp4>
@@ -156,19 +154,30 @@ __global__ void __launch_bounds__(WARPS * 32, MT <= 2 ? 2 : 1) fp4_mma_kernel(Ma
         const int64_t step = first + d * WARPS;
         if (step >= steps) break;
         const int64_t k0 = step * 128 + 32 * q;
+        // One x tile (decode rows): the step's x first, so that its latency
+        // overlaps the decoding (the lane's 32 values of k, 4 16-byte loads
+        // per row); taller tiles load per sub-step pair (registers).
+        auto load_x = [&](int mt, int h, int w) {
+          return x_valid[mt][h] && k0 + 8 * w < K ? *reinterpret_cast<const uint4*>(x_rows[mt][h] + k0 + 8 * w)
+                                                  : make_uint4(0, 0, 0, 0);
+        };
+        uint4 xs[2][4];
+        if constexpr (MT == 1) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int w = 0; w < 4; ++w) xs[h][w] = load_x(0, h, w);
+        }
         // Sub-steps in pairs: codes word w holds sub-steps 2w and 2w + 1, and
         // one 16-byte load of an x row covers the same 8 values of k.
 #pragma unroll
         for (int w = 0; w < 4; ++w) {
           uint32_t b[NT][4];
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) decode_word(batch[d][nt], w, b[nt]);
-          const bool k_valid = k0 + 8 * w < K;
+          for (int nt = 0; nt < NT; ++nt) decode_word<kNvfp4>(batch[d][nt], w, b[nt]);
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt) {
-            uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
-            if (k_valid && x_valid[mt][0]) x0 = *reinterpret_cast<const uint4*>(x_rows[mt][0] + k0 + 8 * w);
-            if (k_valid && x_valid[mt][1]) x1 = *reinterpret_cast<const uint4*>(x_rows[mt][1] + k0 + 8 * w);
+            const uint4 x0 = MT == 1 ? xs[0][w] : load_x(mt, 0, w), x1 = MT == 1 ? xs[1][w] : load_x(mt, 1, w);
             const uint32_t a0[4] = {x0.x, x1.x, x0.y, x1.y}, a1[4] = {x0.z, x1.z, x0.w, x1.w};
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) {
