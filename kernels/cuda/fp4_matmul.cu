@@ -7,11 +7,9 @@
 //
 // Work split: a block owns 8 * NT output columns (rows of W) and all of its
 // x rows (in chunks of 16 * MT); its WARPS warps take the 128-wide K steps
-// round robin and are summed through shared memory at the end. Decode rows
-// (one m16 tile) use blocks of 4 warps over one column tile; taller tiles
-// 8 warps over two. Each warp streams its steps through a ring of register
-// slots: the loads of step i + depth (4 for decode rows) are issued as soon
-// as step i is consumed.
+// round robin and are summed through shared memory at the end. Each warp
+// issues the loads of up to 4 of its steps (2 for taller x tiles) before it
+// decodes and multiplies the first.
 //
 // Values: a code times its block scale is exact in bf16 (E2M1 x E4M3 has at
 // most 6 significant bits; x E8M0 is a power of two), so the tensor cores
@@ -95,7 +93,7 @@ __device__ __forceinline__ void decode_word(const Slice& s, int w, uint32_t (&d)
 }
 
 template <int MT, int NT, int WARPS, bool kNvfp4>
-__global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 4 : MT == 2 ? 2 : 1) fp4_mma_kernel(MatmulArgs a) {
+__global__ void __launch_bounds__(WARPS * 32, MT <= 2 ? 2 : 1) fp4_mma_kernel(MatmulArgs a) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int64_t e = blockIdx.y;
   const int64_t row_begin = a.offsets ? a.offsets[e] : 0;
@@ -116,7 +114,7 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 4 : MT == 2 ? 2 : 1) fp4
   }
   const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
   const int64_t steps = (K + 127) / 128;
-  constexpr int kDepth = MT == 1 ? 4 : MT == 2 ? 2 : 1;  // K steps of loads in flight per warp
+  constexpr int kDepth = MT == 1 ? 4 : 2;  // K steps of loads in flight per warp
   __shared__ float partial[MT * NT * 4][WARPS][32];
 
   for (int64_t m_base = row_begin; m_base < row_end; m_base += 16 * MT) {
@@ -138,19 +136,19 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 4 : MT == 2 ? 2 : 1) fp4
         x_rows[mt][h] = a.x + r * K;
       }
 
-    // The warp's K steps through a ring of kDepth slots: the loads of step
-    // i + kDepth are issued as soon as step i is consumed, so loads and
-    // decoding overlap within each warp.
-    Slice batch[kDepth][NT];  // a ring: slot d holds step warp + (i + d) * WARPS
-#pragma unroll
-    for (int d = 0; d < kDepth; ++d) {
-      const int64_t step = warp + d * WARPS;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-        load_slice<kNvfp4>(code_rows[nt], scale_rows[nt], K, step * 128 + 32 * q, row_valid[nt] && step < steps,
-                           batch[d][nt]);
-    }
+    // The warp's K steps in batches of kDepth: every load of a batch is
+    // issued before the first is used, so a warp waits for memory once per
+    // batch (for K = 4096 its whole share of W is one batch).
     for (int64_t first = warp; first < steps; first += WARPS * kDepth) {
+      Slice batch[kDepth][NT];
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d) {
+        const int64_t step = first + d * WARPS;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+          load_slice<kNvfp4>(code_rows[nt], scale_rows[nt], K, step * 128 + 32 * q, row_valid[nt] && step < steps,
+                             batch[d][nt]);
+      }
 #pragma unroll
       for (int d = 0; d < kDepth; ++d) {
         const int64_t step = first + d * WARPS;
@@ -188,13 +186,6 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 4 : MT == 2 ? 2 : 1) fp4
             }
           }
         }
-        // Refill the slot with the step kDepth turns ahead: its loads fly
-        // while the other slots are decoded and multiplied.
-        const int64_t ahead = step + kDepth * WARPS;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-          load_slice<kNvfp4>(code_rows[nt], scale_rows[nt], K, ahead * 128 + 32 * q, row_valid[nt] && ahead < steps,
-                             batch[d][nt]);
       }
     }
 
@@ -226,17 +217,15 @@ __global__ void __launch_bounds__(WARPS * 32, MT == 1 ? 4 : MT == 2 ? 2 : 1) fp4
 
 template <int MT, bool kNvfp4>
 cudaError_t launch(const MatmulArgs& a, int64_t experts, cudaStream_t stream) {
-  if constexpr (MT == 1) {
-    // Decode rows: blocks of 4 warps over one column tile, so that each warp
-    // has 8 or more K steps (K >= 4096) to stream through its ring.
-    constexpr int WARPS = 4;
-    const dim3 grid(static_cast<unsigned>((a.N + 7) / 8), static_cast<unsigned>(experts));
-    fp4_mma_kernel<MT, 1, WARPS, kNvfp4><<<grid, WARPS * 32, 0, stream>>>(a);
-  } else {
-    // Taller x tiles: two column tiles per block share each x load.
-    constexpr int WARPS = 8;
+  constexpr int WARPS = 8;
+  // Two column tiles per block share each x load and halve the blocks that
+  // re-read x; one tile for narrow layers, whose blocks would not fill the GPU.
+  if (MT > 1 || a.N >= 4096) {
     const dim3 grid(static_cast<unsigned>((a.N + 15) / 16), static_cast<unsigned>(experts));
     fp4_mma_kernel<MT, 2, WARPS, kNvfp4><<<grid, WARPS * 32, 0, stream>>>(a);
+  } else {
+    const dim3 grid(static_cast<unsigned>((a.N + 7) / 8), static_cast<unsigned>(experts));
+    fp4_mma_kernel<MT, 1, WARPS, kNvfp4><<<grid, WARPS * 32, 0, stream>>>(a);
   }
   return cudaGetLastError();
 }
