@@ -44,10 +44,17 @@ double worst_error(const torch::Tensor& got, const torch::Tensor& reference) {
   return (got.cpu().to(torch::kFloat) - reference).abs().max().item<double>() / reference.abs().max().item<double>();
 }
 
-// A weight with a spread of magnitudes: a few groups all zero, a few large.
+// A weight with a spread of magnitudes: a few groups all zero, a few large,
+// one of values near the bottom of fp32's range beside one normal value
+// (quotients by its scale underflow: the kernels' IEEE fallback).
 torch::Tensor weight(int64_t rows, int64_t cols, torch::Dtype dtype) {
+  using torch::indexing::Slice;
   torch::Tensor w = torch::randn({rows, cols}) * torch::exp(torch::randn({rows, 1}) * 0.7) * 0.05;
-  w.index_put_({0, torch::indexing::Slice(0, 16)}, 0.0);
+  w.index_put_({0, Slice(0, 16)}, 0.0);
+  if (rows > 1) {
+    w.index_put_({1, Slice(0, 16)}, torch::randn({16}) * 1e-38);
+    w.index_put_({1, 0}, 0.5);
+  }
   if (rows > 2) w.index_put_({2, torch::indexing::Slice(0, 32)}, w.index({2, torch::indexing::Slice(0, 32)}) * 40);
   return w.to(dtype);
 }
