@@ -158,7 +158,7 @@ void matmuls(double copy_gbs, double tflops) {
   std::printf("\n## W4A16 matmul vs bf16 torch::matmul (cuBLAS)\n\n");
   std::printf("GPU time per call (CUDA graph replay, weights rotated over copies that exceed L2 three times); "
               "'eager' is the same NVFP4 call timed back to back without a graph (host dispatch included).\n\n");
-  std::printf("'NVFP4 v4' is the general tile kernel on the same call (rows <= 16 otherwise go to the decode "
+  std::printf("'NVFP4 v4' is the general tile kernel on the same call (rows <= 64 otherwise go to the decode "
               "kernel, v6).\n\n");
   std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | NVFP4 eager (us) | "
               "NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -185,7 +185,7 @@ void matmuls(double copy_gbs, double tflops) {
       const double t_mx = graph_us([&](int i) { fp4_linear(x, mxs[i % n_fp4], none); });
       const double t_eager = eager_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
       double t_v4 = t_nv;
-      if (M <= 16) {
+      if (M <= 64) {
         cuda::fp4_use_decode_kernel(false);
         t_v4 = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
         cuda::fp4_use_decode_kernel(true);

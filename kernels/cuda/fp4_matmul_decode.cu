@@ -95,14 +95,17 @@ __device__ __forceinline__ void scale_pairs(uint32_t raw, uint32_t (&pair)[2]) {
   }
 }
 
-// acc[mb] += the step's 16 W rows x 128 k times x rows of tile mb.
-template <int MB, bool kNvfp4>
-__device__ __forceinline__ void mma_step(const Slot& s, const uint4 (&x)[MB][4], float (&acc)[MB][4]) {
+// acc[mb] += the step's 16 W rows x 128 k times x rows of tile mb; x_word(w,
+// xw) gives the lane's 8 values of k for codes word w of each tile.
+template <int MB, bool kNvfp4, class XWord>
+__device__ __forceinline__ void mma_step(const Slot& s, XWord&& x_word, float (&acc)[MB][4]) {
   uint32_t sa[2], sb[2];
   scale_pairs<kNvfp4>(s.scales[0], sa);
   scale_pairs<kNvfp4>(s.scales[1], sb);
 #pragma unroll
   for (int w = 0; w < 4; ++w) {
+    uint4 xw[MB];
+    x_word(w, xw);
     const uint32_t wa = w == 0 ? s.codes[0].x : w == 1 ? s.codes[0].y : w == 2 ? s.codes[0].z : s.codes[0].w;
     const uint32_t wb = w == 0 ? s.codes[1].x : w == 1 ? s.codes[1].y : w == 2 ? s.codes[1].z : s.codes[1].w;
     uint32_t da[4], db[4];
@@ -118,8 +121,8 @@ __device__ __forceinline__ void mma_step(const Slot& s, const uint4 (&x)[MB][4],
     const uint32_t a0[4] = {da[0], db[0], da[1], db[1]}, a1[4] = {da[2], db[2], da[3], db[3]};
 #pragma unroll
     for (int mb = 0; mb < MB; ++mb) {
-      mma_bf16_16816(acc[mb], a0, x[mb][w].x, x[mb][w].y);
-      mma_bf16_16816(acc[mb], a1, x[mb][w].z, x[mb][w].w);
+      mma_bf16_16816(acc[mb], a0, xw[mb].x, xw[mb].y);
+      mma_bf16_16816(acc[mb], a1, xw[mb].z, xw[mb].w);
     }
   }
 }
@@ -127,6 +130,9 @@ __device__ __forceinline__ void mma_step(const Slot& s, const uint4 (&x)[MB][4],
 template <int MB, bool kNvfp4>
 __global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a) {
   constexpr int kRing = MB == 1 ? 4 : 2;  // K steps of W in flight per warp
+  // Up to 2 tiles of x rows: a step's x is loaded before its decoding; more
+  // tiles load each codes word's x just before it is decoded (registers).
+  constexpr bool kWholeStepX = MB <= 2;
   constexpr int kScaleBytes = kNvfp4 ? 8 : 4;  // block-scale bytes of one row per 128-wide step
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int e = blockIdx.y;
@@ -153,10 +159,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a
 
   for (int m_base = row_begin; m_base < row_end; m_base += 8 * MB) {
     // This lane's x rows (B column g of each 8-row tile), clamped into the group.
-    const __nv_bfloat16* x_rows[MB];
-#pragma unroll
-    for (int mb = 0; mb < MB; ++mb)
-      x_rows[mb] = a.x + static_cast<int64_t>(min(m_base + 8 * mb + g, row_end - 1)) * K + 32 * q;
+    auto x_row = [&](int mb) {
+      return a.x + static_cast<int64_t>(min(m_base + 8 * mb + g, row_end - 1)) * K + 32 * q;
+    };
     float acc[MB][4];
 #pragma unroll
     for (int mb = 0; mb < MB; ++mb)
@@ -170,7 +175,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a
     const uint8_t* sp[2] = {scales[0] + warp * kScaleBytes, scales[1] + warp * kScaleBytes};
     const __nv_bfloat16* xp[MB];
 #pragma unroll
-    for (int mb = 0; mb < MB; ++mb) xp[mb] = x_rows[mb] + warp * 128;
+    for (int mb = 0; mb < MB; ++mb) xp[mb] = x_row(mb) + warp * 128;
     Slot ring[kRing] = {};
 #pragma unroll
     for (int d = 0; d < kRing; ++d) {
@@ -186,12 +191,25 @@ __global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a
       for (int d = 0; d < kRing; ++d) {
         const int step = first + d * kWarps;
         if (step >= full) break;
-        uint4 x[MB][4];
+        auto load = [&](int mb, int w) {
+          return __ldg(reinterpret_cast<const uint4*>(xp[mb] + d * kWarps * 128 + 8 * w));
+        };
+        if constexpr (kWholeStepX) {
+          uint4 x[MB][4];
 #pragma unroll
-        for (int mb = 0; mb < MB; ++mb)
+          for (int mb = 0; mb < MB; ++mb)
 #pragma unroll
-          for (int w = 0; w < 4; ++w) x[mb][w] = __ldg(reinterpret_cast<const uint4*>(xp[mb] + d * kWarps * 128 + 8 * w));
-        mma_step<MB, kNvfp4>(ring[d], x, acc);
+            for (int w = 0; w < 4; ++w) x[mb][w] = load(mb, w);
+          mma_step<MB, kNvfp4>(ring[d], [&](int w, uint4(&xw)[MB]) {
+#pragma unroll
+            for (int mb = 0; mb < MB; ++mb) xw[mb] = x[mb][w];
+          }, acc);
+        } else {
+          mma_step<MB, kNvfp4>(ring[d], [&](int w, uint4(&xw)[MB]) {
+#pragma unroll
+            for (int mb = 0; mb < MB; ++mb) xw[mb] = load(mb, w);
+          }, acc);
+        }
         // Refilled once consumed (its registers are free then: no copies).
         const bool next = step + kRing * kWarps < full;
 #pragma unroll
@@ -211,17 +229,18 @@ __global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a
     if (tail != 0 && warp == full % kWarps) {
       const bool in = 32 * q < tail;
       Slot s = {};
-      uint4 x[MB][4] = {};
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         load_codes_if(s.codes[r], codes[r] + full * 64, in);
         load_scales_if<kNvfp4>(s.scales[r], scales[r] + full * kScaleBytes, in);
       }
+      mma_step<MB, kNvfp4>(s, [&](int w, uint4(&xw)[MB]) {
 #pragma unroll
-      for (int mb = 0; mb < MB; ++mb)
-#pragma unroll
-        for (int w = 0; w < 4; ++w) load_x_if(x[mb][w], x_rows[mb] + full * 128 + 8 * w, in);
-      mma_step<MB, kNvfp4>(s, x, acc);
+        for (int mb = 0; mb < MB; ++mb) {
+          xw[mb] = make_uint4(0, 0, 0, 0);
+          load_x_if(xw[mb], x_row(mb) + full * 128 + 8 * w, in);
+        }
+      }, acc);
     }
 
     // Sum the warps' partial sums: value c of lane l is output row
@@ -263,13 +282,15 @@ cudaError_t launch(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
 bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const uint8_t* packed,
                      const uint8_t* scales, bool nvfp4) {
   constexpr int64_t int_max = 0x7fffffff;
-  return rows_per_group <= 16 && K % 32 == 0 && K * 2 < int_max && N < int_max &&
+  return rows_per_group <= 64 && K % 32 == 0 && K * 2 < int_max && N < int_max &&
          reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(packed) % 16 == 0 &&
          (!nvfp4 || reinterpret_cast<uintptr_t>(scales) % 2 == 0);
 }
 
 cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, cudaStream_t stream) {
-  return rows_per_group <= 8 ? launch<1>(a, experts, stream) : launch<2>(a, experts, stream);
+  if (rows_per_group <= 8) return launch<1>(a, experts, stream);
+  if (rows_per_group <= 16) return launch<2>(a, experts, stream);
+  return launch<4>(a, experts, stream);  // 32 rows a pass: 64 rows read W twice, the second time mostly from L2
 }
 
 }  // namespace qerl::kernels::cuda::detail

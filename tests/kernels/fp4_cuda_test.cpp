@@ -135,9 +135,9 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
   for (const bool nvfp4 : {true, false}) {
     for (const int64_t M : {1, 2, 5, 8, 9, 16, 17, 33, 64, 65, 300}) {
       for (const auto& [N, K] : shapes) {
-        // Rows <= 16 go to the decode kernel; the general kernel is checked on them too.
+        // Rows <= 64 go to the decode kernel; the general kernel is checked on them too.
         for (const bool decode_kernel : {true, false}) {
-          if (!decode_kernel && M > 16) continue;
+          if (!decode_kernel && M > 64) continue;
           CAPTURE(nvfp4);
           CAPTURE(M);
           CAPTURE(N);
@@ -231,11 +231,13 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     const torch::Tensor x = torch::randn({T * top_k, K}).to(torch::kBFloat16);
     const torch::Tensor order = routing.order.cpu();
     const torch::Tensor sorted_experts = indices.reshape({-1}).index({order});
-    // Rows hint 4: the decode kernel (expert 3's 70 rows in 9 passes), then the general one.
-    for (const bool decode_kernel : {true, false}) {
+    // Rows hints 4 and 40: the decode kernel (expert 3's 70 rows in 9 passes of
+    // 8, or 3 of 32), then the general one.
+    for (const auto& [decode_kernel, rows_hint] : std::vector<std::pair<bool, int64_t>>{{true, 4}, {true, 40}, {false, 4}}) {
       CAPTURE(decode_kernel);
+      CAPTURE(rows_hint);
       cuda::fp4_use_decode_kernel(decode_kernel);
-      const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, 4).cpu();
+      const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, rows_hint).cpu();
       cuda::fp4_use_decode_kernel(true);
       for (int64_t r = 0; r < T * top_k; ++r) {
         const int64_t e = sorted_experts[r].item<int64_t>();
