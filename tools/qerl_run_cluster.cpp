@@ -52,6 +52,7 @@ std::string process_plan(const dsl::PipelineSpec& spec, const runtime::Placement
 std::string pipeline_version(const dsl::PipelineSpec& spec, const dsl::Schema& schema) {
   dsl::PipelineSpec copy = spec;
   copy.run.out_dir.clear();
+  copy.cluster.workers.clear();  // a worker started for the file cannot know the others' ports
   return runtime::detail::pipeline_hash(dsl::to_toml(copy, schema));
 }
 

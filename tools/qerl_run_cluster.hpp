@@ -41,7 +41,7 @@ void add_worker_flags(CLI::App& app, WorkerFlags& flags);
 std::string process_plan(const dsl::PipelineSpec& spec, const runtime::Placement& placement);
 
 // The pipeline's identity for the handshake: the hash of its resolved text
-// with run.out_dir left out (a worker given the same file computes it too).
+// with run.out_dir and cluster.workers left out (a worker given the same file computes it too).
 std::string pipeline_version(const dsl::PipelineSpec& spec, const dsl::Schema& schema);
 
 // Fills options.workers / cluster_secret / pipeline_text for a run with
