@@ -122,8 +122,10 @@ bool Driver::connect_workers(caf::scoped_actor& self) {
     self->monitor(*worker);
     worker_of_[worker->address()] = static_cast<int>(i + 1);
     workers_.push_back(*worker);
-    log_->info("{} accepted the run (stages {})", who,
-               fmt::format("{}", fmt::join(dsl::stages_of_worker(spec_, static_cast<int64_t>(i + 1)), ", ")));
+    std::string stages;
+    for (const std::string& s : dsl::stages_of_worker(spec_, static_cast<int64_t>(i + 1)))
+      stages += (stages.empty() ? "" : ", ") + s;
+    log_->info("{} accepted the run (stages {})", who, stages);
   }
   return true;
 }
@@ -251,6 +253,9 @@ void Driver::supervise(caf::scoped_actor& self) {
     self->receive(
         [&](fired_atom, FiringReport& report) {
           last_progress = clock_type::now();
+          // When each step ran, across processes (shows overlap with staleness > 0).
+          log_->debug("{}[{}] ran step {} from {:.3f} to {:.3f} (unix s)", graph_.node(report.node).name,
+                      report.replica, report.step, report.started_unix_s, report.started_unix_s + report.wall_s);
           tracker_.record(report);
           finish_steps();
           tick_sources(self);

@@ -81,7 +81,7 @@ caf::behavior worker_actor(Self* self, WorkerOptions options, std::shared_ptr<in
   const WorkerIdentity identity{options.build_id, secret_proof(options.secret), options.pipeline_version};
   self->set_default_handler([](caf::scheduled_actor*, caf::message_view& msg) -> caf::result<caf::message> {
     spdlog::warn("qerl worker: ignored an unexpected message {}", caf::to_string(msg.copy_content_to_message()).substr(0, 120));
-    return caf::sec::unexpected_message;
+    return caf::make_error(caf::sec::unexpected_message);
   });
   auto from_coordinator = [self] {
     return self->state.coordinator &&
@@ -119,7 +119,7 @@ caf::behavior worker_actor(Self* self, WorkerOptions options, std::shared_ptr<in
       },
       [=](spawn_atom, int node, int replica, caf::actor driver) -> caf::result<caf::actor> {
         auto& st = self->state;
-        if (!from_coordinator()) return caf::sec::unexpected_message;
+        if (!from_coordinator()) return caf::make_error(caf::sec::unexpected_message);
         try {
           const ReplicaPlacement& r = st.run->placement->of(node, replica);
           if (st.run->spec.find_stage(r.stage)->worker != st.run->index)

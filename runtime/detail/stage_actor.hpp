@@ -190,7 +190,7 @@ namespace qerl::runtime {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, FiringReport& x) {
   return f(caf::meta::type_name("qerl.firing_report"), x.node, x.replica, x.step, x.wall_s, x.weight_version,
-           x.metrics);
+           x.metrics, x.started_unix_s);
 }
 
 }  // namespace qerl::runtime

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -238,4 +239,30 @@ TEST_CASE("workers refuse a coordinator of another build, secret or pipeline, na
   CHECK(o.status == 1);
   CHECK(o.err.find("refused by the worker: different pipelines: the coordinator runs pipeline ") != std::string::npos);
   stop_worker(pinned);
+}
+
+TEST_CASE("staleness 1 across processes: the run finishes and rollout of step t+1 overlaps the learner's step t") {
+  const fs::path dir = scratch("staleness1");
+  const Outcome o = qerl_run(small_r3(dir, 4, two_workers + " --set stages.rollout.inputs.weights.staleness=1"
+                                                            " --log-level debug"),
+                             dir);
+  INFO(o.err.substr(o.err.size() > 4000 ? o.err.size() - 4000 : 0));
+  REQUIRE(o.status == 0);
+  CHECK(line_count(dir / "metrics.jsonl") == 4);
+  // "<stage>[0] ran step <t> from <start> to <end> (unix s)", from the driver.
+  std::map<std::string, std::map<int, std::pair<double, double>>> ran;
+  const std::regex line("(\\w+)\\[0\\] ran step (\\d+) from ([0-9.]+) to ([0-9.]+) \\(unix s\\)");
+  for (std::sregex_iterator it(o.err.begin(), o.err.end(), line), end; it != end; ++it)
+    ran[(*it)[1]][std::stoi((*it)[2])] = {std::stod((*it)[3]), std::stod((*it)[4])};
+  REQUIRE(ran["rollout"].size() == 4);
+  REQUIRE(ran["learner"].size() == 4);
+  int overlapping = 0;
+  for (int t = 0; t + 1 < 4; ++t) {
+    const auto [rollout_start, rollout_end] = ran["rollout"][t + 1];
+    const auto [learner_start, learner_end] = ran["learner"][t];
+    MESSAGE("step " << t << ": learner " << learner_start << ".." << learner_end << ", rollout of step " << t + 1
+                    << " " << rollout_start << ".." << rollout_end);
+    if (rollout_start < learner_end && learner_start < rollout_end) ++overlapping;
+  }
+  CHECK(overlapping >= 1);
 }
