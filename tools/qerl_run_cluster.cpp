@@ -7,6 +7,7 @@
 
 #include <climits>
 #include <cstdlib>
+#include <optional>
 
 #include "common/error.hpp"
 #include "dsl/cluster.hpp"
@@ -118,9 +119,20 @@ int run_worker_process(const WorkerFlags& flags, const std::string& pipeline, co
   options.secret = *secret;
   options.build_id = flags.pretend_build.empty() ? runtime::build_id() : flags.pretend_build;
   options.physical_gpus = physical_gpus;
-  options.registry_for = registry_for;
+  // Built-in stages and plugins register once per process: later calls must ask for the same plugins.
+  auto loaded = std::make_shared<std::optional<std::vector<std::string>>>();
+  options.registry_for = [registry_for, loaded](const std::vector<std::string>& plugins) -> runtime::StageRegistry& {
+    if (!*loaded) {
+      runtime::StageRegistry& registry = registry_for(plugins);
+      *loaded = plugins;
+      return registry;
+    }
+    if (**loaded != plugins)
+      throw Error("the coordinator's pipeline loads other plugins than this worker's pipeline file");
+    return runtime::StageRegistry::global();
+  };
   if (!pipeline.empty()) {  // accept only this pipeline
-    auto& registry = registry_for(dsl::read_plugin_list(pipeline, overrides));
+    auto& registry = options.registry_for(dsl::read_plugin_list(pipeline, overrides));
     const dsl::PipelineSpec spec = dsl::load_pipeline(pipeline, overrides, registry.schema());
     options.pipeline_version = pipeline_version(spec, registry.schema());
   }
