@@ -48,7 +48,7 @@ std::vector<std::string> key_names(const std::vector<KeySpec>& keys) {
 }
 
 Target target_of(const KeySpec& spec) {
-  return {spec.kind == ValueKind::string ? Reading::string_or_toml : Reading::toml, "",
+  return {spec.kind == ValueKind::string || spec.single_string_ok ? Reading::string_or_toml : Reading::toml, "",
           kind_name(spec.kind)};
 }
 
