@@ -67,6 +67,9 @@ TEST_CASE("workers as host:port: worker N is the N-th entry") {
       load(two_stages + "[cluster]\nworkers = [\"node-a:7000\", \"10.0.0.2:7001\", \"[::1]:7002\"]\n",
            {"stages.e.worker=3"});
   CHECK(worker_count(spec) == 3);
+  const PipelineSpec by_set = load(two_stages, {"cluster.workers=[\"a:1\", \"b:2\"]", "stages.d.worker=2"});
+  CHECK(by_set.cluster.workers == std::vector<std::string>{"a:1", "b:2"});
+  CHECK(stages_of_worker(by_set, 2) == std::vector<std::string>{"d"});
   std::string problem;
   const auto a = parse_worker_address("node-a:7000", &problem);
   REQUIRE(a);

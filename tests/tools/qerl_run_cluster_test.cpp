@@ -14,10 +14,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <iomanip>
 #include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -78,12 +80,13 @@ size_t line_count(const fs::path& file) {
   return n;
 }
 
-// Waits until `file` holds a match of `pattern`; returns its first group.
-std::string wait_for(const fs::path& file, const std::regex& pattern, double seconds) {
+// Waits until the output in `dir` (stdout.txt: spdlog's lines, stderr.txt)
+// holds a match of `pattern`; returns its first group.
+std::string wait_for(const fs::path& dir, const std::regex& pattern, double seconds) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < until) {
     std::smatch m;
-    const std::string text = slurp(file);
+    const std::string text = slurp(dir / "stdout.txt") + slurp(dir / "stderr.txt");
     if (std::regex_search(text, m, pattern)) return m[1];
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -102,7 +105,7 @@ Worker start_worker(const std::string& name, const std::string& secret, const st
   w.dir = scratch(name);
   w.pid = qerl::test::spawn_tool("env QERL_CLUSTER_SECRET=" + secret + " " + QERL_RUN_EXE,
                                  "--worker --listen 0 " + args, w.dir);
-  const std::string port = wait_for(w.dir / "stderr.txt", std::regex("listening on 127\\.0\\.0\\.1:(\\d+)"), 60);
+  const std::string port = wait_for(w.dir, std::regex("listening on 127\\.0\\.0\\.1:(\\d+)"), 60);
   REQUIRE(!port.empty());
   w.port = std::stoi(port);
   return w;
@@ -137,8 +140,8 @@ TEST_CASE("two worker processes give the single-process metrics at the same seed
   const Outcome b = qerl_run(small_r3(two, 3, two_workers), two);
   INFO(b.err);
   REQUIRE(b.status == 0);
-  CHECK(b.err.find("local worker 1 started") != std::string::npos);
-  CHECK(b.err.find("local worker 2 started") != std::string::npos);
+  CHECK(b.out.find("local worker 1 started") != std::string::npos);
+  CHECK(b.out.find("local worker 2 started") != std::string::npos);
   const auto expected = timeless_metrics(one);
   REQUIRE(expected.size() == 3);
   CHECK(timeless_metrics(two) == expected);
@@ -164,7 +167,7 @@ TEST_CASE("a worker killed with SIGKILL stops the run with one line and exit 1; 
     CAPTURE(victim);
     const fs::path dir = scratch("killed_worker_" + std::to_string(victim));
     const pid_t run = qerl::test::spawn_tool(QERL_RUN_EXE, small_r3(dir, 6, two_workers + every2), dir);
-    const std::string pid = wait_for(dir / "stderr.txt",
+    const std::string pid = wait_for(dir,
                                      std::regex("local worker " + std::to_string(victim) +
                                                 " started: 127\\.0\\.0\\.1:\\d+, pid (\\d+)"),
                                      120);
@@ -221,7 +224,7 @@ TEST_CASE("workers refuse a coordinator of another build, secret or pipeline, na
   CHECK(o.status == 1);
   CHECK(o.err.find("does not hold this run's cluster secret") != std::string::npos);
   CHECK(o.err.find("not-the-secret") == std::string::npos);
-  CHECK(slurp(worker.dir / "stderr.txt").find("not-the-secret") == std::string::npos);
+  CHECK((slurp(worker.dir / "stdout.txt") + slurp(worker.dir / "stderr.txt")).find("not-the-secret") == std::string::npos);
 
   // A stray client: garbage bytes, then an empty connection; then the real run.
   CHECK(send_garbage(worker.port, std::string(4096, '\x7f') + "GET / HTTP/1.1\r\n\r\n"));
@@ -243,7 +246,7 @@ TEST_CASE("workers refuse a coordinator of another build, secret or pipeline, na
 
 TEST_CASE("staleness 1 across processes: the run finishes and rollout of step t+1 overlaps the learner's step t") {
   const fs::path dir = scratch("staleness1");
-  const Outcome o = qerl_run(small_r3(dir, 4, two_workers + " --set stages.rollout.inputs.weights.staleness=1"
+  const Outcome o = qerl_run(small_r3(dir, 4, two_workers + " --set 'stages.rollout.inputs.weights={ from = \"weight_sync.weights\", staleness = 1 }'"
                                                             " --log-level debug"),
                              dir);
   INFO(o.err.substr(o.err.size() > 4000 ? o.err.size() - 4000 : 0));
@@ -252,16 +255,21 @@ TEST_CASE("staleness 1 across processes: the run finishes and rollout of step t+
   // "<stage>[0] ran step <t> from <start> to <end> (unix s)", from the driver.
   std::map<std::string, std::map<int, std::pair<double, double>>> ran;
   const std::regex line("(\\w+)\\[0\\] ran step (\\d+) from ([0-9.]+) to ([0-9.]+) \\(unix s\\)");
-  for (std::sregex_iterator it(o.err.begin(), o.err.end(), line), end; it != end; ++it)
+  const std::string log = o.out + o.err;
+  for (std::sregex_iterator it(log.begin(), log.end(), line), end; it != end; ++it)
     ran[(*it)[1]][std::stoi((*it)[2])] = {std::stod((*it)[3]), std::stod((*it)[4])};
   REQUIRE(ran["rollout"].size() == 4);
   REQUIRE(ran["learner"].size() == 4);
   int overlapping = 0;
+  const double t0 = ran["rollout"][0].first;
   for (int t = 0; t + 1 < 4; ++t) {
     const auto [rollout_start, rollout_end] = ran["rollout"][t + 1];
     const auto [learner_start, learner_end] = ran["learner"][t];
-    MESSAGE("step " << t << ": learner " << learner_start << ".." << learner_end << ", rollout of step " << t + 1
-                    << " " << rollout_start << ".." << rollout_end);
+    std::ostringstream line_text;
+    line_text << std::fixed << std::setprecision(3) << "learner step " << t << " ran " << learner_start - t0 << ".."
+              << learner_end - t0 << " s, rollout step " << t + 1 << " ran " << rollout_start - t0 << ".."
+              << rollout_end - t0 << " s (from rollout step 0's start)";
+    MESSAGE(line_text.str());
     if (rollout_start < learner_end && learner_start < rollout_end) ++overlapping;
   }
   CHECK(overlapping >= 1);
