@@ -177,7 +177,9 @@ std::string Driver::worker_lost_line(int worker, const caf::error& reason) const
          stages + ") was lost " +
          (done > options_.start_step || done > 0 ? "after finishing step " + std::to_string(done - 1)
                                                  : std::string("before finishing any step")) +
-         " (" + caf::to_string(reason) + ")";
+         (reason == caf::exit_reason::remote_link_unreachable
+              ? std::string(" (its connection closed or went silent for ") + fmt::format("{:g}", network_timeout_s) + " s)"
+              : " (" + caf::to_string(reason) + ")");
 }
 
 // Backpressure: sources run at most 1 + max staleness steps ahead of the
@@ -340,7 +342,7 @@ RunResult Driver::run() {
   auto cfg = std::make_unique<caf::actor_system_config>();
   cfg->set("scheduler.max-threads", 2);  // stage actors are detached: own threads
   add_message_types(*cfg);
-  if (!options_.workers.empty()) cfg->load<caf::io::middleman>();
+  if (!options_.workers.empty()) load_network(*cfg);
   auto system = std::make_unique<caf::actor_system>(*cfg);
   bool stopped = true;
   {

@@ -152,7 +152,7 @@ caf::behavior worker_actor(Self* self, WorkerOptions options, std::shared_ptr<in
 int run_worker(const WorkerOptions& options) {
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 2);
-  cfg.load<caf::io::middleman>();
+  load_network(cfg);
   add_message_types(cfg);
   auto* system = new caf::actor_system(cfg);  // never destroyed: the process ends with _Exit
   auto status = std::make_shared<int>(0);

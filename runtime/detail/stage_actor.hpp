@@ -183,6 +183,12 @@ caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageActor
 // system (needed before any of them crosses a process boundary).
 void add_message_types(caf::actor_system_config& cfg);
 
+// Loads CAF's network layer with heartbeats: a peer that sends nothing for
+// network_timeout_s (a stopped or wedged process, a dead link) is dropped,
+// which the other side sees as the loss of its actors.
+inline constexpr double network_timeout_s = 15;
+void load_network(caf::actor_system_config& cfg);
+
 }  // namespace qerl::runtime::detail
 
 namespace qerl::runtime {
