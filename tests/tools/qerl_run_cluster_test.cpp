@@ -93,10 +93,19 @@ std::string wait_for(const fs::path& dir, const std::regex& pattern, double seco
   return "";
 }
 
+// A worker process the test started; killed when it goes out of scope
+// (also when a REQUIRE fails first).
 struct Worker {
   pid_t pid = -1;
   int port = 0;
   fs::path dir;
+  Worker() = default;
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  Worker(Worker&& other) noexcept : pid(other.pid), port(other.port), dir(other.dir) { other.pid = -1; }
+  ~Worker() {
+    if (pid > 0) ::kill(pid, SIGKILL), qerl::test::wait_tool(pid, dir);
+  }
 };
 
 // `qerl-run --worker --listen 0 <args>` with `secret` in its environment.
@@ -114,6 +123,7 @@ Worker start_worker(const std::string& name, const std::string& secret, const st
 void stop_worker(Worker& w) {
   ::kill(w.pid, SIGKILL);
   qerl::test::wait_tool(w.pid, w.dir);
+  w.pid = -1;
 }
 
 // Connects to 127.0.0.1:port, sends `bytes`, closes.
@@ -273,4 +283,27 @@ TEST_CASE("staleness 1 across processes: the run finishes and rollout of step t+
     if (rollout_start < learner_end && learner_start < rollout_end) ++overlapping;
   }
   CHECK(overlapping >= 1);
+}
+
+TEST_CASE("a worker that hangs (SIGSTOP: no heartbeats) stops the run within the connection timeout, exit 1") {
+  const fs::path dir = scratch("stopped_worker");
+  const pid_t run = qerl::test::spawn_tool(
+      QERL_RUN_EXE, small_r3(dir, 8, two_workers + " --set run.checkpoint_every=2 --set stages.rollout.max_new_tokens=32"),
+      dir);
+  const std::string pid = wait_for(dir, std::regex("local worker 2 started: 127\\.0\\.0\\.1:\\d+, pid (\\d+)"), 120);
+  REQUIRE(!pid.empty());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+  while (line_count(dir / "metrics.jsonl") < 2 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(::kill(std::stoi(pid), SIGSTOP) == 0);
+  const auto stopped_at = std::chrono::steady_clock::now();
+  const Outcome o = qerl::test::wait_tool(run, dir);
+  const double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  ::kill(std::stoi(pid), SIGKILL);
+  INFO(o.err);
+  CHECK(o.status == 1);
+  CHECK(stop_s < 40);  // 15 s without heartbeats, then the shutdown
+  CHECK(o.err.find("qerl-run: error: worker 2 (127.0.0.1:") != std::string::npos);
+  CHECK(o.err.find("stages rollout, eval) was lost after finishing step") != std::string::npos);
+  CHECK(o.err.find("went silent for 15 s") != std::string::npos);
 }
