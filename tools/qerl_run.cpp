@@ -23,6 +23,7 @@
 #include "dsl/explain.hpp"
 #include "dsl/loader.hpp"
 #include "runtime/checkpoint.hpp"
+#include "tools/qerl_run_cluster.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/graph.hpp"
 #include "runtime/placement.hpp"
@@ -104,6 +105,7 @@ struct Options {
   std::string resume_dir;  // --resume RUN_DIR
   std::string dot_file;    // --dot FILE: the actor graph in Graphviz format
   std::string log_level = "info";
+  tools::WorkerFlags worker;  // --worker, --listen, --bind (tools/qerl_run_cluster.hpp)
 };
 
 // --resume continues the run that RUN_DIR/resolved.toml describes: the
@@ -202,7 +204,8 @@ int run(const Options& opt) {
   if (opt.dry_run) {  // writes nothing but what --dot asks for
     std::cout << "# resolved pipeline\n" << dsl::to_toml(spec, registry.schema()) << "\n"
               << "# actor graph\n" << graph.to_text() << "\n"
-              << "# placement\n" << placement.to_text();
+              << "# placement\n" << placement.to_text()
+              << tools::process_plan(spec, placement);
     if (!opt.dot_file.empty()) std::cout << "\n(dry run: graph written to " << opt.dot_file << ")\n";
     return 0;
   }
@@ -232,6 +235,8 @@ int run(const Options& opt) {
   run_options.on_step = [&](const runtime::StepRecord& record) { progress.update(record); };
   run_options.interrupt = &interrupted;
   handle_interrupts();
+  // Worker processes (cluster.workers): started here when "local".
+  const auto local_workers = tools::prepare_workers(spec, registry.schema(), opt.log_level, run_options);
   const runtime::RunResult result = run_pipeline(spec, graph, placement, registry, run_options);
   progress.finish();
   if (result.interrupted) {
@@ -255,6 +260,7 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ::setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/1);  // NVLink multicast off in every qerl process (issue 17)
   Options opt;
   CLI::App app{"qerl-run: run a qerl pipeline (TOML) as a graph of actors"};
   app.add_option("pipeline", opt.pipeline, "Pipeline file (.toml)");
@@ -275,6 +281,7 @@ int main(int argc, char** argv) {
       ->type_name("RUN_DIR");
   app.add_option("--log-level", opt.log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  tools::add_worker_flags(app, opt.worker);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -287,6 +294,11 @@ int main(int argc, char** argv) {
 
   try {
     if (opt.explain || opt.print_reference) return print_docs(opt);
+    if (opt.worker.enabled)
+      return tools::run_worker_process(opt.worker, opt.pipeline, opt.overrides, tools::count_cuda_devices(),
+                                       [](const std::vector<std::string>& p) -> runtime::StageRegistry& {
+                                         return registry_with(p);
+                                       });
     if (opt.pipeline.empty() && opt.resume_dir.empty()) {
       std::cerr << "qerl-run: error: no pipeline file given (see --help)\n";
       return exit_bad_input;

@@ -134,11 +134,12 @@ bool fire(Self* self, int64_t t) {
   if (!guarded(self, at, [&] { input = assemble(st, t); })) return false;
 
   StepOutput out;
-  double wall_s = 0;
+  double wall_s = 0, started_unix_s = 0;
   {
     LeaseGuard lease(*st.config.lease, st.config.context.slots);
     if (!lease.held()) return false;
     const auto start = std::chrono::steady_clock::now();
+    started_unix_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     if (!guarded(self, at, [&] { out = st.stage->run(input); })) return false;
     wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
@@ -153,7 +154,7 @@ bool fire(Self* self, int64_t t) {
   const int replica = st.config.context.replica;
   // The driver hears of this step before any consumer can act on it, so a
   // consumer's failure never overtakes the report of a finished step.
-  FiringReport report{st.config.node, replica, t, wall_s, version, std::move(out.metrics)};
+  FiringReport report{st.config.node, replica, t, wall_s, version, std::move(out.metrics), started_unix_s};
   self->send(st.config.driver, fired_atom::value, std::move(report));
   for (const Route& r : st.routes)
     for (const caf::actor& consumer : r.consumers)
