@@ -48,8 +48,10 @@ cudaError_t fp4_dequantize(const uint8_t* packed, const uint8_t* scales, const f
 
 // Whether fp4_matmul_bf16 / fp4_grouped_matmul_bf16 send groups of at most
 // 16 rows to the decode kernel (W as the MMA's A operand; the default) or,
-// when disabled, to the general tile kernel (for benchmarks comparing them).
-void fp4_use_decode_kernel(bool enabled);
+// when disabled, to the general tile kernel; wide picks the decode kernel's
+// variant with more, smaller warps for at most 8 rows. For benchmarks and
+// tests comparing them.
+void fp4_use_decode_kernel(bool enabled, bool wide = false);
 
 // m16 tiles per block pass for `rows` rows of x (1..4).
 int fp4_mma_tiles(int64_t rows);

@@ -257,9 +257,13 @@ int fp4_mma_tiles(int64_t rows) { return rows <= 16 ? 1 : rows <= 32 ? 2 : rows 
 
 namespace {
 bool decode_kernel_enabled = true;
+bool decode_kernel_wide = false;
 }  // namespace
 
-void fp4_use_decode_kernel(bool enabled) { decode_kernel_enabled = enabled; }
+void fp4_use_decode_kernel(bool enabled, bool wide) {
+  decode_kernel_enabled = enabled;
+  decode_kernel_wide = wide;
+}
 
 cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const uint8_t* packed,
                             const uint8_t* scales, const float* global_scale, int64_t N, const __nv_bfloat16* bias,
@@ -270,7 +274,7 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
   if (decode_kernel_enabled && detail::fp4_decode_fits(M, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                bias, nullptr, static_cast<int>(M), y};
-    return detail::fp4_decode_matmul(d, M, 1, stream);
+    return detail::fp4_decode_matmul(d, M, 1, decode_kernel_wide, stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, bias, nullptr, M, y};
   const int mt = fp4_mma_tiles(M);
@@ -287,7 +291,7 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
       detail::fp4_decode_fits(rows_hint, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                nullptr, offsets, 0, y};
-    return detail::fp4_decode_matmul(d, std::max<int64_t>(rows_hint, 1), experts, stream);
+    return detail::fp4_decode_matmul(d, std::max<int64_t>(rows_hint, 1), experts, decode_kernel_wide, stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, nullptr, offsets, 0, y};
   const int mt = fp4_mma_tiles(rows_hint);

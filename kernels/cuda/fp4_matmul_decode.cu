@@ -32,7 +32,6 @@ namespace {
 
 using namespace device;
 
-constexpr int kWarps = 8;
 
 // Predicated loads that leave `v` as it was when `pred` is false (no branch,
 // no zeroing). Codes are read once (not kept in L1); x, read by every
@@ -127,12 +126,11 @@ __device__ __forceinline__ void mma_step(const Slot& s, XWord&& x_word, float (&
   }
 }
 
-template <int MB, bool kNvfp4>
+// kWarps warps per block (2 blocks per SM), kRing K steps of W in flight per
+// warp; kWholeStepX: a step's x loaded before its decoding (else each codes
+// word's x just before that word is decoded: fewer registers).
+template <int MB, bool kNvfp4, int kWarps, int kRing, bool kWholeStepX>
 __global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a) {
-  constexpr int kRing = MB == 1 ? 4 : 2;  // K steps of W in flight per warp
-  // Up to 2 tiles of x rows: a step's x is loaded before its decoding; more
-  // tiles load each codes word's x just before it is decoded (registers).
-  constexpr bool kWholeStepX = MB <= 2;
   constexpr int kScaleBytes = kNvfp4 ? 8 : 4;  // block-scale bytes of one row per 128-wide step
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int e = blockIdx.y;
@@ -267,13 +265,13 @@ __global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a
   }
 }
 
-template <int MB>
+template <int MB, int kWarps, int kRing, bool kWholeStepX>
 cudaError_t launch(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.N + 15) / 16), static_cast<unsigned>(experts));
   if (a.global_scale)
-    fp4_decode_kernel<MB, true><<<grid, kWarps * 32, 0, stream>>>(a);
+    fp4_decode_kernel<MB, true, kWarps, kRing, kWholeStepX><<<grid, kWarps * 32, 0, stream>>>(a);
   else
-    fp4_decode_kernel<MB, false><<<grid, kWarps * 32, 0, stream>>>(a);
+    fp4_decode_kernel<MB, false, kWarps, kRing, kWholeStepX><<<grid, kWarps * 32, 0, stream>>>(a);
   return cudaGetLastError();
 }
 
@@ -282,15 +280,18 @@ cudaError_t launch(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
 bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const uint8_t* packed,
                      const uint8_t* scales, bool nvfp4) {
   constexpr int64_t int_max = 0x7fffffff;
-  return rows_per_group <= 64 && K % 32 == 0 && K * 2 < int_max && N < int_max &&
+  return rows_per_group <= 16 && K % 32 == 0 && K * 2 < int_max && N < int_max &&
          reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(packed) % 16 == 0 &&
          (!nvfp4 || reinterpret_cast<uintptr_t>(scales) % 2 == 0);
 }
 
-cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, cudaStream_t stream) {
-  if (rows_per_group <= 8) return launch<1>(a, experts, stream);
-  if (rows_per_group <= 16) return launch<2>(a, experts, stream);
-  return launch<4>(a, experts, stream);  // 32 rows a pass: 64 rows read W twice, the second time mostly from L2
+cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, bool wide,
+                              cudaStream_t stream) {
+  // wide (at most 8 rows): 12 warps of at most 85 registers, 24 warps per
+  // SM instead of 16, 2 steps in flight per warp instead of 4.
+  if (rows_per_group <= 8)
+    return wide ? launch<1, 12, 2, false>(a, experts, stream) : launch<1, 8, 4, true>(a, experts, stream);
+  return launch<2, 8, 2, true>(a, experts, stream);
 }
 
 }  // namespace qerl::kernels::cuda::detail

@@ -28,7 +28,9 @@ struct DecodeArgs {
 bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const uint8_t* packed,
                      const uint8_t* scales, bool nvfp4);
 
-// y = x · dequant(W)ᵀ for groups of at most 16 rows (more rows loop over W again).
-cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, cudaStream_t stream);
+// y = x · dequant(W)ᵀ for groups of at most 16 rows (more rows loop over W
+// again); wide: the variant with more, smaller warps for at most 8 rows.
+cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, bool wide,
+                              cudaStream_t stream);
 
 }  // namespace qerl::kernels::cuda::detail

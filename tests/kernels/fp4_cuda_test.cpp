@@ -135,21 +135,22 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
   for (const bool nvfp4 : {true, false}) {
     for (const int64_t M : {1, 2, 5, 8, 9, 16, 17, 33, 64, 65, 300}) {
       for (const auto& [N, K] : shapes) {
-        // Rows <= 64 go to the decode kernel; the general kernel is checked on them too.
-        for (const bool decode_kernel : {true, false}) {
-          if (!decode_kernel && M > 64) continue;
+        // Rows <= 16 go to the decode kernel (at <= 8 rows also its wide
+        // variant); the general kernel is checked on them too.
+        for (const int kernel : {0, 1, 2}) {  // decode, decode wide, general
+          if ((kernel == 1 && M > 8) || (kernel == 2 && M > 16)) continue;
           CAPTURE(nvfp4);
           CAPTURE(M);
           CAPTURE(N);
           CAPTURE(K);
-          CAPTURE(decode_kernel);
+          CAPTURE(kernel);
           torch::manual_seed(++seed);
           const Fp4Weight cpu = quantized(weight(N, K, torch::kFloat) * 4, nvfp4);
           const torch::Tensor x = torch::randn({M, K}).to(torch::kBFloat16);
           const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
           const torch::Tensor reference =
               torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
-          cuda::fp4_use_decode_kernel(decode_kernel);
+          cuda::fp4_use_decode_kernel(kernel != 2, kernel == 1);
           const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
           cuda::fp4_use_decode_kernel(true);
           REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
@@ -231,12 +232,12 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     const torch::Tensor x = torch::randn({T * top_k, K}).to(torch::kBFloat16);
     const torch::Tensor order = routing.order.cpu();
     const torch::Tensor sorted_experts = indices.reshape({-1}).index({order});
-    // Rows hints 4 and 40: the decode kernel (expert 3's 70 rows in 9 passes of
-    // 8, or 3 of 32), then the general one.
-    for (const auto& [decode_kernel, rows_hint] : std::vector<std::pair<bool, int64_t>>{{true, 4}, {true, 40}, {false, 4}}) {
-      CAPTURE(decode_kernel);
+    // Rows hint 4: the decode kernel (expert 3's 70 rows in 9 passes of 8),
+    // its wide variant, then the general one; hint 12: 5 passes of 16.
+    for (const auto& [kernel, rows_hint] : std::vector<std::pair<int, int64_t>>{{0, 4}, {1, 4}, {2, 4}, {0, 12}}) {
+      CAPTURE(kernel);
       CAPTURE(rows_hint);
-      cuda::fp4_use_decode_kernel(decode_kernel);
+      cuda::fp4_use_decode_kernel(kernel != 2, kernel == 1);
       const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, rows_hint).cpu();
       cuda::fp4_use_decode_kernel(true);
       for (int64_t r = 0; r < T * top_k; ++r) {
