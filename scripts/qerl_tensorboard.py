@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""qerl-run's TensorBoard sidecar: reads metrics.jsonl lines on stdin (one
+JSON object per step, as qerl-run writes them) and writes every numeric
+value as a TensorBoard scalar under its metrics.jsonl name, at the line's
+"step", flushing after each line so `tensorboard --logdir` shows the curves
+live. The writer is torch.utils.tensorboard's SummaryWriter (tensorboard's
+own event-file writer underneath).
+
+Usage: qerl_tensorboard.py LOGDIR [--purge-step N]
+  --purge-step N: a resumed run continues at step N; TensorBoard drops the
+  earlier files' events of steps >= N (they were redone).
+
+When torch's SummaryWriter or tensorboard cannot be imported it prints one
+warning line and exits 3 (qerl-run goes on without TensorBoard logs)."""
+import argparse
+import json
+import math
+import signal
+import sys
+
+EXIT_NO_WRITER = 3
+
+
+def warn(message):
+    print(f"qerl-run: warning: {message}", file=sys.stderr, flush=True)
+
+
+def scalars(row):
+    """(name, value) for each finite number of a metrics line but "step"."""
+    for key, value in row.items():
+        if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(value):
+            yield key, float(value)
+
+
+def main():
+    # Ctrl-C reaches the whole process group: qerl-run stops the run and then
+    # closes our stdin, so the steps it finished are still written.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("logdir")
+    parser.add_argument("--purge-step", type=int, default=None)
+    args = parser.parse_args()
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception as e:  # ImportError, or tensorboard's own import failing
+        warn(f"no TensorBoard logs: {sys.executable} cannot import torch.utils.tensorboard ({type(e).__name__}: {e}); "
+             "install it with scripts/setup.sh or pass --no-tensorboard")
+        return EXIT_NO_WRITER
+    try:
+        writer = SummaryWriter(log_dir=args.logdir, purge_step=args.purge_step, flush_secs=3600)
+    except Exception as e:
+        warn(f"no TensorBoard logs: cannot write to '{args.logdir}' ({type(e).__name__}: {e})")
+        return EXIT_NO_WRITER
+    for number, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            step = int(row["step"])
+        except (ValueError, KeyError, TypeError) as e:
+            warn(f"TensorBoard writer: stdin:{number}: expected a metrics object with a \"step\" ({e}); line skipped")
+            continue
+        for name, value in scalars(row):
+            writer.add_scalar(name, value, global_step=step)
+        writer.flush()
+    writer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
