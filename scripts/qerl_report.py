@@ -226,11 +226,11 @@ def timing_bars(run):
 
 # ---------------------------------------------------------------- page
 
-def fmt(value, digits=3):
+def fmt(value):
     if value is None:
         return "&ndash;"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return html.escape(str(value))
 
 
@@ -306,6 +306,7 @@ table.summary th { background: #f3f3f3; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 12px; }
 .plot { border: 1px solid #eee; }
 pre { background: #f7f7f7; padding: 8px; overflow-x: auto; font-size: 12px; }
+pre.command { white-space: pre-wrap; word-break: break-all; }
 #script-errors { display: none; background: #fdd; color: #900; padding: 8px; white-space: pre-wrap; }
 """
 
@@ -347,7 +348,7 @@ def build_page(runs, plotly_js, plotly_version):
         command = html.escape(run.command.strip()) if run.command else "not recorded in this run (no command.txt)"
         resolved = html.escape(run.resolved) if run.resolved else "not recorded in this run (no resolved.toml)"
         details.append(f"<h3>{html.escape(run.label)} <span class='meta'>({html.escape(run.folder)})</span></h3>"
-                       f"<p>Command:</p><pre>{command}</pre>"
+                       f"<p>Command:</p><pre class='command'>{command}</pre>"
                        f"<details><summary>Resolved pipeline (resolved.toml)</summary><pre>{resolved}</pre></details>")
     sections.append("<h2>Commands and resolved pipelines</h2>" + "".join(details))
     title = "qerl report: " + ", ".join(r.label for r in runs)
