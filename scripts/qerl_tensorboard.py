@@ -7,8 +7,9 @@ live. The writer is torch.utils.tensorboard's SummaryWriter (tensorboard's
 own event-file writer underneath).
 
 Usage: qerl_tensorboard.py LOGDIR [--purge-step N]
-  --purge-step N: a resumed run continues at step N; TensorBoard drops the
-  earlier files' events of steps >= N (they were redone).
+  --purge-step N: the run's first step (0, or where a resume continues);
+  TensorBoard drops earlier event files' values of steps >= N (an
+  --overwrite run or a resume redoes them).
 
 When torch's SummaryWriter or tensorboard cannot be imported it prints one
 warning line and exits 3 (qerl-run goes on without TensorBoard logs)."""

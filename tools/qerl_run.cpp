@@ -248,7 +248,9 @@ int run(const Options& opt) {
   if (!opt.no_tensorboard) {
     auto feed = tools::default_tensorboard_feed(
         opt.tensorboard_dir.empty() ? (out_dir / "tensorboard").string() : opt.tensorboard_dir);
-    if (resuming) feed.purge_step = run_options.start_step;
+    // Event files of an earlier run in the folder (--overwrite, or the steps a
+    // resume redoes) are hidden by TensorBoard from this step on.
+    feed.purge_step = run_options.start_step;
     tensorboard.emplace(std::move(feed), std::cerr);
     if (tensorboard->running()) spdlog::info("TensorBoard logs: tensorboard --logdir {}", tensorboard->log_dir());
   }

@@ -20,8 +20,9 @@ struct TensorBoardFeedOptions {
   std::string python;  // the interpreter
   std::string script;  // scripts/qerl_tensorboard.py
   std::string log_dir;
-  // A resumed run redoes the steps from here: TensorBoard drops the earlier
-  // event files' values of these steps.
+  // The run's first step: TensorBoard drops the values of this step and
+  // later ones from earlier event files in log_dir (a resume redoes them;
+  // an --overwrite run replaces them all).
   std::optional<int64_t> purge_step;
 };
 

@@ -3,7 +3,8 @@
 in the event files qerl-run wrote as it ran, every scalar of metrics.jsonl
 under the same name, at every step, with the same value (float32: the event
 format stores scalars as float32), and nothing else. Also: --tensorboard DIR
-writes there, --no-tensorboard writes none, and a python that cannot be
+writes there, --no-tensorboard writes none, a resumed or overwritten run
+hides the values it redoes, and a python that cannot be
 started costs one warning line while the run still succeeds (toy stages).
 
 Usage: qerl_tensorboard_test.py --runs DIR (qerl_short_runs.py's) --qerl-run EXE
@@ -31,11 +32,21 @@ def check(ok, what):
         print(f"FAIL: {what}", file=sys.stderr)
 
 
-def read_back(logdir):
-    """{tag: {step: value}} as TensorBoard reads it (every event kept)."""
+def read_events(logdir):
+    """{tag: [(step, value)...]} as TensorBoard reads it (every event kept)."""
     ea = EventAccumulator(logdir, size_guidance={"scalars": 0})
     ea.Reload()
-    return {tag: {e.step: e.value for e in ea.Scalars(tag)} for tag in ea.Tags()["scalars"]}
+    return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
+
+
+def read_back(logdir):
+    """{tag: {step: value}}; a step read twice is a failure."""
+    got = {}
+    for tag, events in read_events(logdir).items():
+        steps = [s for s, _ in events]
+        check(len(steps) == len(set(steps)), f"{logdir}: '{tag}' has each step once, read steps {steps}")
+        got[tag] = dict(events)
+    return got
 
 
 def expected_scalars(metrics_path):
@@ -70,10 +81,10 @@ def check_run(run_dir):
                       f"{run_dir}: '{name}' step {step}: wrote {value}, read {read}")
 
 
-def qerl_run(args, extra, env=None):
+def qerl_run(args, extra, env=None, pipeline="toy_run.toml"):
     out_dir = os.path.join(args.scratch, extra[0])
     shutil.rmtree(out_dir, ignore_errors=True)
-    command = [args.qerl_run, os.path.join(args.source_dir, "tests/tools/data/toy_run.toml"), "--out", out_dir,
+    command = [args.qerl_run, os.path.join(args.source_dir, "tests/tools/data", pipeline), "--out", out_dir,
                "--set", f"plugins=[\"{args.toy_plugin}\"]"] + extra[1:]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
     return out_dir, done
@@ -111,6 +122,37 @@ def check_flags(args):
           f"no tensorboard module: one warning line, got {warnings}")
 
 
+def check_resume(args):
+    """A resumed run redoes the steps after its checkpoint: TensorBoard then
+    reads each step once, with the resumed run's value; command.txt has both
+    commands."""
+    out_dir, done = qerl_run(args, ["toy_resume", "--set", "stages.total.fail_once_at_step=5"], pipeline="toy_resume.toml")
+    check(done.returncode == 1, f"toy_resume fails once at step 5 (exit {done.returncode})")
+    before = read_events(os.path.join(out_dir, "tensorboard")).get("toy/total", [])
+    check(sorted(s for s, _ in before) == [0, 1, 2, 3, 4], f"before resuming: steps 0..4 in TensorBoard, read {before}")
+    done = subprocess.run([args.qerl_run, "--resume", out_dir], capture_output=True, text=True)
+    check(done.returncode == 0, f"--resume: exit {done.returncode}: {done.stderr[-500:]}")
+    want = expected_scalars(os.path.join(out_dir, "metrics.jsonl"))
+    got = read_back(os.path.join(out_dir, "tensorboard"))
+    check(sorted(want["toy/total"]) == list(range(7)) and got.get("toy/total") == {s: float(np.float32(v)) for s, v in want["toy/total"].items()},
+          f"after --resume: toy/total once per step 0..6 as in metrics.jsonl, read {got.get('toy/total')}")
+    with open(os.path.join(out_dir, "command.txt")) as f:
+        commands = f.read().splitlines()
+    check(len(commands) == 2 and "fail_once_at_step=5" in commands[0] and commands[1].endswith("--resume " + out_dir),
+          f"command.txt holds the run's and the resume's command lines: {commands}")
+
+
+def check_overwrite(args):
+    """A run --overwrite'n into a folder hides the earlier run's values."""
+    out_dir, first = qerl_run(args, ["toy_overwrite"])
+    again = subprocess.run(first.args + ["--overwrite", "--set", "run.seed=5"], capture_output=True, text=True)
+    check(first.returncode == 0 and again.returncode == 0, f"toy run, then --overwrite: exits {first.returncode}, {again.returncode}")
+    want = expected_scalars(os.path.join(out_dir, "metrics.jsonl"))
+    got = read_back(os.path.join(out_dir, "tensorboard"))
+    check(want["toy/sqrt"][0] == 5 and got.get("toy/sqrt") == {s: float(np.float32(v)) for s, v in want["toy/sqrt"].items()},
+          f"after --overwrite: the new run's toy/sqrt only, read {got.get('toy/sqrt')}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     for a in ("--runs", "--qerl-run", "--toy-plugin", "--source-dir", "--scratch"):
@@ -120,6 +162,8 @@ def main():
         if os.path.isfile(os.path.join(args.runs, name, "metrics.jsonl")):
             check_run(os.path.join(args.runs, name))
     check_flags(args)
+    check_resume(args)
+    check_overwrite(args)
     print(f"{checks - len(failures)} of {checks} checks passed")
     return 1 if failures or checks < 10 else 0
 
