@@ -306,10 +306,10 @@ int main(int argc, char** argv) {
   app.add_option("--resume", opt.resume_dir,
                  "Continue the run in RUN_DIR from its newest checkpoint (only --set run.steps=N may change)")
       ->type_name("RUN_DIR");
-  app.add_option("--tensorboard", opt.tensorboard_dir,
-                 "Write TensorBoard event files to DIR (default: <out_dir>/tensorboard)")
-      ->type_name("DIR");
-  app.add_flag("--no-tensorboard", opt.no_tensorboard, "Write no TensorBoard event files");
+  auto* tensorboard = app.add_option("--tensorboard", opt.tensorboard_dir,
+                                     "Write TensorBoard event files to DIR (default: <out_dir>/tensorboard)")
+                          ->type_name("DIR");
+  app.add_flag("--no-tensorboard", opt.no_tensorboard, "Write no TensorBoard event files")->excludes(tensorboard);
   app.add_option("--log-level", opt.log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   try {

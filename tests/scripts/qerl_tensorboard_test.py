@@ -106,6 +106,10 @@ def check_flags(args):
     out_dir, done = qerl_run(args, ["toy_none", "--no-tensorboard"])
     check(done.returncode == 0 and not os.path.exists(os.path.join(out_dir, "tensorboard")),
           f"--no-tensorboard: exit {done.returncode}, tensorboard/ absent")
+    # Both flags: the command line is rejected (exit 2), nothing runs.
+    out_dir, done = qerl_run(args, ["toy_both", "--no-tensorboard", "--tensorboard", chosen])
+    check(done.returncode == 2 and "excludes" in done.stderr and not os.path.exists(os.path.join(out_dir, "metrics.jsonl")),
+          f"--tensorboard with --no-tensorboard: exit {done.returncode}, {done.stderr.strip()[:200]!r}")
     # No python: one warning line, the run goes on and writes its metrics.
     out_dir, done = qerl_run(args, ["toy_nopython"], env={"QERL_PYTHON": "/nonexistent/python3"})
     warnings = [l for l in done.stderr.splitlines() if "TensorBoard" in l]
