@@ -82,7 +82,7 @@ TensorBoardFeed::TensorBoardFeed(TensorBoardFeedOptions options, std::ostream& w
   child_ = pid;
   socket_ = fds[0];
   ::fcntl(socket_, F_SETFL, ::fcntl(socket_, F_GETFL) | O_NONBLOCK);
-  const int buffer = 1 << 20;  // a few hundred steps' lines while the sidecar imports torch
+  const int buffer = 1 << 20;  // a few hundred steps' lines while the sidecar starts
   ::setsockopt(socket_, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer);
 }
 
