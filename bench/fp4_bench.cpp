@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_cuda_torch.hpp"
 #include "kernels/fp4_linear.hpp"
 #include "kernels/quantize_tensor.hpp"
@@ -157,8 +158,10 @@ void matmuls(double copy_gbs, double tflops) {
   std::printf("\n## W4A16 matmul vs bf16 torch::matmul (cuBLAS)\n\n");
   std::printf("GPU time per call (CUDA graph replay, weights rotated over copies that exceed L2 three times); "
               "'eager' is the same NVFP4 call timed back to back without a graph (host dispatch included).\n\n");
-  std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 eager (us) | "
-              "NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("'NVFP4 v4' is the general tile kernel on the same call (rows <= 64 otherwise go to the decode "
+              "kernel, v6).\n\n");
+  std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | NVFP4 eager (us) | "
+              "NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {2816, 2048}, {2048, 1408}};
   for (const auto& [N, K] : shapes) {
     torch::manual_seed(2);
@@ -181,10 +184,16 @@ void matmuls(double copy_gbs, double tflops) {
       const double t_nv = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
       const double t_mx = graph_us([&](int i) { fp4_linear(x, mxs[i % n_fp4], none); });
       const double t_eager = eager_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
+      double t_v4 = t_nv;
+      if (M <= 64) {
+        cuda::fp4_use_decode_kernel(false);
+        t_v4 = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
+        cuda::fp4_use_decode_kernel(true);
+      }
       const double floor_us = (static_cast<double>(nv.bytes()) + 2.0 * M * (K + N)) / copy_gbs / 1e3;
       const double flops_us = 2.0 * M * N * K / tflops / 1e6;
-      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.0f %% | %.0f %% |\n",
-                  (long long)N, (long long)K, (long long)M, t_bf16, t_nv, t_bf16 / t_nv, t_mx, t_bf16 / t_mx,
+      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.0f %% | %.0f %% |\n",
+                  (long long)N, (long long)K, (long long)M, t_bf16, t_nv, t_bf16 / t_nv, t_mx, t_bf16 / t_mx, t_v4,
                   t_eager, 100 * floor_us / t_nv, 100 * flops_us / t_nv);
     }
   }

@@ -24,6 +24,11 @@ add_library(caf::core UNKNOWN IMPORTED)
 set_target_properties(caf::core PROPERTIES IMPORTED_LOCATION ${CAF_CORE_LIBRARY}
                       INTERFACE_INCLUDE_DIRECTORIES ${CAF_INCLUDE_DIR}
                       INTERFACE_LINK_LIBRARIES Threads::Threads)
+# caf::io: the network layer (middleman) of multi-process runs (issue 17).
+find_library(CAF_IO_LIBRARY caf_io REQUIRED)
+add_library(caf::io UNKNOWN IMPORTED)
+set_target_properties(caf::io PROPERTIES IMPORTED_LOCATION ${CAF_IO_LIBRARY}
+                      INTERFACE_LINK_LIBRARIES caf::core)
 
 if(QERL_TESTS)
   find_package(doctest REQUIRED)

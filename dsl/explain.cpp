@@ -52,7 +52,7 @@ std::string stage_type_text(const StageTypeSchema& type) {
   out += "  outputs:\n";
   for (const PortSpec& p : type.outputs) out += "    " + p.name + " (" + p.type + "): " + p.doc + "\n";
   if (type.outputs.empty()) out += "    (none)\n";
-  out += "  keys (besides uses, inputs, gpus, replicas):\n";
+  out += "  keys (besides uses, inputs, gpus, replicas, worker):\n";
   for (const KeySpec& k : type.keys) out += "  " + key_text(k.name, k);
   if (type.keys.empty()) out += "    (none)\n";
   return out;

@@ -145,6 +145,11 @@ struct RouterReplaySpec {
 struct ClusterSpec {
   DeviceKind device = DeviceKind::auto_detect;
   int64_t num_gpus = 0;  // 0 = every visible GPU (or, with no GPU, as many logical slots as used)
+  // Worker processes (issue 17): empty = one process; {"local"} = qerl-run
+  // starts one worker process per `worker = N` used by the stages;
+  // {"host:port", ...} = workers started with `qerl-run --worker`, worker N
+  // being the N-th entry. See dsl/cluster.hpp.
+  std::vector<std::string> workers;
 };
 
 // One declared input of a stage: `port = "producer.port"` or
@@ -163,6 +168,7 @@ struct StageSpec {
   std::vector<InputSpec> inputs;
   std::vector<int64_t> gpus;  // logical GPU slots; empty = host CPU
   int64_t replicas = 1;
+  int64_t worker = 0;  // the process: 0 = the coordinator (qerl-run), N = cluster.workers' N-th
   // Stage-type-specific keys, validated against the type's KeySpecs with
   // defaults filled in; read through option<T>().
   std::map<std::string, Value> options;

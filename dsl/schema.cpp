@@ -51,7 +51,8 @@ void Schema::add_stage_type(StageTypeSchema type) {
   if (find_stage_type(type.name))
     throw Error("stage type '" + type.name + "' is registered twice");
   for (const KeySpec& key : type.keys) {
-    if (key.name == "uses" || key.name == "inputs" || key.name == "gpus" || key.name == "replicas")
+    if (key.name == "uses" || key.name == "inputs" || key.name == "gpus" || key.name == "replicas" ||
+        key.name == "worker")
       throw Error("stage type '" + type.name + "': key '" + key.name +
                   "' is common to every stage and cannot be redeclared");
   }

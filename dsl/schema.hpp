@@ -29,6 +29,7 @@ struct KeySpec {
   bool min_exclusive = false;
   bool max_exclusive = false;
   std::vector<std::string> one_of;  // allowed strings (for string and string_list keys)
+  bool single_string_ok = false;    // string_list keys: a bare "x" reads as ["x"]
   // Section keys only: stores a validated value into the typed spec.
   std::function<void(PipelineSpec&, const Value&)> assign;
   // Section keys only: reads the typed member back (to_toml, explain).

@@ -107,6 +107,12 @@ KeySpec key(S P::*section, T S::*member, const char* name, typename Exactly<T>::
   return k;
 }
 
+// A string-list key that also takes one bare string (workers = "local").
+KeySpec single_string(KeySpec k) {
+  k.single_string_ok = true;
+  return k;
+}
+
 // A key without a default: the pipeline must set it.
 template <class S, class T>
 KeySpec required_key(S P::*section, T S::*member, const char* name, const char* doc) {
@@ -210,6 +216,7 @@ Schema Schema::builtin() {
     section("cluster", "Devices of the run.", {
       key(&P::cluster, &ClusterSpec::device, "device", DeviceKind::auto_detect, "auto: CUDA when visible, else CPU."),
       key(&P::cluster, &ClusterSpec::num_gpus, "num_gpus", 0, "Logical GPU slots; 0 = every visible GPU (or, with none, as many as the stages name).", at_least(0)),
+      single_string(key(&P::cluster, &ClusterSpec::workers, "workers", Strings{}, "Worker processes: [] = one process; \"local\" = qerl-run starts one local worker process per `worker = N` the stages use; [\"host:port\", ...] = workers started with `qerl-run --worker --listen PORT` (stage key worker = N runs on the N-th). Needs QERL_CLUSTER_SECRET or QERL_CLUSTER_SECRET_FILE for host:port workers.")),
     }),
   };
   s.common_stage_keys_ = {
@@ -217,6 +224,7 @@ Schema Schema::builtin() {
     stage_key("inputs", ValueKind::string, Value(std::string()), "Table port = \"stage.port\" or port = { from = \"stage.port\", staleness = k } (k >= 0: a back-edge allowing k steps of lag); \"stage\" alone = its only output."),
     stage_key("gpus", ValueKind::integer_list, Value(std::vector<int64_t>{}), "Logical GPU slots of the stage; empty = host CPU. Stages sharing a slot are colocated.", at_least(0)),
     stage_key("replicas", ValueKind::integer, Value(int64_t{1}), "Number of actor replicas.", at_least(1)),
+    stage_key("worker", ValueKind::integer, Value(int64_t{0}), "Process of the stage: 0 = the coordinator (qerl-run itself), N >= 1 = worker N of cluster.workers.", at_least(0)),
   };
   return s;
 }

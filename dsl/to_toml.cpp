@@ -37,6 +37,7 @@ void write_stage(const StageSpec& stage, const Schema& schema, std::string& out)
   out += inputs_line(stage.inputs) + "\n";
   out += "gpus = " + to_toml_literal(Value(stage.gpus)) + "\n";
   out += "replicas = " + std::to_string(stage.replicas) + "\n";
+  if (stage.worker != 0) out += "worker = " + std::to_string(stage.worker) + "\n";
   std::set<std::string> written;
   if (const StageTypeSchema* type = schema.find_stage_type(stage.uses)) {
     for (const KeySpec& key : type->keys) {

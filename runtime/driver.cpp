@@ -8,6 +8,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <spdlog/spdlog.h>
@@ -18,9 +19,14 @@
 #include <filesystem>
 #include <map>
 
+#include "dsl/cluster.hpp"
 #include "dsl/pipeline_spec.hpp"
+#include "runtime/build_id.hpp"
+#include "runtime/cluster_secret.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/detail/stage_actor.hpp"
+#include "runtime/detail/stage_config.hpp"
+#include "runtime/detail/worker_protocol.hpp"
 #include "runtime/detail/step_tracker.hpp"
 #include "runtime/graph.hpp"
 #include "runtime/metrics_sink.hpp"
@@ -39,10 +45,6 @@ std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>((seconds > 0 ? seconds : forever_s) * 1000));
 }
 
-std::string replica_label(const ReplicaPlacement& r) {
-  return "stage '" + r.stage + "' (replica " + std::to_string(r.replica) + ")";
-}
-
 class Driver {
  public:
   Driver(const dsl::PipelineSpec& spec, const Graph& graph, const Placement& placement,
@@ -56,8 +58,10 @@ class Driver {
   RunResult run();
 
  private:
-  void spawn_and_wire(caf::scoped_actor& self);
-  StageActorConfig config_for(const ReplicaPlacement& r, caf::scoped_actor& self);
+  bool spawn_and_wire(caf::scoped_actor& self);  // false: result_.error says why
+  bool connect_workers(caf::scoped_actor& self);
+  caf::actor spawn_replica(caf::scoped_actor& self, const ReplicaPlacement& r);
+  std::string worker_lost_line(int worker, const caf::error& reason) const;
   void tick_sources(caf::scoped_actor& self);
   void finish_steps();
   void complete_checkpoint(const StepRecord& record);
@@ -72,9 +76,9 @@ class Driver {
   const RunOptions& options_;
   StepTracker tracker_;
   std::unique_ptr<MetricsSink> sink_;
-  std::shared_ptr<DeviceLease> lease_ = std::make_shared<DeviceLease>();
-  std::shared_ptr<std::atomic<bool>> stop_flag_ = std::make_shared<std::atomic<bool>>(false);
-  std::vector<std::shared_ptr<spdlog::sinks::sink>> log_sinks_;
+  ProcessRun run_;                                 // this process's stage replicas
+  std::vector<caf::actor> workers_;                // worker N at index N - 1
+  std::map<caf::actor_addr, int> worker_of_;       // stage actors and worker actors -> worker N (>= 1)
   std::shared_ptr<spdlog::logger> log_;            // the driver's own lines (checkpoints)
   std::map<int, std::vector<caf::actor>> actors_;  // node -> replicas
   std::map<caf::actor_addr, std::string> labels_;  // alive actors
@@ -84,46 +88,70 @@ class Driver {
   bool output_failed_ = false;  // metrics.jsonl or a checkpoint could not be written: stop writing
 };
 
-StageActorConfig Driver::config_for(const ReplicaPlacement& r, caf::scoped_actor& self) {
-  const Node& node = graph_.node(r.node);
-  StageActorConfig c;
-  c.node = r.node;
-  c.label = replica_label(r);
-  c.type = registry_.find(node.type);
-  c.context.pipeline = &spec_;
-  c.context.stage = spec_.find_stage(node.name);
-  c.context.replica = r.replica;
-  c.context.replicas = r.replicas;
-  c.context.slots = r.slots;
-  c.context.devices = r.devices;
-  c.context.out_dir = options_.out_dir;
-  c.context.start_step = options_.start_step;
-  for (int e : node.outputs) {
-    const Edge& edge = graph_.edges()[e];
-    if (edge.staleness) c.context.back_edge_history = std::max(c.context.back_edge_history, *edge.staleness + 1);
+// Connects to every worker, proves the run's secret and hands it the
+// resolved pipeline (it refuses another build or pipeline with one line).
+bool Driver::connect_workers(caf::scoped_actor& self) {
+  const auto timeout = to_ms(options_.connect_timeout_s);
+  Hello hello;
+  hello.build_id = build_id();
+  hello.secret_proof = secret_proof(options_.cluster_secret);
+  hello.pipeline_text = options_.pipeline_text;
+  hello.pipeline_hash = pipeline_hash(options_.pipeline_text);
+  hello.pipeline_version = options_.pipeline_version;
+  hello.plugins = spec_.plugins;
+  hello.out_dir = options_.out_dir;
+  hello.start_step = options_.start_step;
+  hello.resume_from = options_.resume_from;
+  for (size_t i = 0; i < options_.workers.size(); ++i) {
+    const WorkerEndpoint& w = options_.workers[i];
+    const std::string who = "worker " + std::to_string(i + 1) + " (" + w.label + ")";
+    auto worker = self->system().middleman().remote_actor(w.host, static_cast<uint16_t>(w.port));
+    if (!worker) {
+      result_.error = "cannot reach " + who + ": " + self->system().render(worker.error());
+      return false;
+    }
+    hello.worker_index = static_cast<int>(i + 1);
+    std::string verdict;
+    self->request(*worker, timeout, hello_atom::value, hello)
+        .receive([&](std::string& v) { verdict = v.empty() ? "" : "refused by the worker: " + v; },
+                 [&](caf::error& e) { verdict = "no handshake: " + self->system().render(e); });
+    if (!verdict.empty()) {
+      result_.error = who + " " + verdict;
+      return false;
+    }
+    self->monitor(*worker);
+    worker_of_[worker->address()] = static_cast<int>(i + 1);
+    workers_.push_back(*worker);
+    std::string stages;
+    for (const std::string& s : dsl::stages_of_worker(spec_, static_cast<int64_t>(i + 1)))
+      stages += (stages.empty() ? "" : ", ") + s;
+    log_->info("{} accepted the run (stages {})", who, stages);
   }
-  c.context.stop_flag = stop_flag_;
-  c.context.logger = std::make_shared<spdlog::logger>(r.label(), log_sinks_.begin(), log_sinks_.end());
-  c.context.logger->set_level(spdlog::default_logger()->level());
-  for (int e : node.inputs) {
-    const Edge& edge = graph_.edges()[e];
-    const Node& producer = graph_.node(edge.producer);
-    c.inputs.push_back(InputDecl{edge.consumer_port, producer.name + "." + edge.producer_port,
-                                 static_cast<int>(producer.replicas), edge.staleness});
-  }
-  c.total_steps = spec_.run.steps;
-  c.checkpoint_every = spec_.run.checkpoint_every;
-  c.state_name = stage_state_name(node.name, r.replica);
-  c.resume_from = options_.resume_from;
-  c.is_source = node.is_source(graph_.edges());
-  c.lease = lease_;
-  c.driver = caf::actor{self};
-  return c;
+  return true;
 }
 
-void Driver::spawn_and_wire(caf::scoped_actor& self) {
+// A replica of a stage with worker = N > 0 is spawned by worker N, in its
+// process; the rest here.
+caf::actor Driver::spawn_replica(caf::scoped_actor& self, const ReplicaPlacement& r) {
+  const int64_t worker = spec_.find_stage(r.stage)->worker;
+  if (worker == 0) return self->system().spawn<caf::detached>(stage_actor, stage_config(run_, r, caf::actor{self}));
+  caf::actor a;
+  self->request(workers_.at(worker - 1), to_ms(options_.connect_timeout_s), spawn_atom::value, r.node, r.replica,
+                caf::actor{self})
+      .receive([&](caf::actor& spawned) { a = std::move(spawned); },
+               [&](caf::error& e) {
+                 result_.error = "worker " + std::to_string(worker) + " (" + options_.workers[worker - 1].label +
+                                 ") could not start " + replica_label(r) + ": " + self->system().render(e);
+               });
+  if (a) worker_of_[a.address()] = static_cast<int>(worker);
+  return a;
+}
+
+bool Driver::spawn_and_wire(caf::scoped_actor& self) {
+  if (!options_.workers.empty() && !connect_workers(self)) return false;
   for (const ReplicaPlacement& r : placement_.replicas) {
-    caf::actor a = self->system().spawn<caf::detached>(stage_actor, config_for(r, self));
+    caf::actor a = spawn_replica(self, r);
+    if (!a) return false;
     self->monitor(a);
     labels_[a.address()] = replica_label(r);
     actors_[r.node].push_back(a);
@@ -136,6 +164,22 @@ void Driver::spawn_and_wire(caf::scoped_actor& self) {
     }
     self->send(actors_[r.node][r.replica], wire_atom::value, std::move(wiring));
   }
+  return true;
+}
+
+// "worker 1 (127.0.0.1:40123; stages reference, learner) was lost after
+// finishing step 3: <reason>"
+std::string Driver::worker_lost_line(int worker, const caf::error& reason) const {
+  std::string stages;
+  for (const std::string& s : dsl::stages_of_worker(spec_, worker)) stages += (stages.empty() ? "" : ", ") + s;
+  const int64_t done = result_.steps_completed;
+  return "worker " + std::to_string(worker) + " (" + options_.workers.at(worker - 1).label + "; stages " +
+         stages + ") was lost " +
+         (done > options_.start_step || done > 0 ? "after finishing step " + std::to_string(done - 1)
+                                                 : std::string("before finishing any step")) +
+         (reason == caf::exit_reason::remote_link_unreachable
+              ? std::string(" (its connection closed or went silent for ") + fmt::format("{:g}", network_timeout_s) + " s)"
+              : " (" + caf::to_string(reason) + ")");
 }
 
 // Backpressure: sources run at most 1 + max staleness steps ahead of the
@@ -211,6 +255,9 @@ void Driver::supervise(caf::scoped_actor& self) {
     self->receive(
         [&](fired_atom, FiringReport& report) {
           last_progress = clock_type::now();
+          // When each step ran, across processes (shows overlap with staleness > 0).
+          log_->debug("{}[{}] ran step {} from {:.3f} to {:.3f} (unix s)", graph_.node(report.node).name,
+                      report.replica, report.step, report.started_unix_s, report.started_unix_s + report.wall_s);
           tracker_.record(report);
           finish_steps();
           tick_sources(self);
@@ -221,6 +268,13 @@ void Driver::supervise(caf::scoped_actor& self) {
         },
         [&](failed_atom, std::string& line) { result_.error = line; },
         [&](caf::down_msg& down) {
+          auto w = worker_of_.find(down.source);
+          if (w != worker_of_.end() && (down.reason == caf::exit_reason::remote_link_unreachable ||
+                                        !labels_.count(down.source))) {
+            result_.error = worker_lost_line(w->second, down.reason);
+            labels_.erase(down.source);
+            return;
+          }
           auto it = labels_.find(down.source);
           const std::string who = it == labels_.end() ? "an actor" : it->second;
           if (it != labels_.end()) labels_.erase(it);
@@ -243,8 +297,8 @@ void Driver::supervise(caf::scoped_actor& self) {
 }
 
 bool Driver::stop_all(caf::scoped_actor& self) {
-  stop_flag_->store(true);
-  lease_->close();
+  run_.stop_flag->store(true);
+  run_.lease->close();
   for (const auto& [node, replicas] : actors_)
     for (const caf::actor& a : replicas)
       if (labels_.count(a.address())) self->send_exit(a, caf::exit_reason::user_shutdown);
@@ -265,8 +319,15 @@ bool Driver::stop_all(caf::scoped_actor& self) {
 }
 
 RunResult Driver::run() {
-  log_sinks_ = options_.log_sinks.empty() ? spdlog::default_logger()->sinks() : options_.log_sinks;
-  log_ = std::make_shared<spdlog::logger>("driver", log_sinks_.begin(), log_sinks_.end());
+  run_.spec = &spec_;
+  run_.graph = &graph_;
+  run_.placement = &placement_;
+  run_.registry = &registry_;
+  run_.out_dir = options_.out_dir;
+  run_.start_step = options_.start_step;
+  run_.resume_from = options_.resume_from;
+  run_.log_sinks = options_.log_sinks.empty() ? spdlog::default_logger()->sinks() : options_.log_sinks;
+  log_ = std::make_shared<spdlog::logger>("driver", run_.log_sinks.begin(), run_.log_sinks.end());
   log_->set_level(spdlog::default_logger()->level());
   if (!options_.out_dir.empty()) {
     try {
@@ -280,15 +341,20 @@ RunResult Driver::run() {
   // when a stage thread cannot be stopped.
   auto cfg = std::make_unique<caf::actor_system_config>();
   cfg->set("scheduler.max-threads", 2);  // stage actors are detached: own threads
+  add_message_types(*cfg);
+  if (!options_.workers.empty()) load_network(*cfg);
   auto system = std::make_unique<caf::actor_system>(*cfg);
   bool stopped = true;
   {
     caf::scoped_actor self{*system};
-    spawn_and_wire(self);
-    tick_sources(self);
-    supervise(self);
+    if (spawn_and_wire(self)) {
+      tick_sources(self);
+      supervise(self);
+    }
     stopped = stop_all(self);
+    for (const caf::actor& w : workers_) self->send(w, bye_atom::value);
     actors_.clear();  // handles must not outlive the actor system
+    workers_.clear();
   }
   if (!stopped) {  // a stage thread is still running: abandon it, let the process exit
     (void)system.release();

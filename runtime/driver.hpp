@@ -31,6 +31,13 @@ class Graph;
 struct Placement;
 class StageRegistry;
 
+// Where worker process N listens (issue 17): RunOptions::workers[N - 1].
+struct WorkerEndpoint {
+  std::string host;
+  int port = 0;
+  std::string label;  // "127.0.0.1:40123" (+ " pid 123" for local workers), for error lines
+};
+
 struct RunOptions {
   // metrics.jsonl and checkpoints/ go here (created if missing); "" = no
   // files (and no checkpoints). Before the first step the driver deletes
@@ -56,6 +63,15 @@ struct RunOptions {
   // driver stops every stage as after a failure, within about 0.1 s plus
   // what a stage needs to leave run(), and reports result.interrupted.
   const std::atomic<bool>* interrupt = nullptr;
+  // Worker processes: stages with `worker = N` run in workers[N - 1],
+  // reached over CAF's network layer; empty = every stage in this process.
+  // The secret proves to each worker that this coordinator runs the job;
+  // pipeline_text (resolved.toml) is what the workers build their stages from.
+  std::vector<WorkerEndpoint> workers;
+  std::string cluster_secret;
+  std::string pipeline_text;
+  std::string pipeline_version;  // detail::pipeline_hash of it without run.out_dir
+  double connect_timeout_s = 60;  // per worker: connect, handshake, spawn its stages
   // Sinks of the stage loggers; empty = those of spdlog's default logger.
   std::vector<std::shared_ptr<spdlog::sinks::sink>> log_sinks;
 };

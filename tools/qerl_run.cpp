@@ -26,6 +26,7 @@
 #include "dsl/explain.hpp"
 #include "dsl/loader.hpp"
 #include "runtime/checkpoint.hpp"
+#include "tools/qerl_run_cluster.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/graph.hpp"
 #include "runtime/placement.hpp"
@@ -112,6 +113,7 @@ struct Options {
   std::string tensorboard_dir;  // --tensorboard DIR; "" = <out_dir>/tensorboard
   bool no_tensorboard = false;
   std::vector<std::string> command;  // argv, for <out_dir>/command.txt
+  tools::WorkerFlags worker;  // --worker, --listen, --bind (tools/qerl_run_cluster.hpp)
 };
 
 // --resume continues the run that RUN_DIR/resolved.toml describes: the
@@ -220,7 +222,8 @@ int run(const Options& opt) {
   if (opt.dry_run) {  // writes nothing but what --dot asks for
     std::cout << "# resolved pipeline\n" << dsl::to_toml(spec, registry.schema()) << "\n"
               << "# actor graph\n" << graph.to_text() << "\n"
-              << "# placement\n" << placement.to_text();
+              << "# placement\n" << placement.to_text()
+              << tools::process_plan(spec, placement);
     if (!opt.dot_file.empty()) std::cout << "\n(dry run: graph written to " << opt.dot_file << ")\n";
     return 0;
   }
@@ -264,6 +267,8 @@ int run(const Options& opt) {
   };
   run_options.interrupt = &interrupted;
   handle_interrupts();
+  // Worker processes (cluster.workers): started here when "local".
+  const auto local_workers = tools::prepare_workers(spec, registry.schema(), opt.log_level, run_options);
   const runtime::RunResult result = run_pipeline(spec, graph, placement, registry, run_options);
   progress.finish();
   if (tensorboard && !result.abandoned) tensorboard->close(/*timeout_s=*/60);
@@ -288,6 +293,7 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ::setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/1);  // NVLink multicast off in every qerl process (issue 17)
   Options opt;
   CLI::App app{"qerl-run: run a qerl pipeline (TOML) as a graph of actors"};
   app.add_option("pipeline", opt.pipeline, "Pipeline file (.toml)");
@@ -312,6 +318,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-tensorboard", opt.no_tensorboard, "Write no TensorBoard event files")->excludes(tensorboard);
   app.add_option("--log-level", opt.log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  tools::add_worker_flags(app, opt.worker);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -325,6 +332,11 @@ int main(int argc, char** argv) {
 
   try {
     if (opt.explain || opt.print_reference) return print_docs(opt);
+    if (opt.worker.enabled)
+      return tools::run_worker_process(opt.worker, opt.pipeline, opt.overrides, tools::count_cuda_devices(),
+                                       [](const std::vector<std::string>& p) -> runtime::StageRegistry& {
+                                         return registry_with(p);
+                                       });
     if (opt.pipeline.empty() && opt.resume_dir.empty()) {
       std::cerr << "qerl-run: error: no pipeline file given (see --help)\n";
       return exit_bad_input;

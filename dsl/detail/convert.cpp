@@ -86,6 +86,10 @@ std::optional<Value> to_value(const Node& node, const KeySpec& spec, const std::
       if (!check_string(node, spec, key_path, ctx)) return std::nullopt;
       return Value(node.text);
     case ValueKind::string_list: {
+      if (node.type == NodeType::string && spec.single_string_ok) {
+        if (!check_string(node, spec, key_path, ctx)) return std::nullopt;
+        return Value(std::vector<std::string>{node.text});
+      }
       if (node.type != NodeType::array) return wrong_type(node, "list of strings", key_path, ctx), std::nullopt;
       std::vector<std::string> out;
       bool ok = true;

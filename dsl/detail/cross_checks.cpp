@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "dsl/cluster.hpp"
 #include "dsl/detail/convert.hpp"
 #include "dsl/detail/validate.hpp"
 
@@ -142,6 +143,40 @@ void check_training(Checker& c) {
     c.warning("algorithm.warmup_steps", "larger than run.steps: the learning rate never reaches algorithm.lr");
 }
 
+// cluster.workers: "local" alone, or host:port entries; every stage's
+// worker = N must name one of them (N <= the list's length).
+void check_cluster(Checker& c) {
+  const PipelineSpec& s = c.spec;
+  if (!c.ok({"cluster.workers"})) return;
+  const auto& workers = s.cluster.workers;
+  const bool local = local_workers(s.cluster);
+  if (!local) {
+    for (const std::string& w : workers) {
+      std::string problem;
+      if (w == "local") {
+        c.error("cluster.workers", "\"local\" stands alone (workers = \"local\"), not in a list of host:port");
+        return;
+      }
+      if (!parse_worker_address(w, &problem)) {
+        c.error("cluster.workers", problem + " (or \"local\")");
+        return;
+      }
+    }
+  }
+  for (const StageSpec& stage : s.stages) {
+    if (stage.worker == 0) continue;
+    const std::string key = "stages." + stage.name + ".worker";
+    if (workers.empty())
+      c.ctx.error(stage.pos_of("worker"), key,
+                  "worker = " + std::to_string(stage.worker) +
+                      " but cluster.workers is empty (set it to \"local\" or a list of \"host:port\")");
+    else if (!local && stage.worker > static_cast<int64_t>(workers.size()))
+      c.ctx.error(stage.pos_of("worker"), key,
+                  "worker = " + std::to_string(stage.worker) + " but cluster.workers names only " +
+                      std::to_string(workers.size()) + " (expected 0.." + std::to_string(workers.size()) + ")");
+  }
+}
+
 }  // namespace
 
 void finish_and_cross_check(const Node& root, PipelineSpec& spec, Context& ctx) {
@@ -150,6 +185,7 @@ void finish_and_cross_check(const Node& root, PipelineSpec& spec, Context& ctx) 
   check_quantization_and_lora(c);
   check_aqn(c);
   check_training(c);
+  check_cluster(c);
 }
 
 }  // namespace qerl::dsl::detail

@@ -48,7 +48,7 @@ std::vector<std::string> key_names(const std::vector<KeySpec>& keys) {
 }
 
 Target target_of(const KeySpec& spec) {
-  return {spec.kind == ValueKind::string ? Reading::string_or_toml : Reading::toml, "",
+  return {spec.kind == ValueKind::string || spec.single_string_ok ? Reading::string_or_toml : Reading::toml, "",
           kind_name(spec.kind)};
 }
 
@@ -98,7 +98,9 @@ Target find_target(const Node& root, const std::vector<std::string>& path, const
 
 std::optional<Node> parse_value(const std::string& text, const Target& target, const SourcePos& pos,
                                 Context& ctx, const std::string& key_path) {
-  const bool quoted = !text.empty() && (text[0] == '"' || text[0] == '\'' || text[0] == '{');
+  // A list key that also takes one bare word (cluster.workers) reads [...] as TOML.
+  const bool list = target.expected == kind_name(ValueKind::string_list);
+  const bool quoted = !text.empty() && (text[0] == '"' || text[0] == '\'' || text[0] == '{' || (list && text[0] == '['));
   // A bare word for a string key is the string itself; it still goes through
   // toml++ (as an escaped literal) so that invalid UTF-8 is refused here and
   // to_toml's output always parses.

@@ -101,6 +101,9 @@ void read_stage(const Entry& entry, const Schema& schema, PipelineSpec& spec, Co
     } else if (e.key == "replicas") {
       if (auto v = to_value(e.value, *schema.find_common_stage_key("replicas"), key_path, ctx))
         stage.replicas = std::get<int64_t>(*v);
+    } else if (e.key == "worker") {
+      if (auto v = to_value(e.value, *schema.find_common_stage_key("worker"), key_path, ctx))
+        stage.worker = std::get<int64_t>(*v);
     } else if (const KeySpec* key = type ? type->find_key(e.key) : nullptr) {
       if (auto v = to_value(e.value, *key, key_path, ctx)) stage.options[e.key] = *v;
     } else if (type_known) {

@@ -46,6 +46,11 @@ cudaError_t mxfp4_quantize(const void* w, bool bf16, int64_t rows, int64_t cols,
 cudaError_t fp4_dequantize(const uint8_t* packed, const uint8_t* scales, const float* global_scale, int64_t batch,
                            int64_t rows, int64_t cols, bool out_bf16, void* out, cudaStream_t stream);
 
+// Whether fp4_matmul_bf16 / fp4_grouped_matmul_bf16 send groups of at most
+// 16 rows to the decode kernel (W as the MMA's A operand; the default) or,
+// when disabled, to the general tile kernel (for benchmarks comparing them).
+void fp4_use_decode_kernel(bool enabled);
+
 // m16 tiles per block pass for `rows` rows of x (1..4).
 int fp4_mma_tiles(int64_t rows);
 

@@ -88,6 +88,19 @@ __global__ void amax_kernel(const T* __restrict__ w, int64_t per_batch, uint32_t
   }
 }
 
+struct Group16 {
+  float v[16];
+};
+
+// The 16 codes of a group (packed, element 0 in the low nibble) from IEEE
+// quotients v / eff: the slow path of nvfp4_quantize_kernel, out of line.
+__device__ __noinline__ uint2 nvfp4_codes_ieee(Group16 g, float eff) {
+  uint2 out{0, 0};
+#pragma unroll
+  for (int i = 0; i < 16; ++i) (i < 8 ? out.x : out.y) |= e2m1_encode(g.v[i] / eff) << (4 * (i % 8));
+  return out;
+}
+
 // One thread per 16-value group. Global scale: given[b] if `given` is set,
 // else nvfp4_global_scale(amax[b]) (also stored to global_out[b] by the
 // first group of the slice). kFake: write dequant(quant(w)) to fake (T),
@@ -112,24 +125,25 @@ __global__ void nvfp4_quantize_kernel(const T* __restrict__ w, int64_t groups_pe
     for (int i = 0; i < 16; ++i) amax = fmaxf(amax, fabsf(v[i]));
     const uint8_t s = nvfp4_block_scale(amax, g, bf16);
     const float eff = e4m3_value(s) / g, inv = 1.0f / eff;
-    const bool fast = isfinite(inv);
-    uint32_t code[16];
+    // Quotients by the reciprocal (divide_by); a group with any quotient in
+    // the underflow range (or an infinite reciprocal) is redone with IEEE
+    // divisions out of line, one rare branch per group.
+    Group16 in;
+    uint2 out{0, 0};
+    float smallest = isfinite(inv) ? INFINITY : 0.0f;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      float q = divide_by(v[i], eff, inv);
-      if (!fast || fabsf(q) < 1e-30f) q = v[i] / eff;  // underflow range: the IEEE quotient's exact sign
-      code[i] = e2m1_encode(q);
+      in.v[i] = v[i];
+      const float q = divide_by(v[i], eff, inv);
+      smallest = fminf(smallest, fabsf(q));
+      (i < 8 ? out.x : out.y) |= e2m1_encode(q) << (4 * (i % 8));
     }
+    if (smallest < 1e-30f) out = nvfp4_codes_ieee(in, eff);  // the IEEE quotient's sign decides -0 vs +0 codes
     if constexpr (kFake) {
 #pragma unroll
-      for (int i = 0; i < 16; ++i) v[i] = e2m1_value(code[i]) * eff;
+      for (int i = 0; i < 16; ++i) v[i] = e2m1_value((i < 8 ? out.x : out.y) >> (4 * (i % 8))) * eff;
       store_group<T, 16>(fake + gi * 16, v);
     } else {
-      uint2 out{0, 0};
-#pragma unroll
-      for (int i = 0; i < 8; ++i) out.x |= code[i] << (4 * i);
-#pragma unroll
-      for (int i = 0; i < 8; ++i) out.y |= code[8 + i] << (4 * i);
       reinterpret_cast<uint2*>(packed)[gi] = out;
       scales[gi] = s;
     }

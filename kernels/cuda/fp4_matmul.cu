@@ -22,6 +22,9 @@
 // contiguous bytes and its 32 x values of a row as 64 contiguous bytes.
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_device.cuh"
+#include "kernels/cuda/fp4_matmul_decode.cuh"
+
+#include <algorithm>
 
 namespace qerl::kernels::cuda {
 namespace {
@@ -252,12 +255,23 @@ cudaError_t check_args(const __nv_bfloat16* x, int64_t K, const uint8_t* packed)
 
 int fp4_mma_tiles(int64_t rows) { return rows <= 16 ? 1 : rows <= 32 ? 2 : rows <= 48 ? 3 : 4; }
 
+namespace {
+bool decode_kernel_enabled = true;
+}  // namespace
+
+void fp4_use_decode_kernel(bool enabled) { decode_kernel_enabled = enabled; }
+
 cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const uint8_t* packed,
                             const uint8_t* scales, const float* global_scale, int64_t N, const __nv_bfloat16* bias,
                             __nv_bfloat16* y, cudaStream_t stream) {
   if (const cudaError_t bad = check_args(x, K, packed); bad != cudaSuccess) return bad;
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (M <= 0 || N <= 0) return cudaSuccess;
+  if (decode_kernel_enabled && detail::fp4_decode_fits(M, K, N, x, packed, scales, global_scale != nullptr)) {
+    const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
+                               bias, nullptr, static_cast<int>(M), y};
+    return detail::fp4_decode_matmul(d, M, 1, stream);
+  }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, bias, nullptr, M, y};
   const int mt = fp4_mma_tiles(M);
   return global_scale ? launch_mt<true>(a, mt, 1, stream) : launch_mt<false>(a, mt, 1, stream);
@@ -269,6 +283,12 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
   if (const cudaError_t bad = check_args(x, K, packed); bad != cudaSuccess) return bad;
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (experts <= 0 || N <= 0 || experts > 65535) return experts > 65535 ? cudaErrorInvalidValue : cudaSuccess;
+  if (decode_kernel_enabled &&
+      detail::fp4_decode_fits(rows_hint, K, N, x, packed, scales, global_scale != nullptr)) {
+    const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
+                               nullptr, offsets, 0, y};
+    return detail::fp4_decode_matmul(d, std::max<int64_t>(rows_hint, 1), experts, stream);
+  }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, nullptr, offsets, 0, y};
   const int mt = fp4_mma_tiles(rows_hint);
   return global_scale ? launch_mt<true>(a, mt, experts, stream) : launch_mt<false>(a, mt, experts, stream);

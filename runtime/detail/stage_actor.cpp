@@ -134,13 +134,14 @@ bool fire(Self* self, int64_t t) {
   if (!guarded(self, at, [&] { input = assemble(st, t); })) return false;
 
   StepOutput out;
-  double wall_s = 0;
+  double wall_s = 0, started_unix_s = 0;
   {
     LeaseGuard lease(*st.config.lease, st.config.context.slots);
     if (!lease.held()) return false;
     // --log-level debug: each stage's start and end of each step (the pattern has no logger name).
     st.config.context.logger->debug("{} step {} start", st.config.context.logger->name(), t);
     const auto start = std::chrono::steady_clock::now();
+    started_unix_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     if (!guarded(self, at, [&] { out = st.stage->run(input); })) return false;
     wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
@@ -155,7 +156,7 @@ bool fire(Self* self, int64_t t) {
   const int replica = st.config.context.replica;
   // The driver hears of this step before any consumer can act on it, so a
   // consumer's failure never overtakes the report of a finished step.
-  FiringReport report{st.config.node, replica, t, wall_s, version, std::move(out.metrics)};
+  FiringReport report{st.config.node, replica, t, wall_s, version, std::move(out.metrics), started_unix_s};
   self->send(st.config.driver, fired_atom::value, std::move(report));
   for (const Route& r : st.routes)
     for (const caf::actor& consumer : r.consumers)

@@ -23,7 +23,7 @@
 #pragma once
 
 #include <caf/actor.hpp>
-#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
 #include <caf/behavior.hpp>
 #include <caf/error.hpp>
@@ -108,6 +108,30 @@ struct Wiring {
   std::vector<Route> routes;
 };
 
+// CAF inspection of the driver's messages, so that they can reach a stage
+// actor in a worker process (runtime/worker.hpp). Actor handles travel as
+// CAF's (node, actor id) pairs; a staleness travels as -1 when unset.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Route& x) {
+  int64_t staleness = -1;
+  auto save = caf::meta::save_callback([&]() -> caf::error {
+    staleness = x.staleness.value_or(-1);
+    return caf::none;
+  });
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    if (staleness < -1) return caf::make_error(caf::sec::invalid_argument, "route: negative staleness");
+    x.staleness = staleness < 0 ? std::nullopt : std::optional<int64_t>(staleness);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("qerl.route"), x.producer_port, x.consumer_port, x.consumers, save, staleness,
+           load);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Wiring& x) {
+  return f(caf::meta::type_name("qerl.wiring"), x.routes);
+}
+
 // One input port of this stage.
 struct InputDecl {
   std::string port;
@@ -155,7 +179,24 @@ struct StageActorState {
 
 caf::behavior stage_actor(caf::stateful_actor<StageActorState>* self, StageActorConfig config);
 
+// Announces every message type of the driver/stage/worker protocol to a CAF
+// system (needed before any of them crosses a process boundary).
+void add_message_types(caf::actor_system_config& cfg);
+
+// Loads CAF's network layer with heartbeats: a peer that sends nothing for
+// network_timeout_s (a stopped or wedged process, a dead link) is dropped,
+// which the other side sees as the loss of its actors.
+inline constexpr double network_timeout_s = 15;
+void load_network(caf::actor_system_config& cfg);
+
 }  // namespace qerl::runtime::detail
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(qerl::runtime::detail::Wiring)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(qerl::runtime::FiringReport)
+namespace qerl::runtime {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, FiringReport& x) {
+  return f(caf::meta::type_name("qerl.firing_report"), x.node, x.replica, x.step, x.wall_s, x.weight_version,
+           x.metrics, x.started_unix_s);
+}
+
+}  // namespace qerl::runtime

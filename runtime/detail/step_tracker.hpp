@@ -26,6 +26,7 @@ struct FiringReport {
   double wall_s = 0;           // run() only, without waiting for the device lease
   int64_t weight_version = 0;  // of its outputs
   std::map<std::string, double> metrics;
+  double started_unix_s = 0;   // when run() began (system clock, comparable across processes of a host)
 };
 
 class StepTracker {

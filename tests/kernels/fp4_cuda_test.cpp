@@ -9,6 +9,7 @@
 #include <torch/autograd.h>
 #include <torch/cuda.h>
 
+#include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_cuda_torch.hpp"
 #include "kernels/fp4_linear.hpp"
 #include "kernels/quantize_tensor.hpp"
@@ -36,10 +37,24 @@ double relative_error(const torch::Tensor& got, const torch::Tensor& reference) 
   return (got.cpu().to(torch::kFloat) - reference).norm().item<double>() / reference.norm().item<double>();
 }
 
-// A weight with a spread of magnitudes: a few groups all zero, a few large.
+// The largest error of any one value against the reference's largest
+// magnitude: catches a few wrong outputs (an edge tile, a K tail) that the
+// norm of the whole error would average away.
+double worst_error(const torch::Tensor& got, const torch::Tensor& reference) {
+  return (got.cpu().to(torch::kFloat) - reference).abs().max().item<double>() / reference.abs().max().item<double>();
+}
+
+// A weight with a spread of magnitudes: a few groups all zero, a few large,
+// one of values near the bottom of fp32's range beside one normal value
+// (quotients by its scale underflow: the kernels' IEEE fallback).
 torch::Tensor weight(int64_t rows, int64_t cols, torch::Dtype dtype) {
+  using torch::indexing::Slice;
   torch::Tensor w = torch::randn({rows, cols}) * torch::exp(torch::randn({rows, 1}) * 0.7) * 0.05;
-  w.index_put_({0, torch::indexing::Slice(0, 16)}, 0.0);
+  w.index_put_({0, Slice(0, 16)}, 0.0);
+  if (rows > 1) {
+    w.index_put_({1, Slice(0, 16)}, torch::randn({16}) * 1e-38);
+    w.index_put_({1, 0}, 0.5);
+  }
   if (rows > 2) w.index_put_({2, torch::indexing::Slice(0, 32)}, w.index({2, torch::indexing::Slice(0, 32)}) * 40);
   return w.to(dtype);
 }
@@ -112,25 +127,37 @@ TEST_CASE("CUDA straight-through fake-quant: the CPU value, identity gradient") 
 TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T, decode rows and beyond") {
   if (!gpu()) return;
   uint64_t seed = 800;
+  // K tails of 32 (416, 2080, 32), 64 (320) and 96 (224) past the last
+  // 128-wide step; 8320 gives each warp of the decode kernel more steps than
+  // its ring holds, unevenly.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{5, 32},    {131, 416},  {40, 320},  {17, 224},
+                                                           {1000, 2080}, {256, 4096}, {24, 8320}};
   for (const bool nvfp4 : {true, false}) {
-    for (const int64_t M : {1, 2, 5, 16, 17, 33, 64, 65, 300}) {
-      for (const auto& [N, K] : std::vector<std::pair<int64_t, int64_t>>{{5, 32}, {131, 416}, {1000, 2080}, {256, 4096}}) {
-        if (!nvfp4 && K % 32 != 0) continue;
-        CAPTURE(nvfp4);
-        CAPTURE(M);
-        CAPTURE(N);
-        CAPTURE(K);
-        torch::manual_seed(++seed);
-        const Fp4Weight cpu = quantized(torch::randn({N, K}) * 0.2, nvfp4);
-        const torch::Tensor x = torch::randn({M, K}).to(torch::kBFloat16);
-        const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
-        const torch::Tensor reference =
-            torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
-        const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
-        REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
-        CHECK(y.is_cuda());
-        CHECK_FALSE(torch::isnan(y).any().item<bool>());
-        CHECK(relative_error(y, reference) < 1e-2);
+    for (const int64_t M : {1, 2, 5, 8, 9, 16, 17, 33, 64, 65, 300}) {
+      for (const auto& [N, K] : shapes) {
+        // Rows <= 64 go to the decode kernel; the general kernel is checked on them too.
+        for (const bool decode_kernel : {true, false}) {
+          if (!decode_kernel && M > 64) continue;
+          CAPTURE(nvfp4);
+          CAPTURE(M);
+          CAPTURE(N);
+          CAPTURE(K);
+          CAPTURE(decode_kernel);
+          torch::manual_seed(++seed);
+          const Fp4Weight cpu = quantized(weight(N, K, torch::kFloat) * 4, nvfp4);
+          const torch::Tensor x = torch::randn({M, K}).to(torch::kBFloat16);
+          const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
+          const torch::Tensor reference =
+              torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
+          cuda::fp4_use_decode_kernel(decode_kernel);
+          const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
+          cuda::fp4_use_decode_kernel(true);
+          REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
+          CHECK(y.is_cuda());
+          CHECK_FALSE(torch::isnan(y).any().item<bool>());
+          CHECK(relative_error(y, reference) < 1e-2);
+          CHECK(worst_error(y, reference) < 1e-2);
+        }
       }
     }
   }
@@ -202,15 +229,24 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     const torch::Tensor indices = choices.index({torch::randint(0, 5, {T, top_k}, torch::kLong)});
     const cuda::ExpertRouting routing = cuda::sort_by_expert(indices.cuda(), E);
     const torch::Tensor x = torch::randn({T * top_k, K}).to(torch::kBFloat16);
-    const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, 4).cpu();
     const torch::Tensor order = routing.order.cpu();
     const torch::Tensor sorted_experts = indices.reshape({-1}).index({order});
-    for (int64_t r = 0; r < T * top_k; ++r) {
-      const int64_t e = sorted_experts[r].item<int64_t>();
-      const torch::Tensor expected = torch::matmul(x[r].to(torch::kFloat), fp4_dequantize(ref[e], torch::kFloat).t());
-      if (relative_error(y[r], expected) >= 1e-2) {
-        FAIL_CHECK("row " << r << " of expert " << e << " off by " << relative_error(y[r], expected));
-        break;
+    // Rows hints 4 and 40: the decode kernel (expert 3's 70 rows in 9 passes of
+    // 8, or 3 of 32), then the general one.
+    for (const auto& [decode_kernel, rows_hint] : std::vector<std::pair<bool, int64_t>>{{true, 4}, {true, 40}, {false, 4}}) {
+      CAPTURE(decode_kernel);
+      CAPTURE(rows_hint);
+      cuda::fp4_use_decode_kernel(decode_kernel);
+      const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, rows_hint).cpu();
+      cuda::fp4_use_decode_kernel(true);
+      for (int64_t r = 0; r < T * top_k; ++r) {
+        const int64_t e = sorted_experts[r].item<int64_t>();
+        const torch::Tensor expected =
+            torch::matmul(x[r].to(torch::kFloat), fp4_dequantize(ref[e], torch::kFloat).t());
+        if (relative_error(y[r], expected) >= 1e-2) {
+          FAIL_CHECK("row " << r << " of expert " << e << " off by " << relative_error(y[r], expected));
+          break;
+        }
       }
     }
     // offsets: counts per expert, from the device, in order.

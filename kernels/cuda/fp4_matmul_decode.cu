@@ -1,0 +1,296 @@
+// W4A16 for decode (v6): y = x · dequant(W)ᵀ with at most 16 rows of x,
+// the product computed transposed, yᵀ = dequant(W) · xᵀ, so that W is the
+// tensor cores' 16-row A operand and x the 8-column B operand of
+// mma.sync m16n8k16: one x row fills a column of the tile, and with 1-8
+// rows no half of any fragment is zero padding (the v4 kernel, x as A, used
+// 1 of the 16 rows at M = 1 and decoded each W value for two MMAs).
+//
+// A block of 8 warps owns 16 rows of W (16 outputs per x row); its warps
+// take the 128-wide K steps round robin and are summed through shared
+// memory. Per step a lane reads 16 bytes of codes of W rows g and g + 8,
+// their block scales (16 bits NVFP4, one byte MXFP4) and 16 bytes of x per
+// 8 values of k; the codes and scales of a warp's next kRing steps are in
+// flight in a ring of registers while it decodes the current one, and the
+// next step's x while it multiplies this one. All offsets are 32-bit, and
+// rows past N or past the group's end are clamped to the last valid row
+// (read, never stored), so no load but the K tail's is predicated.
+//
+// K order inside a step (any works if W and x agree): in sub-step
+// j = 2w + h of lane (g = lane / 4, q = lane % 4), MMA k-slots {2q, 2q + 1}
+// hold k = 32q + 8w + 4h + {0, 1} and {2q + 8, 2q + 9} hold + {2, 3}, so a
+// lane's codes word w and its x load w cover the same 8 values of k.
+//
+// Values: code x block scale is exact in bf16 (as in v4); NVFP4's 1 / G is
+// applied to the fp32 sums.
+#include "kernels/cuda/fp4_device.cuh"
+#include "kernels/cuda/fp4_matmul_decode.cuh"
+
+#include <cuda_fp8.h>
+
+namespace qerl::kernels::cuda::detail {
+namespace {
+
+using namespace device;
+
+constexpr int kWarps = 8;
+
+// Predicated loads that leave `v` as it was when `pred` is false (no branch,
+// no zeroing). Codes are read once (not kept in L1); x, read by every
+// block, is cached.
+__device__ __forceinline__ void load_codes_if(uint4& v, const void* p, bool pred) {
+  asm("{\n .reg .pred p;\n setp.ne.b32 p, %5, 0;\n"
+      " @p ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
+      : "+r"(v.x), "+r"(v.y), "+r"(v.z), "+r"(v.w)
+      : "l"(p), "r"(static_cast<int>(pred)));
+}
+
+__device__ __forceinline__ void load_x_if(uint4& v, const void* p, bool pred) {
+  asm("{\n .reg .pred p;\n setp.ne.b32 p, %5, 0;\n @p ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
+      : "+r"(v.x), "+r"(v.y), "+r"(v.z), "+r"(v.w)
+      : "l"(p), "r"(static_cast<int>(pred)));
+}
+
+// The lane's block-scale bits of a step: two E4M3 bytes (NVFP4) or one E8M0 byte (MXFP4), zero-extended.
+template <bool kNvfp4>
+__device__ __forceinline__ void load_scales_if(uint32_t& v, const void* p, bool pred) {
+  if constexpr (kNvfp4)
+    asm("{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n @p ld.global.nc.u16 %0, [%1];\n}\n"
+        : "+r"(v)
+        : "l"(p), "r"(static_cast<int>(pred)));
+  else
+    asm("{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n @p ld.global.nc.u8 %0, [%1];\n}\n"
+        : "+r"(v)
+        : "l"(p), "r"(static_cast<int>(pred)));
+}
+
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(selector));
+  return r;
+}
+
+// One warp's share of W for one K step: the lane's 32 codes of rows g and
+// g + 8 and the raw bits of their block scales.
+struct Slot {
+  uint4 codes[2];
+  uint32_t scales[2];
+};
+
+// The two bf16x2 scale words of a row: for codes words 0-1 and 2-3.
+template <bool kNvfp4>
+__device__ __forceinline__ void scale_pairs(uint32_t raw, uint32_t (&pair)[2]) {
+  if constexpr (kNvfp4) {
+    // Two E4M3 scales -> two halves (exact) -> two floats -> bf16x2 (exact: 4 significant bits).
+    __half2 h;
+    h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(raw), __NV_E4M3);
+    const float2 f = __half22float2(h);
+    const __nv_bfloat162 b = __floats2bfloat162_rn(f.x, f.y);
+    const uint32_t bits = *reinterpret_cast<const uint32_t*>(&b);
+    pair[0] = prmt(bits, 0, 0x1010);
+    pair[1] = prmt(bits, 0, 0x3232);
+  } else {
+    // E8M0 code c is bf16's exponent field (c = 0: the subnormal 2^-127).
+    const uint32_t bits = raw == 0 ? 0x0040u : raw << 7;
+    pair[0] = pair[1] = bits * 0x10001u;
+  }
+}
+
+// acc[mb] += the step's 16 W rows x 128 k times x rows of tile mb; x_word(w,
+// xw) gives the lane's 8 values of k for codes word w of each tile.
+template <int MB, bool kNvfp4, class XWord>
+__device__ __forceinline__ void mma_step(const Slot& s, XWord&& x_word, float (&acc)[MB][4]) {
+  uint32_t sa[2], sb[2];
+  scale_pairs<kNvfp4>(s.scales[0], sa);
+  scale_pairs<kNvfp4>(s.scales[1], sb);
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    uint4 xw[MB];
+    x_word(w, xw);
+    const uint32_t wa = w == 0 ? s.codes[0].x : w == 1 ? s.codes[0].y : w == 2 ? s.codes[0].z : s.codes[0].w;
+    const uint32_t wb = w == 0 ? s.codes[1].x : w == 1 ? s.codes[1].y : w == 2 ? s.codes[1].z : s.codes[1].w;
+    uint32_t da[4], db[4];
+    e2m1x8_to_bf16x8(wa, da);
+    e2m1x8_to_bf16x8(wb, db);
+    const __nv_bfloat162 scale_a = *reinterpret_cast<const __nv_bfloat162*>(&sa[w / 2]);
+    const __nv_bfloat162 scale_b = *reinterpret_cast<const __nv_bfloat162*>(&sb[w / 2]);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      da[i] = bf16x2_mul(da[i], scale_a);
+      db[i] = bf16x2_mul(db[i], scale_b);
+    }
+    const uint32_t a0[4] = {da[0], db[0], da[1], db[1]}, a1[4] = {da[2], db[2], da[3], db[3]};
+#pragma unroll
+    for (int mb = 0; mb < MB; ++mb) {
+      mma_bf16_16816(acc[mb], a0, xw[mb].x, xw[mb].y);
+      mma_bf16_16816(acc[mb], a1, xw[mb].z, xw[mb].w);
+    }
+  }
+}
+
+template <int MB, bool kNvfp4>
+__global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a) {
+  constexpr int kRing = MB == 1 ? 4 : 2;  // K steps of W in flight per warp
+  // Up to 2 tiles of x rows: a step's x is loaded before its decoding; more
+  // tiles load each codes word's x just before it is decoded (registers).
+  constexpr bool kWholeStepX = MB <= 2;
+  constexpr int kScaleBytes = kNvfp4 ? 8 : 4;  // block-scale bytes of one row per 128-wide step
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int e = blockIdx.y;
+  const int row_begin = a.offsets ? a.offsets[e] : 0;
+  const int row_end = a.offsets ? a.offsets[e + 1] : a.M;
+  if (row_begin >= row_end) return;
+  const int K = a.K, N = a.N;
+  const int n_base = blockIdx.x * 16;
+  // Rows g and g + 8 of the tile, clamped into W (outputs past N are not
+  // stored); the lane's bytes of step 0.
+  const uint8_t* codes[2];
+  const uint8_t* scales[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t n = static_cast<int64_t>(e) * N + min(n_base + g + 8 * r, N - 1);
+    codes[r] = a.packed + n * (K / 2) + 16 * q;
+    scales[r] = a.scales + n * (K / (kNvfp4 ? 16 : 32)) + kScaleBytes / 4 * q;
+  }
+  // Full 128-wide steps, then a tail of 32, 64 or 96 values (K % 32 == 0):
+  // lanes with 32q < tail take part in it.
+  const int full = K / 128, tail = K % 128;
+  const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
+  __shared__ float partial[kWarps][MB * 4][32];
+
+  for (int m_base = row_begin; m_base < row_end; m_base += 8 * MB) {
+    // This lane's x rows (B column g of each 8-row tile), clamped into the group.
+    auto x_row = [&](int mb) {
+      return a.x + static_cast<int64_t>(min(m_base + 8 * mb + g, row_end - 1)) * K + 32 * q;
+    };
+    float acc[MB][4];
+#pragma unroll
+    for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[mb][c] = 0.f;
+
+    // The warp's full steps are warp, warp + kWarps, ...; the ring holds the
+    // codes of the next kRing of them. Pointers advance once per kRing steps
+    // so that every load in the unrolled body has a constant offset.
+    const uint8_t* cp[2] = {codes[0] + warp * 64, codes[1] + warp * 64};
+    const uint8_t* sp[2] = {scales[0] + warp * kScaleBytes, scales[1] + warp * kScaleBytes};
+    const __nv_bfloat16* xp[MB];
+#pragma unroll
+    for (int mb = 0; mb < MB; ++mb) xp[mb] = x_row(mb) + warp * 128;
+    Slot ring[kRing] = {};
+#pragma unroll
+    for (int d = 0; d < kRing; ++d) {
+      const bool in = warp + d * kWarps < full;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        load_codes_if(ring[d].codes[r], cp[r] + d * kWarps * 64, in);
+        load_scales_if<kNvfp4>(ring[d].scales[r], sp[r] + d * kWarps * kScaleBytes, in);
+      }
+    }
+    for (int first = warp; first < full; first += kRing * kWarps) {
+#pragma unroll
+      for (int d = 0; d < kRing; ++d) {
+        const int step = first + d * kWarps;
+        if (step >= full) break;
+        auto load = [&](int mb, int w) {
+          return __ldg(reinterpret_cast<const uint4*>(xp[mb] + d * kWarps * 128 + 8 * w));
+        };
+        if constexpr (kWholeStepX) {
+          uint4 x[MB][4];
+#pragma unroll
+          for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+            for (int w = 0; w < 4; ++w) x[mb][w] = load(mb, w);
+          mma_step<MB, kNvfp4>(ring[d], [&](int w, uint4(&xw)[MB]) {
+#pragma unroll
+            for (int mb = 0; mb < MB; ++mb) xw[mb] = x[mb][w];
+          }, acc);
+        } else {
+          mma_step<MB, kNvfp4>(ring[d], [&](int w, uint4(&xw)[MB]) {
+#pragma unroll
+            for (int mb = 0; mb < MB; ++mb) xw[mb] = load(mb, w);
+          }, acc);
+        }
+        // Refilled once consumed (its registers are free then: no copies).
+        const bool next = step + kRing * kWarps < full;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          load_codes_if(ring[d].codes[r], cp[r] + (d + kRing) * kWarps * 64, next);
+          load_scales_if<kNvfp4>(ring[d].scales[r], sp[r] + (d + kRing) * kWarps * kScaleBytes, next);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        cp[r] += kRing * kWarps * 64;
+        sp[r] += kRing * kWarps * kScaleBytes;
+      }
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb) xp[mb] += kRing * kWarps * 128;
+    }
+    if (tail != 0 && warp == full % kWarps) {
+      const bool in = 32 * q < tail;
+      Slot s = {};
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        load_codes_if(s.codes[r], codes[r] + full * 64, in);
+        load_scales_if<kNvfp4>(s.scales[r], scales[r] + full * kScaleBytes, in);
+      }
+      mma_step<MB, kNvfp4>(s, [&](int w, uint4(&xw)[MB]) {
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb) {
+          xw[mb] = make_uint4(0, 0, 0, 0);
+          load_x_if(xw[mb], x_row(mb) + full * 128 + 8 * w, in);
+        }
+      }, acc);
+    }
+
+    // Sum the warps' partial sums: value c of lane l is output row
+    // n_base + l / 4 (+ 8 for c >= 2), x row m_base + 8 mb + 2 (l % 4) + c % 2.
+#pragma unroll
+    for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) partial[warp][mb * 4 + c][lane] = acc[mb][c];
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < MB * 4 * 32; idx += kWarps * 32) {
+      const int i = idx / 32, l = idx % 32, mb = i / 4, c = i % 4;
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) v += partial[w][i][l];
+      const int m = m_base + 8 * mb + 2 * (l % 4) + (c & 1);
+      const int n = n_base + l / 4 + (c >= 2 ? 8 : 0);
+      if (m < row_end && n < N) {
+        v *= inv_global;
+        if (a.bias) v += __bfloat162float(a.bias[n]);
+        a.y[static_cast<int64_t>(m) * N + n] = __float2bfloat16_rn(v);
+      }
+    }
+    __syncthreads();
+  }
+}
+
+template <int MB>
+cudaError_t launch(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((a.N + 15) / 16), static_cast<unsigned>(experts));
+  if (a.global_scale)
+    fp4_decode_kernel<MB, true><<<grid, kWarps * 32, 0, stream>>>(a);
+  else
+    fp4_decode_kernel<MB, false><<<grid, kWarps * 32, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const uint8_t* packed,
+                     const uint8_t* scales, bool nvfp4) {
+  constexpr int64_t int_max = 0x7fffffff;
+  return rows_per_group <= 64 && K % 32 == 0 && K * 2 < int_max && N < int_max &&
+         reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(packed) % 16 == 0 &&
+         (!nvfp4 || reinterpret_cast<uintptr_t>(scales) % 2 == 0);
+}
+
+cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, cudaStream_t stream) {
+  if (rows_per_group <= 8) return launch<1>(a, experts, stream);
+  if (rows_per_group <= 16) return launch<2>(a, experts, stream);
+  return launch<4>(a, experts, stream);  // 32 rows a pass: 64 rows read W twice, the second time mostly from L2
+}
+
+}  // namespace qerl::kernels::cuda::detail

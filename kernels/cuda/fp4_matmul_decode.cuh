@@ -1,0 +1,34 @@
+// Internal to kernels/cuda: the W4A16 kernel for the few-row case (decode,
+// at most 16 rows of x per group of rows), called by fp4_matmul.cu when
+// fp4_decode_fits says it can take the shapes and pointers.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+namespace qerl::kernels::cuda::detail {
+
+struct DecodeArgs {
+  const __nv_bfloat16* x;     // [rows, K]
+  int K, N;
+  const uint8_t* packed;      // [E, N, K / 2]
+  const uint8_t* scales;      // [E, N, K / group]
+  const float* global_scale;  // [E] (NVFP4) or null (MXFP4)
+  const __nv_bfloat16* bias;  // [N] or null
+  const int32_t* offsets;     // [E + 1] or null: rows [0, M)
+  int M;
+  __nv_bfloat16* y;           // [rows, N]
+};
+
+// Whether the decode kernel takes these: K a multiple of 32 (each lane's 32
+// values of a 128-wide K step are all inside K or all outside), 16-byte
+// aligned codes and x, 2-byte aligned NVFP4 scales, sizes that fit int.
+bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const uint8_t* packed,
+                     const uint8_t* scales, bool nvfp4);
+
+// y = x · dequant(W)ᵀ for groups of at most 16 rows (more rows loop over W again).
+cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, cudaStream_t stream);
+
+}  // namespace qerl::kernels::cuda::detail
