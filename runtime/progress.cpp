@@ -43,7 +43,25 @@ std::string ProgressLine::format(const StepRecord& record) const {
     line += " | " + label + " " +
             (std::fabs(v) >= 1000 ? fmt::format("{:.0f}", v) : fmt::format("{:.4g}", v));
   }
+  if (const auto slowest = slowest_stage(record))
+    line += fmt::format(" | slowest {} {} ({:.0f}%)", slowest->stage, format_duration(slowest->seconds),
+                        100 * slowest->share);
   return line;
+}
+
+std::optional<SlowestStage> slowest_stage(const StepRecord& record) {
+  static const std::string prefix = "timing_s/";
+  std::optional<SlowestStage> slowest;
+  double total = 0;
+  for (auto it = record.metrics.lower_bound(prefix);
+       it != record.metrics.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    if (!std::isfinite(it->second) || it->second < 0) continue;
+    total += it->second;
+    if (!slowest || it->second > slowest->seconds)
+      slowest = SlowestStage{it->first.substr(prefix.size()), it->second, 0};
+  }
+  if (slowest) slowest->share = total > 0 ? slowest->seconds / total : 0;
+  return slowest;
 }
 
 void ProgressLine::update(const StepRecord& record) {

@@ -2,6 +2,9 @@
 # Installs everything a fresh Debian 12 machine lacks to build and test qerl:
 # Debian packages (compilers, CAF, toml++, spdlog, doctest, ...) and the
 # torch==2.11.0 wheel from PyPI (LibTorch for C++, plus the Python oracles).
+# Also plotly and tensorboard (qerl-report, qerl-run's TensorBoard logs) and,
+# with QERL_TEST_DEPS=1 (scripts/test.sh), Debian's chromium for the report's
+# headless-browser test.
 # Idempotent: each step checks first and does nothing when already satisfied.
 # Prints the python interpreter to use on its last line (consumed by build.sh).
 set -euo pipefail
@@ -13,10 +16,15 @@ apt_packages=(
   nlohmann-json3-dev libcli11-dev libpcre2-dev
   python3 python3-pip python3-venv
 )
+# The headless browser of the report test (tests/scripts/qerl_report_test.py).
+if [ "${QERL_TEST_DEPS:-0}" = 1 ]; then apt_packages+=(chromium); fi
 torch_version="2.11.0"
 # Python oracles for the peer-parity tests (HF is the truth for models and
 # tokenizers); pinned so a test's reference does not move under it.
 oracle_packages=(numpy "transformers==5.23.0" "tokenizers==0.23.3" "safetensors==0.8.0" "compressed-tensors==0.20.1" "peft==0.21.2")
+# qerl-report's plots (plotly's JavaScript is inlined in the report) and the
+# TensorBoard writer of qerl-run (scripts/qerl_tensorboard.py) and reader.
+report_packages=("plotly==6.9.0" "tensorboard==2.21.0")
 
 log() { echo "[setup] $*" >&2; }
 
@@ -60,6 +68,11 @@ if ! "$py" -c 'import numpy, transformers, tokenizers, safetensors, compressed_t
 assert (transformers.__version__, tokenizers.__version__, safetensors.__version__, compressed_tensors.__version__, peft.__version__) == ("5.23.0", "0.23.3", "0.8.0", "0.20.1", "0.21.2")' 2>/dev/null; then
   log "pip: installing ${oracle_packages[*]}"
   "$py" -m pip install -q "${oracle_packages[@]}" >&2
+fi
+if ! "$py" -c 'import plotly, tensorboard
+assert (plotly.__version__, tensorboard.__version__) == ("6.9.0", "2.21.0")' 2>/dev/null; then
+  log "pip: installing ${report_packages[*]}"
+  "$py" -m pip install -q "${report_packages[@]}" >&2
 fi
 log "python with torch $torch_version: $py"
 echo "$py"

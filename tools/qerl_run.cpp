@@ -1,7 +1,8 @@
 // qerl-run: the one command a user runs. Loads a pipeline file (with
 // `extends`, `--set` overrides and plugins), builds and validates the actor
 // graph, places stages on devices, then either prints the plan (--dry-run) or
-// runs it, writing <out_dir>/resolved.toml, metrics.jsonl and checkpoints/.
+// runs it, writing <out_dir>/resolved.toml, command.txt, metrics.jsonl,
+// checkpoints/ and TensorBoard event files (tensorboard/, live).
 // --resume RUN_DIR continues a stopped run from its newest checkpoint. A run
 // owns its folder (flock) until it exits; Ctrl-C stops it with one line
 // saying how to resume. Every user error ends as one or more clear lines on
@@ -16,7 +17,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 
 #include "actors/builtin_stages.hpp"
@@ -32,7 +35,9 @@
 #include "runtime/run_folder_lock.hpp"
 #include "common/atomic_file.hpp"
 #include "runtime/stage_registry.hpp"
+#include "tools/command_line.hpp"
 #include "tools/device_probe.hpp"
+#include "tools/tensorboard_feed.hpp"
 
 namespace fs = std::filesystem;
 using namespace qerl;
@@ -105,6 +110,9 @@ struct Options {
   std::string resume_dir;  // --resume RUN_DIR
   std::string dot_file;    // --dot FILE: the actor graph in Graphviz format
   std::string log_level = "info";
+  std::string tensorboard_dir;  // --tensorboard DIR; "" = <out_dir>/tensorboard
+  bool no_tensorboard = false;
+  std::vector<std::string> command;  // argv, for <out_dir>/command.txt
   tools::WorkerFlags worker;  // --worker, --listen, --bind (tools/qerl_run_cluster.hpp)
 };
 
@@ -158,6 +166,16 @@ std::optional<runtime::CheckpointInfo> prepare_resume(const dsl::PipelineSpec& s
   spdlog::info("resuming run '{}' at step {} of {} from {}", spec.run.name, done, spec.run.steps,
                checkpoint->dir.string());
   return checkpoint;
+}
+
+// command.txt: the command line of the run (a resume adds its own line).
+void write_command_line(const fs::path& file, const std::vector<std::string>& command, bool resuming) {
+  std::string text;
+  if (resuming) {
+    std::ifstream in(file);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  write_file_atomically(file, text + tools::shell_command(command) + "\n");
 }
 
 // The run folder is user input: failing to create it is a one-line error.
@@ -228,17 +246,32 @@ int run(const Options& opt) {
                 "run.out_dir, pass --overwrite, or --resume it");
   }
   write_file_atomically(out_dir / "resolved.toml", dsl::to_toml(spec, registry.schema()));
+  write_command_line(out_dir / "command.txt", opt.command, resuming);
+  std::optional<tools::TensorBoardFeed> tensorboard;
+  if (!opt.no_tensorboard) {
+    auto feed = tools::default_tensorboard_feed(
+        opt.tensorboard_dir.empty() ? (out_dir / "tensorboard").string() : opt.tensorboard_dir);
+    // Event files of an earlier run in the folder (--overwrite, or the steps a
+    // resume redoes) are hidden by TensorBoard from this step on.
+    feed.purge_step = run_options.start_step;
+    tensorboard.emplace(std::move(feed), std::cerr);
+    if (tensorboard->running()) spdlog::info("TensorBoard logs: tensorboard --logdir {}", tensorboard->log_dir());
+  }
 
   runtime::ProgressLine progress(spec.run.steps);
   progress.start_at(run_options.start_step);
   run_options.out_dir = out_dir.string();
-  run_options.on_step = [&](const runtime::StepRecord& record) { progress.update(record); };
+  run_options.on_step = [&](const runtime::StepRecord& record) {
+    progress.update(record);
+    if (tensorboard) tensorboard->write(runtime::to_json_line(record));
+  };
   run_options.interrupt = &interrupted;
   handle_interrupts();
   // Worker processes (cluster.workers): started here when "local".
   const auto local_workers = tools::prepare_workers(spec, registry.schema(), opt.log_level, run_options);
   const runtime::RunResult result = run_pipeline(spec, graph, placement, registry, run_options);
   progress.finish();
+  if (tensorboard && !result.abandoned) tensorboard->close(/*timeout_s=*/60);
   if (result.interrupted) {
     std::cerr << interrupted_line(spec, result, out_dir) << "\n";
     const int status = 128 + (interrupt_signal ? static_cast<int>(interrupt_signal) : SIGINT);
@@ -279,6 +312,10 @@ int main(int argc, char** argv) {
   app.add_option("--resume", opt.resume_dir,
                  "Continue the run in RUN_DIR from its newest checkpoint (only --set run.steps=N may change)")
       ->type_name("RUN_DIR");
+  auto* tensorboard = app.add_option("--tensorboard", opt.tensorboard_dir,
+                                     "Write TensorBoard event files to DIR (default: <out_dir>/tensorboard)")
+                          ->type_name("DIR");
+  app.add_flag("--no-tensorboard", opt.no_tensorboard, "Write no TensorBoard event files")->excludes(tensorboard);
   app.add_option("--log-level", opt.log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   tools::add_worker_flags(app, opt.worker);
@@ -289,6 +326,7 @@ int main(int argc, char** argv) {
     return status == 0 ? 0 : exit_bad_input;
   }
   opt.explain = app.count("--explain") > 0;
+  opt.command.assign(argv, argv + argc);
   spdlog::set_level(spdlog::level::from_str(opt.log_level));
   spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
 

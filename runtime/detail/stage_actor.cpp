@@ -138,6 +138,8 @@ bool fire(Self* self, int64_t t) {
   {
     LeaseGuard lease(*st.config.lease, st.config.context.slots);
     if (!lease.held()) return false;
+    // --log-level debug: each stage's start and end of each step (the pattern has no logger name).
+    st.config.context.logger->debug("{} step {} start", st.config.context.logger->name(), t);
     const auto start = std::chrono::steady_clock::now();
     started_unix_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     if (!guarded(self, at, [&] { out = st.stage->run(input); })) return false;
@@ -160,7 +162,7 @@ bool fire(Self* self, int64_t t) {
     for (const caf::actor& consumer : r.consumers)
       self->send(consumer, port_atom::value,
                  PortMessage{r.consumer_port, replica, t, version, out.ports.at(r.producer_port)});
-  st.config.context.logger->debug("step {} done in {:.3f}s", t, wall_s);
+  st.config.context.logger->debug("{} step {} end ({:.3f}s)", st.config.context.logger->name(), t, wall_s);
   return true;
 }
 

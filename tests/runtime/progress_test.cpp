@@ -1,8 +1,12 @@
 // ProgressLine: step/total, elapsed, an ETA from the mean step time, and the
-// key metrics that the step has (absent ones are left out).
+// key metrics that the step has (absent ones are left out), and the slowest
+// stage with its share of the step's stage time.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <random>
+#include <string>
 
 #include "runtime/progress.hpp"
 
@@ -46,4 +50,51 @@ TEST_CASE("on a non-terminal stream every update is one full line") {
   const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
   std::fclose(f);
   CHECK(std::string(buf, n) == "step 1/2 | 0.0s | ETA 0.0s | reward 1\nstep 2/2 | 0.0s | reward 1\n");
+}
+
+TEST_CASE("the progress line names the slowest stage, its time and its share of the step's stage time") {
+  ProgressLine line(/*total_steps=*/60, /*out=*/nullptr);
+  StepRecord r;
+  r.step = 9;  // 10 of 60 done after 50 s: 5 s per step, 50 left
+  r.elapsed_s = 50.0;
+  r.metrics = {{"critic/rewards/mean", 0.25},
+               {"timing_s/data", 0.5},
+               {"timing_s/learner", 1.25},
+               {"timing_s/rollout", 3.0},
+               {"timing_s/reward", 0.25},
+               {"val/accuracy", 99}};  // sorts after "timing_s/": not a stage time
+  CHECK(line.format(r) == "step 10/60 | 50.0s | ETA 4m10s | reward 0.25 | slowest rollout 3.0s (60%)");
+  const auto slowest = slowest_stage(r);
+  REQUIRE(slowest);
+  CHECK(slowest->stage == "rollout");
+  CHECK(slowest->seconds == doctest::Approx(3.0));
+  CHECK(slowest->share == doctest::Approx(0.6));
+}
+
+TEST_CASE("the slowest stage is the largest of random stage times; none without timings") {
+  std::mt19937 rng(19);
+  std::uniform_real_distribution<double> seconds(0.01, 20.0);
+  for (int trial = 0; trial < 50; ++trial) {
+    StepRecord r;
+    std::string want;
+    double best = -1, total = 0;
+    for (int s = 0; s < 6; ++s) {
+      const double t = seconds(rng);
+      const std::string stage = "stage" + std::to_string(s);
+      r.metrics["timing_s/" + stage] = t;
+      total += t;
+      if (t > best) best = t, want = stage;
+    }
+    r.metrics["timing_s/broken"] = std::nan("");  // a non-finite time is not a stage's time
+    const auto slowest = slowest_stage(r);
+    REQUIRE(slowest);
+    CHECK(slowest->stage == want);
+    CHECK(slowest->share == doctest::Approx(best / total));
+  }
+  StepRecord none;
+  none.metrics = {{"timing_sx", 5}, {"reward", 1}};
+  CHECK_FALSE(slowest_stage(none));
+  ProgressLine line(/*total_steps=*/4, /*out=*/nullptr, {});
+  none.step = 1, none.elapsed_s = 10;
+  CHECK(line.format(none) == "step 2/4 | 10.0s | ETA 10.0s");
 }
