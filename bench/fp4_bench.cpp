@@ -158,10 +158,12 @@ void matmuls(double copy_gbs, double tflops) {
   std::printf("\n## W4A16 matmul vs bf16 torch::matmul (cuBLAS)\n\n");
   std::printf("GPU time per call (CUDA graph replay, weights rotated over copies that exceed L2 three times); "
               "'eager' is the same NVFP4 call timed back to back without a graph (host dispatch included).\n\n");
-  std::printf("'NVFP4 v4' is the general tile kernel on the same call (rows <= 16 otherwise go to the decode "
-              "kernel, v6); 'wide' is the decode kernel's variant with 12 warps of <= 85 registers (M <= 8).\n\n");
-  std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | NVFP4 wide (us) | NVFP4 eager (us) | "
-              "NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("NVFP4 and MXFP4: the default kernel choice; at M <= 16 the same NVFP4 call also through the "
+              "general tile kernel (v4) and the decode kernel's narrow (8 warps, 4 K steps in flight each) and, "
+              "at M <= 8, wide (12 warps of <= 85 registers) variants.\n\n");
+  std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | NVFP4 narrow (us) | "
+              "NVFP4 wide (us) | NVFP4 eager (us) | NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {2816, 2048}, {2048, 1408}};
   for (const auto& [N, K] : shapes) {
     torch::manual_seed(2);
@@ -184,22 +186,21 @@ void matmuls(double copy_gbs, double tflops) {
       const double t_nv = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
       const double t_mx = graph_us([&](int i) { fp4_linear(x, mxs[i % n_fp4], none); });
       const double t_eager = eager_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
-      double t_v4 = t_nv, t_wide = t_nv;
-      if (M <= 16) {
-        cuda::fp4_use_decode_kernel(false);
-        t_v4 = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
-        cuda::fp4_use_decode_kernel(true);
-      }
-      if (M <= 8) {
-        cuda::fp4_use_decode_kernel(true, true);
-        t_wide = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
-        cuda::fp4_use_decode_kernel(true);
-      }
+      // The same call through a given kernel (M <= 16 only; "-" beyond).
+      auto through = [&](cuda::DecodeKernel kernel, int64_t max_rows) {
+        if (M > max_rows) return std::nan("");
+        cuda::fp4_select_decode_kernel(kernel);
+        const double t = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
+        cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
+        return t;
+      };
+      const double t_v4 = through(cuda::DecodeKernel::general, 16), t_narrow = through(cuda::DecodeKernel::narrow, 16),
+                   t_wide = through(cuda::DecodeKernel::wide, 8);
       const double floor_us = (static_cast<double>(nv.bytes()) + 2.0 * M * (K + N)) / copy_gbs / 1e3;
       const double flops_us = 2.0 * M * N * K / tflops / 1e6;
-      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.1f | %.0f %% | %.0f %% |\n",
+      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.0f %% |\n",
                   (long long)N, (long long)K, (long long)M, t_bf16, t_nv, t_bf16 / t_nv, t_mx, t_bf16 / t_mx, t_v4,
-                  t_wide, t_eager, 100 * floor_us / t_nv, 100 * flops_us / t_nv);
+                  t_narrow, t_wide, t_eager, 100 * floor_us / t_nv, 100 * flops_us / t_nv);
     }
   }
 }

@@ -46,12 +46,15 @@ cudaError_t mxfp4_quantize(const void* w, bool bf16, int64_t rows, int64_t cols,
 cudaError_t fp4_dequantize(const uint8_t* packed, const uint8_t* scales, const float* global_scale, int64_t batch,
                            int64_t rows, int64_t cols, bool out_bf16, void* out, cudaStream_t stream);
 
-// Whether fp4_matmul_bf16 / fp4_grouped_matmul_bf16 send groups of at most
-// 16 rows to the decode kernel (W as the MMA's A operand; the default) or,
-// when disabled, to the general tile kernel; wide picks the decode kernel's
-// variant with more, smaller warps for at most 8 rows. For benchmarks and
-// tests comparing them.
-void fp4_use_decode_kernel(bool enabled, bool wide = false);
+// Which kernel fp4_matmul_bf16 / fp4_grouped_matmul_bf16 use for groups of
+// at most 16 rows (for benchmarks and tests comparing them). automatic (the
+// default): the decode kernel (W as the MMA's A operand), in its wide
+// variant (12 warps of <= 85 registers) for a plain Linear of at most 8 rows
+// and its narrow one (8 warps, 4 K steps in flight each) otherwise, as
+// measured fastest (bench/NOTES.md); narrow / wide: that variant (wide only
+// up to 8 rows); general: the general tile kernel.
+enum class DecodeKernel { automatic, narrow, wide, general };
+void fp4_select_decode_kernel(DecodeKernel kernel);
 
 // m16 tiles per block pass for `rows` rows of x (1..4).
 int fp4_mma_tiles(int64_t rows);

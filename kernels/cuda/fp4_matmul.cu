@@ -256,14 +256,10 @@ cudaError_t check_args(const __nv_bfloat16* x, int64_t K, const uint8_t* packed)
 int fp4_mma_tiles(int64_t rows) { return rows <= 16 ? 1 : rows <= 32 ? 2 : rows <= 48 ? 3 : 4; }
 
 namespace {
-bool decode_kernel_enabled = true;
-bool decode_kernel_wide = false;
+DecodeKernel decode_kernel = DecodeKernel::automatic;
 }  // namespace
 
-void fp4_use_decode_kernel(bool enabled, bool wide) {
-  decode_kernel_enabled = enabled;
-  decode_kernel_wide = wide;
-}
+void fp4_select_decode_kernel(DecodeKernel kernel) { decode_kernel = kernel; }
 
 cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const uint8_t* packed,
                             const uint8_t* scales, const float* global_scale, int64_t N, const __nv_bfloat16* bias,
@@ -271,10 +267,11 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
   if (const cudaError_t bad = check_args(x, K, packed); bad != cudaSuccess) return bad;
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (M <= 0 || N <= 0) return cudaSuccess;
-  if (decode_kernel_enabled && detail::fp4_decode_fits(M, K, N, x, packed, scales, global_scale != nullptr)) {
+  if (decode_kernel != DecodeKernel::general &&
+      detail::fp4_decode_fits(M, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                bias, nullptr, static_cast<int>(M), y};
-    return detail::fp4_decode_matmul(d, M, 1, decode_kernel_wide, stream);
+    return detail::fp4_decode_matmul(d, M, 1, decode_kernel != DecodeKernel::narrow, stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, bias, nullptr, M, y};
   const int mt = fp4_mma_tiles(M);
@@ -287,11 +284,12 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
   if (const cudaError_t bad = check_args(x, K, packed); bad != cudaSuccess) return bad;
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (experts <= 0 || N <= 0 || experts > 65535) return experts > 65535 ? cudaErrorInvalidValue : cudaSuccess;
-  if (decode_kernel_enabled &&
+  if (decode_kernel != DecodeKernel::general &&
       detail::fp4_decode_fits(rows_hint, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                nullptr, offsets, 0, y};
-    return detail::fp4_decode_matmul(d, std::max<int64_t>(rows_hint, 1), experts, decode_kernel_wide, stream);
+    return detail::fp4_decode_matmul(d, std::max<int64_t>(rows_hint, 1), experts, decode_kernel == DecodeKernel::wide,
+                                     stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, nullptr, offsets, 0, y};
   const int mt = fp4_mma_tiles(rows_hint);

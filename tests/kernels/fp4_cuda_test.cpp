@@ -135,24 +135,25 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
   for (const bool nvfp4 : {true, false}) {
     for (const int64_t M : {1, 2, 5, 8, 9, 16, 17, 33, 64, 65, 300}) {
       for (const auto& [N, K] : shapes) {
-        // Rows <= 16 go to the decode kernel (at <= 8 rows also its wide
-        // variant); the general kernel is checked on them too.
-        for (const int kernel : {0, 1, 2}) {  // decode, decode wide, general
-          if ((kernel == 1 && M > 8) || (kernel == 2 && M > 16)) continue;
+        // Rows <= 16 go to the decode kernel (both variants at <= 8 rows);
+        // the general kernel is checked on them too.
+        using cuda::DecodeKernel;
+        for (const DecodeKernel kernel : {DecodeKernel::narrow, DecodeKernel::wide, DecodeKernel::general}) {
+          if ((kernel == DecodeKernel::wide && M > 8) || (kernel == DecodeKernel::general && M > 16)) continue;
           CAPTURE(nvfp4);
           CAPTURE(M);
           CAPTURE(N);
           CAPTURE(K);
-          CAPTURE(kernel);
+          CAPTURE(static_cast<int>(kernel));
           torch::manual_seed(++seed);
           const Fp4Weight cpu = quantized(weight(N, K, torch::kFloat) * 4, nvfp4);
           const torch::Tensor x = torch::randn({M, K}).to(torch::kBFloat16);
           const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
           const torch::Tensor reference =
               torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
-          cuda::fp4_use_decode_kernel(kernel != 2, kernel == 1);
+          cuda::fp4_select_decode_kernel(kernel);
           const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
-          cuda::fp4_use_decode_kernel(true);
+          cuda::fp4_select_decode_kernel(DecodeKernel::automatic);
           REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
           CHECK(y.is_cuda());
           CHECK_FALSE(torch::isnan(y).any().item<bool>());
@@ -234,12 +235,15 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     const torch::Tensor sorted_experts = indices.reshape({-1}).index({order});
     // Rows hint 4: the decode kernel (expert 3's 70 rows in 9 passes of 8),
     // its wide variant, then the general one; hint 12: 5 passes of 16.
-    for (const auto& [kernel, rows_hint] : std::vector<std::pair<int, int64_t>>{{0, 4}, {1, 4}, {2, 4}, {0, 12}}) {
-      CAPTURE(kernel);
+    using cuda::DecodeKernel;
+    const std::vector<std::pair<DecodeKernel, int64_t>> kernels = {
+        {DecodeKernel::narrow, 4}, {DecodeKernel::wide, 4}, {DecodeKernel::general, 4}, {DecodeKernel::narrow, 12}};
+    for (const auto& [kernel, rows_hint] : kernels) {
+      CAPTURE(static_cast<int>(kernel));
       CAPTURE(rows_hint);
-      cuda::fp4_use_decode_kernel(kernel != 2, kernel == 1);
+      cuda::fp4_select_decode_kernel(kernel);
       const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, rows_hint).cpu();
-      cuda::fp4_use_decode_kernel(true);
+      cuda::fp4_select_decode_kernel(DecodeKernel::automatic);
       for (int64_t r = 0; r < T * top_k; ++r) {
         const int64_t e = sorted_experts[r].item<int64_t>();
         const torch::Tensor expected =
