@@ -213,9 +213,10 @@ void moe(double copy_gbs) {
               "them (the loop reads per-expert counts on the host, so it cannot be graphed); graph: GPU time per "
               "call in a CUDA graph replay.\n\n");
   std::printf("| tokens | experts touched | per-expert loop bf16, eager (us) | grouped bf16, eager | "
-              "grouped W4A16 NVFP4, eager | grouped bf16, graph | grouped W4A16, graph | loop / grouped bf16 (eager) | "
+              "grouped W4A16 NVFP4, eager | grouped bf16, graph | grouped W4A16, graph | same, decode kernel wide | "
+              "loop / grouped bf16 (eager) | "
               "bf16 / W4A16 (graph) | bf16 %% of floor | W4A16 %% of floor |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const int64_t E = 60, H = 2048, I = 1408, S = 5632, top_k = 4;
   torch::manual_seed(3);
   const torch::Tensor gate_up = torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02;
@@ -283,12 +284,15 @@ void moe(double copy_gbs) {
     const double t_fp4_eager = eager_us([&](int) { grouped_fp4(); }, 10);
     const double t_bf16 = graph_us([&](int) { grouped_bf16(); }, 5);
     const double t_fp4 = graph_us([&](int) { grouped_fp4(); }, 5);
+    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::wide);  // experts' rows <= 8: the wide variant
+    const double t_fp4_wide = graph_us([&](int) { grouped_fp4(); }, 5);
+    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
     const int64_t touched = std::get<0>(at::_unique(route().second.reshape({-1}))).numel();
     const double expert_bf16 = 3.0 * I * H * 2, shared_bytes = 3.0 * S * H * 2;
     const double floor_bf16 = (touched * expert_bf16 + shared_bytes) / copy_gbs / 1e3;
     const double floor_fp4 = (touched * expert_bf16 + shared_bytes) * (0.5 + 1.0 / 16) / 2 / copy_gbs / 1e3;
-    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f %% | %.0f %% |\n", (long long)T,
-                (long long)touched, t_loop, t_bf16_eager, t_fp4_eager, t_bf16, t_fp4, t_loop / t_bf16_eager,
+    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f %% | %.0f %% |\n", (long long)T,
+                (long long)touched, t_loop, t_bf16_eager, t_fp4_eager, t_bf16, t_fp4, t_fp4_wide, t_loop / t_bf16_eager,
                 t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16, 100 * floor_fp4 / t_fp4);
   }
 }
