@@ -17,17 +17,8 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 
-failures = []
-checks = 0
-
-
-def check(ok, what):
-    global checks
-    checks += 1
-    if not ok:
-        failures.append(what)
-        print(f"FAIL: {what}", file=sys.stderr)
-    return ok
+import checks
+from checks import check, summary
 
 
 def chromium():
@@ -249,8 +240,7 @@ def main():
     check_one_run_without(args, runs)
     check_sabotage_fails(args, good)
     bad_input(args, runs)
-    print(f"{checks - len(failures)} of {checks} checks passed; artefacts in {args.artefacts}")
-    return 1 if failures else 0
+    return summary(f"; artefacts in {args.artefacts}")
 
 
 if __name__ == "__main__":

@@ -20,16 +20,8 @@ import sys
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-failures = []
-checks = 0
-
-
-def check(ok, what):
-    global checks
-    checks += 1
-    if not ok:
-        failures.append(what)
-        print(f"FAIL: {what}", file=sys.stderr)
+import checks
+from checks import check, summary
 
 
 def read_events(logdir):
@@ -168,8 +160,8 @@ def main():
     check_flags(args)
     check_resume(args)
     check_overwrite(args)
-    print(f"{checks - len(failures)} of {checks} checks passed")
-    return 1 if failures or checks < 10 else 0
+    status = summary()
+    return 1 if status or checks.count < 10 else 0
 
 
 if __name__ == "__main__":
