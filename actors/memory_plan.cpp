@@ -154,6 +154,7 @@ class Planner {
 
   void add_replica(const runtime::ReplicaPlacement& replica, const dsl::StageSpec& stage) {
     const std::string device = replica.devices.empty() ? "cpu" : replica.devices.front();
+    if (!holds_model(stage.uses) && replica.slots.empty()) return;  // data, reward, weight_sync: host bookkeeping
     current_ = &device_of(device);
     label_ = replica.label();
     if (stage.uses == "rollout") sampling_engine(stage, /*rollout=*/true);
