@@ -70,7 +70,7 @@ TEST_CASE("a placement over the device's capacity is refused at --dry-run and at
   CHECK(expert.status == 0);
 
   const fs::path out = dir / "run";
-  const Outcome run = plan_run(pipeline + " --device-memory 1MiB --set run.steps=1 --no-tensorboard --out " + out.string(), dir);
+  const Outcome run = plan_run(pipeline + " --device-memory 1MiB --set run.steps=10 --no-tensorboard --out " + out.string(), dir);
   INFO(run.err);
   CHECK(run.status == 2);
   CHECK(run.err.find("qerl-run: error: memory plan: cpu needs ") != std::string::npos);
