@@ -145,6 +145,7 @@ struct RouterReplaySpec {
 struct ClusterSpec {
   DeviceKind device = DeviceKind::auto_detect;
   int64_t num_gpus = 0;  // 0 = every visible GPU (or, with no GPU, as many logical slots as used)
+  double gpu_memory_gib = 0;  // memory of each CUDA device for the memory plan; 0 = ask the device
   // Worker processes (issue 17): empty = one process; {"local"} = qerl-run
   // starts one worker process per `worker = N` used by the stages;
   // {"host:port", ...} = workers started with `qerl-run --worker`, worker N

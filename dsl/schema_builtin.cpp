@@ -216,6 +216,7 @@ Schema Schema::builtin() {
     section("cluster", "Devices of the run.", {
       key(&P::cluster, &ClusterSpec::device, "device", DeviceKind::auto_detect, "auto: CUDA when visible, else CPU."),
       key(&P::cluster, &ClusterSpec::num_gpus, "num_gpus", 0, "Logical GPU slots; 0 = every visible GPU (or, with none, as many as the stages name).", at_least(0)),
+      key(&P::cluster, &ClusterSpec::gpu_memory_gib, "gpu_memory_gib", 0.0, "Memory of each CUDA device in GiB for the memory plan (--dry-run prints it; a placement over it is refused); 0 = ask the device (cudaGetDeviceProperties). qerl-run --device-memory overrides it.", range(0, 1e6)),
       single_string(key(&P::cluster, &ClusterSpec::workers, "workers", Strings{}, "Worker processes: [] = one process; \"local\" = qerl-run starts one local worker process per `worker = N` the stages use; [\"host:port\", ...] = workers started with `qerl-run --worker --listen PORT` (stage key worker = N runs on the N-th). Needs QERL_CLUSTER_SECRET or QERL_CLUSTER_SECRET_FILE for host:port workers.")),
     }),
   };

@@ -20,9 +20,11 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <optional>
 
 #include "actors/builtin_stages.hpp"
+#include "actors/memory_plan.hpp"
 #include "dsl/explain.hpp"
 #include "dsl/loader.hpp"
 #include "runtime/checkpoint.hpp"
@@ -113,6 +115,9 @@ struct Options {
   std::string tensorboard_dir;  // --tensorboard DIR; "" = <out_dir>/tensorboard
   bool no_tensorboard = false;
   std::vector<std::string> command;  // argv, for <out_dir>/command.txt
+  std::vector<std::string> device_memory;  // --device-memory SIZE | DEVICE=SIZE (repeatable)
+  int assume_gpus = -1;                    // --assume-gpus N (dry run only); -1 = probe
+  bool allow_overcommit = false;           // --allow-overcommit: warn instead of refusing the plan
   tools::WorkerFlags worker;  // --worker, --listen, --bind (tools/qerl_run_cluster.hpp)
 };
 
@@ -201,6 +206,32 @@ int print_docs(const Options& opt) {
   return 0;
 }
 
+// Each device's capacity for the memory plan: --device-memory (DEVICE=SIZE,
+// then a bare SIZE for every device), else cluster.gpu_memory_gib or the
+// CUDA device's own (cuda:N), or MemTotal (cpu).
+actors::CapacityOf capacity_of(const Options& opt, const dsl::PipelineSpec& spec) {
+  std::map<std::string, int64_t> per_device;
+  std::optional<int64_t> every;
+  for (const std::string& item : opt.device_memory) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) every = actors::parse_memory_size(item);
+    else per_device[item.substr(0, eq)] = actors::parse_memory_size(item.substr(eq + 1));
+  }
+  const double gib = spec.cluster.gpu_memory_gib;
+  return [per_device, every, gib](const std::string& device) -> std::optional<std::pair<int64_t, std::string>> {
+    if (const auto it = per_device.find(device); it != per_device.end()) return std::make_pair(it->second, "--device-memory");
+    if (every) return std::make_pair(*every, "--device-memory");
+    if (device.rfind("cuda:", 0) == 0) {
+      if (gib > 0) return std::make_pair(static_cast<int64_t>(gib * 1024 * 1024 * 1024), "cluster.gpu_memory_gib");
+      if (const auto bytes = tools::cuda_device_memory(std::stoi(device.substr(5))))
+        return std::make_pair(*bytes, "cudaGetDeviceProperties");
+      return std::nullopt;
+    }
+    if (const auto bytes = tools::cpu_memory_bytes()) return std::make_pair(*bytes, "/proc/meminfo MemTotal");
+    return std::nullopt;
+  };
+}
+
 int run(const Options& opt) {
   const bool resuming = !opt.resume_dir.empty();
   if (resuming) check_resume_options(opt);
@@ -213,9 +244,13 @@ int run(const Options& opt) {
   for (const auto& warning : spec.warnings) spdlog::warn("{}", warning.format());
 
   const runtime::Graph graph = runtime::Graph::build(spec, registry);
-  const runtime::Placement placement =
-      runtime::place(spec, graph, registry, tools::count_cuda_devices());
+  if (opt.assume_gpus >= 0 && !opt.dry_run)
+    throw Error("--assume-gpus plans for GPUs this machine may not have: it goes with --dry-run only");
+  const runtime::Placement placement = runtime::place(
+      spec, graph, registry, opt.assume_gpus >= 0 ? opt.assume_gpus : tools::count_cuda_devices());
   for (const auto& notice : placement.notices) spdlog::info("{}", notice);
+  const actors::MemoryPlan memory = actors::plan_memory(spec, placement, capacity_of(opt, spec));
+  const std::vector<std::string> refusals = memory.refusals();
 
   const fs::path out_dir = spec.run.out_dir;
   if (!opt.dot_file.empty()) write_file_atomically(opt.dot_file, graph.to_dot());
@@ -223,10 +258,23 @@ int run(const Options& opt) {
     std::cout << "# resolved pipeline\n" << dsl::to_toml(spec, registry.schema()) << "\n"
               << "# actor graph\n" << graph.to_text() << "\n"
               << "# placement\n" << placement.to_text()
-              << tools::process_plan(spec, placement);
+              << tools::process_plan(spec, placement) << "\n"
+              << "# memory plan\n" << memory.to_text();
     if (!opt.dot_file.empty()) std::cout << "\n(dry run: graph written to " << opt.dot_file << ")\n";
+    if (!refusals.empty() && !opt.allow_overcommit) {
+      std::cout.flush();
+      for (const auto& line : refusals) std::cerr << "qerl-run: error: " << line << "\n";
+      return exit_bad_input;
+    }
     return 0;
   }
+  for (const auto& line : refusals) {
+    if (!opt.allow_overcommit) throw Error(line);
+    spdlog::warn("{} (--allow-overcommit: running anyway)", line);
+  }
+  for (const auto& device : memory.devices)
+    spdlog::info("memory plan: {} planned peak {}{}", device.device, actors::memory_text(device.peak()),
+                 device.capacity ? " of " + actors::memory_text(*device.capacity) : std::string());
 
   runtime::check_implemented(spec, registry);
   if (!resuming) make_run_folder(out_dir);
@@ -318,6 +366,15 @@ int main(int argc, char** argv) {
   app.add_flag("--no-tensorboard", opt.no_tensorboard, "Write no TensorBoard event files")->excludes(tensorboard);
   app.add_option("--log-level", opt.log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--device-memory", opt.device_memory,
+                 "Capacity for the memory plan: SIZE for every device, or DEVICE=SIZE (cuda:0=80GB, cpu=16GiB); repeatable")
+      ->type_name("[DEVICE=]SIZE");
+  app.add_option("--assume-gpus", opt.assume_gpus,
+                 "With --dry-run: place and plan as if N CUDA devices were visible (plan a GPU host from a laptop)")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--allow-overcommit", opt.allow_overcommit,
+               "Run (or pass --dry-run) even when the memory plan exceeds a device's capacity (experts only)");
   tools::add_worker_flags(app, opt.worker);
   try {
     app.parse(argc, argv);

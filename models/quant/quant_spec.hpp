@@ -31,6 +31,16 @@ constexpr int64_t group_size(QuantScheme scheme) {
                                         : 0;
 }
 
+// Bytes a packed [out, in] weight of `numel` elements occupies: E2M1 codes
+// at half a byte each, one block-scale byte per group (E4M3 per 16 for
+// NVFP4, E8M0 per 32 for MXFP4) and NVFP4's float32 global scale. The
+// memory plan and the quantization summary both count with this.
+constexpr int64_t packed_bytes(QuantScheme scheme, int64_t numel) {
+  return scheme == QuantScheme::mxfp4   ? numel / 2 + numel / 32
+         : scheme == QuantScheme::nvfp4 ? numel / 2 + numel / 16 + 4
+                                        : 0;
+}
+
 // Activations: W4A16 (weights only) or W4A4 (inputs quantized too).
 enum class QuantMode { w4a16, w4a4 };
 

@@ -27,10 +27,6 @@ std::string fusion_group_of(const std::string& name) {
   return name;
 }
 
-int64_t packed_bytes(QuantScheme scheme, int64_t numel) {
-  return scheme == QuantScheme::mxfp4 ? numel / 2 + numel / 32 : numel / 2 + numel / 16 + 4;
-}
-
 }  // namespace
 
 std::string QuantSummary::describe(QuantScheme scheme) const {
