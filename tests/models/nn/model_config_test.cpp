@@ -221,22 +221,7 @@ TEST_CASE("valid configs at the limits still load; the file path replaces config
 }
 
 TEST_CASE("parameter_count equals the parameters a CausalLM registers, for every architecture and flag") {
-  std::vector<json> configs;
-  for (const auto& type : all_types()) configs.push_back(tiny_config(type));
-  auto tied = tiny_config("qwen3");
-  tied["tie_word_embeddings"] = true;
-  configs.push_back(tied);
-  auto biased = tiny_config("llama");
-  biased["attention_bias"] = true;
-  biased["mlp_bias"] = true;
-  configs.push_back(biased);
-  auto no_shared = tiny_config("qwen2_moe");
-  no_shared["shared_expert_intermediate_size"] = 0;
-  configs.push_back(no_shared);
-  auto stepped = tiny_config("qwen3_moe");
-  stepped["decoder_sparse_step"] = 2;
-  configs.push_back(stepped);
-  for (const json& c : configs) {
+  for (const json& c : config_variants()) {
     CAPTURE(c.dump());
     const ModelConfig config = parse_model_config(c);
     CausalLM lm(config);

@@ -15,19 +15,7 @@ using namespace qerl::models::testing;
 using nlohmann::json;
 
 TEST_CASE("module_inventory names every parameter-holding module of a CausalLM, in order, with its shapes") {
-  std::vector<json> configs;
-  for (const auto& type : all_types()) configs.push_back(tiny_config(type));
-  auto tied = tiny_config("qwen3");
-  tied["tie_word_embeddings"] = true;
-  configs.push_back(tied);
-  auto biased = tiny_config("llama");
-  biased["attention_bias"] = true;
-  biased["mlp_bias"] = true;
-  configs.push_back(biased);
-  auto stepped = tiny_config("qwen3_moe");
-  stepped["decoder_sparse_step"] = 2;
-  configs.push_back(stepped);
-  for (const json& c : configs) {
+  for (const json& c : config_variants()) {
     CAPTURE(c.dump());
     const ModelConfig config = parse_model_config(c);
     CausalLM lm(config);

@@ -52,4 +52,26 @@ inline const std::vector<std::string>& all_types() {
   return types;
 }
 
+// Every architecture's tiny config plus the flags that change which modules
+// and parameters exist: tied embeddings, attention / MLP biases, no shared
+// expert, sparse layers only every second step.
+inline std::vector<nlohmann::json> config_variants() {
+  std::vector<nlohmann::json> configs;
+  for (const auto& type : all_types()) configs.push_back(tiny_config(type));
+  auto tied = tiny_config("qwen3");
+  tied["tie_word_embeddings"] = true;
+  configs.push_back(tied);
+  auto biased = tiny_config("llama");
+  biased["attention_bias"] = true;
+  biased["mlp_bias"] = true;
+  configs.push_back(biased);
+  auto no_shared = tiny_config("qwen2_moe");
+  no_shared["shared_expert_intermediate_size"] = 0;
+  configs.push_back(no_shared);
+  auto stepped = tiny_config("qwen3_moe");
+  stepped["decoder_sparse_step"] = 2;
+  configs.push_back(stepped);
+  return configs;
+}
+
 }  // namespace qerl::models::testing
