@@ -26,6 +26,8 @@ import os
 import re
 import sys
 
+from run_summary import wall_time  # scripts/, beside this file
+
 EXIT_BAD_INPUT = 2
 PLOT_HEIGHT = 360
 # One colour per run (plotly's default qualitative sequence), one dash per metric.
@@ -115,12 +117,7 @@ class Run:
         return found
 
     def wall_s(self):
-        total, last = 0.0, 0.0
-        for r in self.rows:  # a resume restarts the clock: add the segments
-            now = r.get("elapsed_s") or 0.0
-            total += now - last if now >= last else now
-            last = now
-        return total
+        return wall_time(self.rows)
 
 
 def run_labels(folders):

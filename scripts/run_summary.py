@@ -43,9 +43,11 @@ def read_rows(path):
 
 
 def wall_time(rows):
+    """Seconds the run took: elapsed_s of its last row, with the segments of
+    a resumed run (whose clock restarts) added up."""
     total, last = 0.0, 0.0
     for r in rows:
-        now = r.get("elapsed_s", 0.0)
+        now = r.get("elapsed_s") or 0.0
         total += now - last if now >= last else now  # a resume restarts the clock
         last = now
     return total
@@ -76,5 +78,6 @@ def summarize(run_dir):
     print(json.dumps(out))
 
 
-for d in sys.argv[1:] or sys.exit(__doc__):
-    summarize(d)
+if __name__ == "__main__":
+    for d in sys.argv[1:] or sys.exit(__doc__):
+        summarize(d)
