@@ -118,8 +118,7 @@ __global__ void nvfp4_quantize_kernel(const T* __restrict__ w, int64_t groups_pe
     const int64_t gi = b * groups_per_batch + local;
     const float g = given ? given[b] : nvfp4_global_scale(__uint_as_float(amax_bits[b]), bf16);
     if (global_out && local == 0) global_out[b] = g;
-    Group16 group;
-    float(&v)[16] = group.v;
+    float v[16];
     load_group<T, 16>(w + gi * 16, v);
     float amax = 0.0f;
 #pragma unroll
@@ -129,15 +128,17 @@ __global__ void nvfp4_quantize_kernel(const T* __restrict__ w, int64_t groups_pe
     // Quotients by the reciprocal (divide_by); a group with any quotient in
     // the underflow range (or an infinite reciprocal) is redone with IEEE
     // divisions out of line, one rare branch per group.
+    Group16 in;
     uint2 out{0, 0};
     float smallest = isfinite(inv) ? INFINITY : 0.0f;
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
+      in.v[i] = v[i];
       const float q = divide_by(v[i], eff, inv);
       smallest = fminf(smallest, fabsf(q));
       (i < 8 ? out.x : out.y) |= e2m1_encode(q) << (4 * (i % 8));
     }
-    if (smallest < 1e-30f) out = nvfp4_codes_ieee(group, eff);  // the IEEE quotient's sign decides -0 vs +0 codes
+    if (smallest < 1e-30f) out = nvfp4_codes_ieee(in, eff);  // the IEEE quotient's sign decides -0 vs +0 codes
     if constexpr (kFake) {
 #pragma unroll
       for (int i = 0; i < 16; ++i) v[i] = e2m1_value((i < 8 ? out.x : out.y) >> (4 * (i % 8))) * eff;

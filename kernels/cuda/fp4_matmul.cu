@@ -31,7 +31,17 @@ namespace {
 
 using namespace device;
 
-using detail::MatmulArgs;
+struct MatmulArgs {
+  const __nv_bfloat16* x;    // [rows, K]
+  int64_t K, N;
+  const uint8_t* packed;     // [E, N, K / 2]
+  const uint8_t* scales;     // [E, N, K / group]
+  const float* global_scale; // [E] (NVFP4) or null (MXFP4)
+  const __nv_bfloat16* bias; // [N] or null
+  const int32_t* offsets;    // [E + 1] or null: rows [0, M)
+  int64_t M;
+  __nv_bfloat16* y;          // [rows, N]
+};
 
 // One lane's share of W for one 128-wide K step and one 8-column tile: its
 // 32 codes (16 bytes) and the raw bytes of their block scales (for values
@@ -257,10 +267,13 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
   if (const cudaError_t bad = check_args(x, K, packed); bad != cudaSuccess) return bad;
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (M <= 0 || N <= 0) return cudaSuccess;
-  const MatmulArgs a{x, K, N, packed, scales, global_scale, bias, nullptr, M, y};
   if (decode_kernel != DecodeKernel::general &&
-      detail::fp4_decode_fits(M, K, N, x, packed, scales, global_scale != nullptr))
-    return detail::fp4_decode_matmul(a, M, 1, decode_kernel != DecodeKernel::narrow, stream);
+      detail::fp4_decode_fits(M, K, N, x, packed, scales, global_scale != nullptr)) {
+    const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
+                               bias, nullptr, static_cast<int>(M), y};
+    return detail::fp4_decode_matmul(d, M, 1, decode_kernel != DecodeKernel::narrow, stream);
+  }
+  const MatmulArgs a{x, K, N, packed, scales, global_scale, bias, nullptr, M, y};
   const int mt = fp4_mma_tiles(M);
   return global_scale ? launch_mt<true>(a, mt, 1, stream) : launch_mt<false>(a, mt, 1, stream);
 }
@@ -271,11 +284,14 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
   if (const cudaError_t bad = check_args(x, K, packed); bad != cudaSuccess) return bad;
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (experts <= 0 || N <= 0 || experts > 65535) return experts > 65535 ? cudaErrorInvalidValue : cudaSuccess;
-  const MatmulArgs a{x, K, N, packed, scales, global_scale, nullptr, offsets, 0, y};
   if (decode_kernel != DecodeKernel::general &&
-      detail::fp4_decode_fits(rows_hint, K, N, x, packed, scales, global_scale != nullptr))
-    return detail::fp4_decode_matmul(a, std::max<int64_t>(rows_hint, 1), experts, decode_kernel == DecodeKernel::wide,
+      detail::fp4_decode_fits(rows_hint, K, N, x, packed, scales, global_scale != nullptr)) {
+    const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
+                               nullptr, offsets, 0, y};
+    return detail::fp4_decode_matmul(d, std::max<int64_t>(rows_hint, 1), experts, decode_kernel == DecodeKernel::wide,
                                      stream);
+  }
+  const MatmulArgs a{x, K, N, packed, scales, global_scale, nullptr, offsets, 0, y};
   const int mt = fp4_mma_tiles(rows_hint);
   return global_scale ? launch_mt<true>(a, mt, experts, stream) : launch_mt<false>(a, mt, experts, stream);
 }

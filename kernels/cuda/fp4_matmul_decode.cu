@@ -130,14 +130,14 @@ __device__ __forceinline__ void mma_step(const Slot& s, XWord&& x_word, float (&
 // warp; kWholeStepX: a step's x loaded before its decoding (else each codes
 // word's x just before that word is decoded: fewer registers).
 template <int MB, bool kNvfp4, int kWarps, int kRing, bool kWholeStepX>
-__global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(MatmulArgs a) {
+__global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a) {
   constexpr int kScaleBytes = kNvfp4 ? 8 : 4;  // block-scale bytes of one row per 128-wide step
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int e = blockIdx.y;
   const int row_begin = a.offsets ? a.offsets[e] : 0;
-  const int row_end = a.offsets ? a.offsets[e + 1] : static_cast<int>(a.M);  // fp4_decode_fits: sizes fit int
+  const int row_end = a.offsets ? a.offsets[e + 1] : a.M;
   if (row_begin >= row_end) return;
-  const int K = static_cast<int>(a.K), N = static_cast<int>(a.N);
+  const int K = a.K, N = a.N;
   const int n_base = blockIdx.x * 16;
   // Rows g and g + 8 of the tile, clamped into W (outputs past N are not
   // stored); the lane's bytes of step 0.
@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(MatmulArgs a
 }
 
 template <int MB, int kWarps, int kRing, bool kWholeStepX>
-cudaError_t launch(const MatmulArgs& a, int64_t experts, cudaStream_t stream) {
+cudaError_t launch(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.N + 15) / 16), static_cast<unsigned>(experts));
   if (a.global_scale)
     fp4_decode_kernel<MB, true, kWarps, kRing, kWholeStepX><<<grid, kWarps * 32, 0, stream>>>(a);
@@ -285,7 +285,7 @@ bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x
          (!nvfp4 || reinterpret_cast<uintptr_t>(scales) % 2 == 0);
 }
 
-cudaError_t fp4_decode_matmul(const MatmulArgs& a, int64_t rows_per_group, int64_t experts, bool wide,
+cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, bool wide,
                               cudaStream_t stream) {
   // wide (at most 8 rows): 12 warps of at most 85 registers, 24 warps per
   // SM instead of 16, 2 steps in flight per warp instead of 4.

@@ -1,7 +1,6 @@
 // Internal to kernels/cuda: the W4A16 kernel for the few-row case (decode,
 // at most 16 rows of x per group of rows), called by fp4_matmul.cu when
-// fp4_decode_fits says it can take the shapes and pointers, and the
-// arguments both W4A16 kernels take.
+// fp4_decode_fits says it can take the shapes and pointers.
 #pragma once
 
 #include <cstdint>
@@ -11,15 +10,15 @@
 
 namespace qerl::kernels::cuda::detail {
 
-struct MatmulArgs {
+struct DecodeArgs {
   const __nv_bfloat16* x;     // [rows, K]
-  int64_t K, N;
+  int K, N;
   const uint8_t* packed;      // [E, N, K / 2]
   const uint8_t* scales;      // [E, N, K / group]
   const float* global_scale;  // [E] (NVFP4) or null (MXFP4)
   const __nv_bfloat16* bias;  // [N] or null
   const int32_t* offsets;     // [E + 1] or null: rows [0, M)
-  int64_t M;
+  int M;
   __nv_bfloat16* y;           // [rows, N]
 };
 
@@ -31,7 +30,7 @@ bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x
 
 // y = x · dequant(W)ᵀ for groups of at most 16 rows (more rows loop over W
 // again); wide: the variant with more, smaller warps for at most 8 rows.
-cudaError_t fp4_decode_matmul(const MatmulArgs& a, int64_t rows_per_group, int64_t experts, bool wide,
+cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, bool wide,
                               cudaStream_t stream);
 
 }  // namespace qerl::kernels::cuda::detail
