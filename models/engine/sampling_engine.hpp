@@ -5,17 +5,17 @@
 // models, the routes it took. Stages hold one through this interface and
 // never touch the model.
 //
-// make_sampling_engine picks the implementation by the model's device:
-// today every device gets the LibTorch engine (models::generate over the
-// model's own forward; on the CPU this is the reference); the CUDA engine
-// (issue 16: preallocated KV cache, CUDA graphs, fused kernels) is a second
-// implementation of this interface chosen for CUDA devices.
+// make_sampling_engine builds one for the model's device: on the CPU it
+// generates with models::generate (the reference); on a CUDA device (a
+// QERL_CUDA build) with the static-cache loop and CUDA graphs of
+// generation_backend.hpp.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "models/engine/weight_noise.hpp"
@@ -86,6 +86,13 @@ class SamplingEngine {
   // What the packed base quantized (null without a base).
   virtual const QuantSummary* quant_summary() const = 0;
   virtual const ModelConfig& model_config() const = 0;
+  // One line for the log: how it generates (and why CUDA graphs are off
+  // when they are).
+  virtual std::string describe() const = 0;
+  // Frees the KV cache (and graphs) it keeps between generations, e.g.
+  // while a colocated learner needs the memory; the next generation
+  // allocates again.
+  virtual void release_cache() = 0;
   virtual torch::Device device() const = 0;
 };
 

@@ -1,10 +1,12 @@
-// The LibTorch sampling engine (see sampling_engine.hpp): the model's own
-// forward under models::generate, the packed base's codes through
-// kernels::fp4_linear. It runs on any device LibTorch does; on the CPU it
-// is the reference the CUDA engine is tested against.
+// The sampling engine (see sampling_engine.hpp): the model's own forward,
+// the packed base's codes through kernels::fp4_linear. On the CPU it
+// generates with models::generate (the reference the CUDA path is tested
+// against); on a CUDA device through the CUDA generation backend
+// (generation_backend.hpp: static KV cache, CUDA graphs).
 #include <fstream>
 
 #include "common/error.hpp"
+#include "models/engine/generation_backend.hpp"
 #include "models/engine/sampling_engine.hpp"
 #include "models/io/safetensors.hpp"
 
@@ -16,6 +18,9 @@ class TorchEngine final : public SamplingEngine {
   explicit TorchEngine(EngineParts parts) : parts_(std::move(parts)) {
     if (!parts_.lm) throw Error("sampling engine: no model");
     if (parts_.lora) parts_.lora->set_training(false);  // no adapter dropout while sampling
+#if QERL_CUDA
+    if (parts_.lm->device().is_cuda()) backend_ = make_cuda_generation(*parts_.lm);
+#endif
   }
 
   void load_update(WeightsFormat format, const TensorMap& tensors) override {
@@ -79,7 +84,16 @@ class TorchEngine final : public SamplingEngine {
   std::vector<GeneratedSequence> generate(const std::vector<std::vector<int64_t>>& prompts,
                                           const GenerationConfig& config) override {
     if (parts_.base) parts_.base->repack();  // never sample with stale codes
+    if (backend_) return backend_->generate(*parts_.lm, prompts, config);
     return models::generate(*parts_.lm, prompts, config);
+  }
+
+  std::string describe() const override {
+    return backend_ ? backend_->describe() : std::string("LibTorch engine (models::generate, dynamic KV cache)");
+  }
+
+  void release_cache() override {
+    if (backend_) backend_->release();
   }
 
   void save(const std::filesystem::path& dir) override {
@@ -144,6 +158,7 @@ class TorchEngine final : public SamplingEngine {
   }
 
   EngineParts parts_;
+  std::unique_ptr<GenerationBackend> backend_;  // null: models::generate
   bool noised_ = false;  // a noise draw is in the weights now
 };
 

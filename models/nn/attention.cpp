@@ -43,7 +43,14 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& hidden, const RopeTabl
   q = apply_rotary(q.transpose(1, 2), rope);
   k = apply_rotary(k.transpose(1, 2), rope);
   v = v.transpose(1, 2);
-  if (cache != nullptr) {
+  if (cache != nullptr && cache->is_static()) {
+    // One new slot per row at the device-side index; attention covers the
+    // whole capacity under the mask.
+    cache->keys[layer_index_].index_copy_(2, cache->slot, k);
+    cache->values[layer_index_].index_copy_(2, cache->slot, v);
+    k = cache->keys[layer_index_];
+    v = cache->values[layer_index_];
+  } else if (cache != nullptr) {
     const int64_t start = cache->length;
     cache->keys[layer_index_].narrow(2, start, seq).copy_(k);
     cache->values[layer_index_].narrow(2, start, seq).copy_(v);

@@ -43,6 +43,17 @@ torch::Device CausalLMImpl::device() const {
 
 torch::Tensor build_attention_mask(const torch::Tensor& real, KVCache* cache, std::optional<int64_t> sliding_window) {
   const int64_t seq = real.size(1);
+  if (cache != nullptr && cache->is_static()) {
+    // One query per row at the device-side slot, keys over the whole
+    // capacity: [B, 1, 1, S_max]. The query's own slot is always allowed.
+    cache->valid.index_fill_(1, cache->slot, true);
+    auto mask = cache->valid;
+    if (sliding_window) {
+      auto key_slot = torch::arange(cache->capacity(), cache->slot.options());
+      mask = mask & (key_slot > cache->slot - *sliding_window).unsqueeze(0);
+    }
+    return mask.unsqueeze(1).unsqueeze(1);
+  }
   const int64_t start = cache != nullptr ? cache->length : 0;
   torch::Tensor key_valid = real;  // [B, S_kv]
   if (cache != nullptr) {
@@ -94,6 +105,10 @@ ForwardOutput CausalLMImpl::forward(const ForwardArgs& args) {
     throw Error("CausalLM: KV cache of batch " + std::to_string(cache->batch_size()) + " and capacity " +
                 std::to_string(cache->capacity()) + " cannot take " + std::to_string(seq) + " more slots for batch " +
                 std::to_string(batch));
+  if (cache != nullptr && cache->is_static() &&
+      (seq != 1 || args.attention_mask.defined() || args.position_ids.defined()))
+    throw Error("CausalLM: a static-mode KV cache takes one real token per row (no mask, no positions), got " +
+                std::to_string(seq));
   const bool any_routing = args.routing.mode != RoutingMode::native && config_.is_moe();
   if (args.routing.mode == RoutingMode::replay && config_.is_moe()) check_replay(args.routing, config_, batch, seq);
 
@@ -125,7 +140,11 @@ ForwardOutput CausalLMImpl::forward(const ForwardArgs& args) {
       }
     }
   }
-  if (cache != nullptr) {
+  if (cache != nullptr && cache->is_static()) {
+    // In place, so that a replayed step advances the same tensors.
+    cache->slot.add_(1);
+    cache->next_position.add_(1);
+  } else if (cache != nullptr) {
     cache->length += seq;
     if (args.position_ids.defined())
       cache->next_position = args.position_ids.select(1, seq - 1) + 1;

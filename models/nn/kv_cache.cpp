@@ -14,6 +14,20 @@ KVCache KVCache::select_rows(const torch::Tensor& rows) const {
   out.valid = valid.index_select(0, rows);
   out.next_position = next_position.index_select(0, rows);
   out.length = length;
+  if (slot.defined()) out.slot = slot.clone();
+  return out;
+}
+
+KVCache KVCache::leading_rows(int64_t rows) const {
+  if (rows <= 0 || rows > batch_size())
+    throw Error("KVCache: " + std::to_string(rows) + " leading rows of a cache of " + std::to_string(batch_size()));
+  KVCache out;
+  for (const auto& k : keys) out.keys.push_back(k.narrow(0, 0, rows));
+  for (const auto& v : values) out.values.push_back(v.narrow(0, 0, rows));
+  out.valid = valid.narrow(0, 0, rows);
+  out.next_position = next_position.narrow(0, 0, rows);
+  out.length = length;
+  out.slot = slot;
   return out;
 }
 

@@ -20,6 +20,9 @@ struct KVCache {
   torch::Tensor valid;                // [B, S_max] bool: slot holds a real token
   torch::Tensor next_position;        // [B] int64: RoPE position of the row's next real token
   int64_t length = 0;                 // slots filled so far (host-side, same for all rows)
+  torch::Tensor slot;                 // static mode: [1] int64 on the device, the slot the next step writes
+
+  bool is_static() const { return slot.defined(); }
 
   int64_t batch_size() const { return valid.size(0); }
   int64_t capacity() const { return valid.size(1); }
@@ -29,6 +32,10 @@ struct KVCache {
   // that saved it) alone. Used to copy a shared prompt's rows to its
   // repeats and to drop finished rows.
   KVCache select_rows(const torch::Tensor& rows) const;
+
+  // The first `rows` rows as views of this cache's storage (static mode:
+  // sharing its slot), so that a step on them writes here.
+  KVCache leading_rows(int64_t rows) const;
 
   static KVCache allocate(const ModelConfig& config, int64_t batch_size, int64_t max_length, torch::ScalarType dtype,
                           torch::Device device);

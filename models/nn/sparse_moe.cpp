@@ -102,18 +102,61 @@ torch::Tensor SparseMoeImpl::mix_experts(const torch::Tensor& x, const torch::Te
   return weighted.view({tokens, top_k_, -1}).sum(1).to(x.scalar_type());
 }
 
+#if QERL_CUDA
+namespace {
+
+// Stacks `parts` into `dst`: in place when dst already has that layout (so
+// that a CUDA graph that captured dst's address reads the new values), else
+// into a new tensor.
+void stack_into(torch::Tensor& dst, const std::vector<torch::Tensor>& parts) {
+  std::vector<int64_t> shape{static_cast<int64_t>(parts.size())};
+  for (int64_t d : parts.front().sizes()) shape.push_back(d);
+  if (dst.defined() && dst.sizes() == torch::IntArrayRef(shape) && dst.scalar_type() == parts.front().scalar_type() &&
+      dst.device() == parts.front().device())
+    torch::stack_out(dst, parts);
+  else
+    dst = torch::stack(parts);
+}
+
+// The same for an E4M3 scale tensor, stacked as bytes (stack need not
+// support float8) and kept as a float8 view when `as` says so.
+void stack_scales_into(torch::Tensor& dst, const std::vector<torch::Tensor>& bytes, torch::ScalarType as) {
+  torch::Tensor raw = dst.defined() ? dst.view(torch::kUInt8) : torch::Tensor();
+  const void* before = raw.defined() ? raw.data_ptr() : nullptr;
+  stack_into(raw, bytes);
+  if (raw.data_ptr() != before) dst = raw.view(as);
+}
+
+}  // namespace
+#endif
+
+bool SparseMoeImpl::grouped_on_device() {
+#if QERL_CUDA
+  return expert_list_.front()->gate->weight.scalar_type() == torch::kBFloat16 && stacked_experts() != nullptr;
+#else
+  return false;
+#endif
+}
+
 const void* SparseMoeImpl::stacked_experts() {
 #if QERL_CUDA
   // Eligible: every expert Linear plain (no hook, no bias), all dense bf16
-  // or all codes of one scheme, gate and up of an expert with one global scale.
+  // or all codes of one scheme, gate and up of an expert with one global
+  // scale. The key holds each tensor's address and version: an update in
+  // place (a copy into the weights or codes) restacks, into the same
+  // stacked tensors.
   std::vector<int64_t> key;
   bool all_codes = true, all_dense = true;
   for (const SwiGLU& e : expert_list_) {
     for (const Linear& l : {e->gate, e->up, e->down}) {
       if (l->has_weight_hook() || l->has_input_hook() || l->has_adapter_hook() || l->bias.defined()) return nullptr;
-      if (l->codes()) {
+      if (const kernels::Fp4Weight* codes = l->codes()) {
         all_dense = false;
-        key.push_back(reinterpret_cast<intptr_t>(l->codes()));
+        for (const torch::Tensor& t : {codes->packed, codes->scale, codes->global_scale}) {
+          if (!t.defined()) continue;
+          key.push_back(reinterpret_cast<intptr_t>(t.data_ptr()));
+          key.push_back(t._version());
+        }
       } else {
         all_codes = false;
         if (l->weight.scalar_type() != torch::kBFloat16 || !l->weight.is_cuda()) return nullptr;
@@ -124,16 +167,19 @@ const void* SparseMoeImpl::stacked_experts() {
   }
   if (!all_codes && !all_dense) return nullptr;
   if (stacked_ && key == stacked_key_) return stacked_.get();
-  auto experts = std::make_shared<kernels::cuda::MoeExperts>();
   torch::NoGradGuard no_grad;
+  auto experts = stacked_ ? std::static_pointer_cast<kernels::cuda::MoeExperts>(stacked_)
+                          : std::make_shared<kernels::cuda::MoeExperts>();
   if (all_dense) {
     std::vector<torch::Tensor> gate_up, down;
     for (const SwiGLU& e : expert_list_) {
       gate_up.push_back(torch::cat({e->gate->weight, e->up->weight}));
       down.push_back(e->down->weight);
     }
-    experts->gate_up_bf16 = torch::stack(gate_up);
-    experts->down_bf16 = torch::stack(down);
+    experts->gate_up = {};
+    experts->down = {};
+    stack_into(experts->gate_up_bf16, gate_up);
+    stack_into(experts->down_bf16, down);
   } else {
     const bool nvfp4 = expert_list_.front()->gate->codes()->nvfp4();
     std::vector<torch::Tensor> gu_packed, gu_scale, gu_global, d_packed, d_scale, d_global;
@@ -142,20 +188,27 @@ const void* SparseMoeImpl::stacked_experts() {
       if (g.nvfp4() != nvfp4 || u.nvfp4() != nvfp4 || d.nvfp4() != nvfp4 || !g.packed.is_cuda()) return nullptr;
       if (nvfp4 && !torch::equal(g.global_scale.cpu(), u.global_scale.cpu())) return nullptr;
       gu_packed.push_back(torch::cat({g.packed, u.packed}));
-      // E4M3 scales as bytes: cat/stack need not support float8.
       gu_scale.push_back(torch::cat({g.scale.view(torch::kUInt8), u.scale.view(torch::kUInt8)}));
       d_packed.push_back(d.packed);
       d_scale.push_back(d.scale.view(torch::kUInt8));
       if (nvfp4) {
-        gu_global.push_back(g.global_scale.reshape({1}).to(torch::kFloat));
-        d_global.push_back(d.global_scale.reshape({1}).to(torch::kFloat));
+        gu_global.push_back(g.global_scale.reshape({}).to(torch::kFloat));
+        d_global.push_back(d.global_scale.reshape({}).to(torch::kFloat));
       }
     }
     const torch::ScalarType scale_type = nvfp4 ? torch::kFloat8_e4m3fn : torch::kUInt8;
-    experts->gate_up = {torch::stack(gu_packed), torch::stack(gu_scale).view(scale_type),
-                        nvfp4 ? torch::cat(gu_global) : torch::Tensor()};
-    experts->down = {torch::stack(d_packed), torch::stack(d_scale).view(scale_type),
-                     nvfp4 ? torch::cat(d_global) : torch::Tensor()};
+    experts->gate_up_bf16 = torch::Tensor();
+    experts->down_bf16 = torch::Tensor();
+    stack_into(experts->gate_up.packed, gu_packed);
+    stack_scales_into(experts->gate_up.scale, gu_scale, scale_type);
+    stack_into(experts->down.packed, d_packed);
+    stack_scales_into(experts->down.scale, d_scale, scale_type);
+    if (nvfp4) {
+      stack_into(experts->gate_up.global_scale, gu_global);
+      stack_into(experts->down.global_scale, d_global);
+    } else {
+      experts->gate_up.global_scale = experts->down.global_scale = torch::Tensor();
+    }
   }
   stacked_ = experts;
   stacked_key_ = std::move(key);

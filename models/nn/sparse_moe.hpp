@@ -41,6 +41,12 @@ class SparseMoeImpl : public torch::nn::Module {
   SwiGLU shared_expert{nullptr};                  // qwen2_moe only
   Linear shared_expert_gate{nullptr};  // qwen2_moe only, weight [1, hidden]
 
+  // Whether a forward without gradients runs the experts as grouped
+  // launches with no host read (a CUDA build, bf16 experts on a CUDA device
+  // with no hooks): what a CUDA graph can capture. Refreshes the stacked
+  // experts first, so call it before capturing or replaying.
+  bool grouped_on_device();
+
  private:
   // x: [T, H]; indices: [T, K] int64; weights: [T, K] -> [T, H] x's dtype
   torch::Tensor mix_experts(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights);

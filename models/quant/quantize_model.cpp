@@ -210,10 +210,32 @@ PackedBase::~PackedBase() {
   }
 }
 
+namespace {
+
+bool same_layout(const torch::Tensor& a, const torch::Tensor& b) {
+  if (a.defined() != b.defined()) return false;
+  return !a.defined() || (a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() && a.device() == b.device());
+}
+
+bool same_layout(const kernels::Fp4Weight& a, const kernels::Fp4Weight& b) {
+  return same_layout(a.packed, b.packed) && same_layout(a.scale, b.scale) && same_layout(a.global_scale, b.global_scale);
+}
+
+}  // namespace
+
 void PackedBase::install(size_t i, torch::Tensor packed, torch::Tensor scale, torch::Tensor global) {
   const torch::Device device = targets_[i].linear->weight.device();
-  auto codes = std::make_shared<kernels::Fp4Weight>(
-      kernels::Fp4Weight{packed, scale, global}.to(device));
+  kernels::Fp4Weight fresh = kernels::Fp4Weight{packed, scale, global}.to(device);
+  if (const auto& held = packed_[i]->codes; held && same_layout(*held, fresh)) {
+    // New codes go into the tensors the Linear already computes with, so
+    // that their addresses (captured by a sampling engine's CUDA graphs)
+    // stay valid.
+    held->packed.copy_(fresh.packed);
+    held->scale.copy_(fresh.scale);
+    if (held->global_scale.defined()) held->global_scale.copy_(fresh.global_scale);
+    return;
+  }
+  auto codes = std::make_shared<kernels::Fp4Weight>(std::move(fresh));
   targets_[i].linear->set_codes(codes);
   packed_[i]->codes = std::move(codes);
 }

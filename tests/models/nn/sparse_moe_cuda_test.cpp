@@ -7,36 +7,11 @@
 
 #include <torch/cuda.h>
 
-#include "kernels/quantize_tensor.hpp"
+#include "tests/models/nn/expert_codes.hpp"
 #include "tests/models/nn/tiny_model.hpp"
 
 using namespace qerl::models;
 using namespace qerl::models::testing;
-
-namespace {
-
-// Every expert Linear of every MoE layer computes from NVFP4 codes (gate and
-// up of an expert share the smaller global scale, as fused siblings do).
-void set_expert_codes(CausalLM& lm, torch::Device device) {
-  for (auto& layer : lm->model->layer_list) {
-    if (!layer->is_moe()) continue;
-    for (const auto& module : *layer->moe->experts) {
-      auto expert = std::dynamic_pointer_cast<SwiGLUImpl>(module);
-      REQUIRE(expert);
-      const float g = std::min(qerl::kernels::nvfp4_global_scale(expert->gate->weight.detach()),
-                               qerl::kernels::nvfp4_global_scale(expert->up->weight.detach()));
-      for (Linear l : {expert->gate, expert->up, expert->down}) {
-        const bool fused = l.get() != expert->down.get();
-        const auto q = qerl::kernels::nvfp4_quantize(l->weight.detach(),
-                                                      fused ? std::optional<float>(g) : std::nullopt);
-        l->set_codes(std::make_shared<qerl::kernels::Fp4Weight>(
-            qerl::kernels::Fp4Weight{q.packed, q.block_scale, q.global_scale}.to(device)));
-      }
-    }
-  }
-}
-
-}  // namespace
 
 TEST_CASE("SparseMoe on CUDA: grouped device path == per-expert loop, bf16 experts and NVFP4 codes") {
 #if !QERL_CUDA
