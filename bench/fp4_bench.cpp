@@ -18,61 +18,16 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_timing.hpp"
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_cuda_torch.hpp"
 #include "kernels/fp4_linear.hpp"
 #include "kernels/quantize_tensor.hpp"
 
 using namespace qerl::kernels;
+using namespace qerl::bench;
 
 namespace {
-
-// Two clocks. Both warm up first and take the median of `reps` samples.
-// eager_us: CUDA events around `calls` back-to-back calls of fn(i), no host
-//   synchronisation between them: the time per call a LibTorch user sees,
-//   host dispatch included when it is longer than the GPU's work.
-// graph_us: the same calls captured once in a CUDA graph and replayed: the
-//   GPU's time per call with launch gaps shrunk (how the rollout engine runs
-//   decode steps). fn must not read device memory on the host.
-// fn(i) takes the call's index so that a caller can rotate over input copies
-// that together exceed the L2 cache (otherwise repeated calls time the cache).
-double median_event_us(const std::function<void()>& region, int reps) {
-  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  std::vector<double> samples;
-  for (int r = 0; r < reps; ++r) {
-    cudaEventRecord(start, stream);
-    region();
-    cudaEventRecord(stop, stream);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    samples.push_back(ms * 1000.0);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(samples.begin(), samples.end());
-  return samples[samples.size() / 2];
-}
-
-double eager_us(const std::function<void(int)>& fn, int calls = 20, int reps = 5) {
-  for (int i = 0; i < 3; ++i) fn(i);
-  return median_event_us([&] { for (int i = 0; i < calls; ++i) fn(i); }, reps) / calls;
-}
-
-double graph_us(const std::function<void(int)>& fn, int calls = 20, int reps = 7) {
-  const c10::cuda::CUDAStreamGuard side(c10::cuda::getStreamFromPool());
-  for (int i = 0; i < 3; ++i) fn(i);
-  torch::cuda::synchronize();
-  at::cuda::CUDAGraph graph;
-  graph.capture_begin();
-  for (int i = 0; i < calls; ++i) fn(i);
-  graph.capture_end();
-  graph.replay();
-  return median_event_us([&] { graph.replay(); }, reps) / calls;
-}
 
 // How many copies of an input of `bytes` make repeated calls read from DRAM:
 // together at least three times the L2 cache.
@@ -82,31 +37,7 @@ int copies_for(double bytes) {
   return std::max(1, static_cast<int>(std::ceil(3.0 * prop.l2CacheSize / bytes)));
 }
 
-torch::TensorOptions bf16_cuda() { return torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA); }
 
-// The best of a few large device-to-device copies (cudaMemcpyAsync and
-// LibTorch's copy kernel; 256 MiB and 1 GiB), bytes read + written.
-double copy_bandwidth_gbs() {
-  double best = 0;
-  for (const int64_t bytes : {int64_t(256) << 20, int64_t(1) << 30}) {
-    torch::Tensor a = torch::empty({bytes}, torch::TensorOptions().dtype(torch::kUInt8).device(torch::kCUDA));
-    torch::Tensor b = torch::empty_like(a);
-    a.fill_(1);
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-    const double memcpy_us = eager_us(
-        [&](int) { cudaMemcpyAsync(b.data_ptr(), a.data_ptr(), bytes, cudaMemcpyDeviceToDevice, stream); }, 5, 7);
-    const double copy_us = eager_us([&](int) { b.copy_(a); }, 5, 7);
-    best = std::max(best, 2.0 * bytes / std::min(memcpy_us, copy_us) / 1e3);
-  }
-  return best;
-}
-
-double matmul_tflops() {
-  const int64_t n = 8192;
-  torch::Tensor a = torch::randn({n, n}, bf16_cuda()), b = torch::randn({n, n}, bf16_cuda());
-  const double us = graph_us([&](int) { torch::matmul(a, b); }, 5);
-  return 2.0 * n * n * n / us / 1e6;
-}
 
 void formats(double copy_gbs) {
   std::printf("\n## Pack and fake-quant (bf16 weights)\n\n");
