@@ -294,6 +294,14 @@ torch::Tensor grouped_projection(const torch::Tensor& rows, const ExpertRouting&
   return fp4_grouped_linear(rows, routing, codes, hint);
 }
 
+// The experts' LoRA terms of the sorted rows: (x A_e^T) B_e^T per expert,
+// two grouped GEMMs. a: [E, R, K], b: [E, N, R] bf16 -> [rows, N].
+torch::Tensor grouped_low_rank(const torch::Tensor& rows, const ExpertRouting& routing, const torch::Tensor& a,
+                               const torch::Tensor& b) {
+  const torch::Tensor ends = routing.offsets.narrow(0, 1, routing.offsets.size(0) - 1);
+  return at::_grouped_mm(at::_grouped_mm(rows, a.transpose(1, 2), ends), b.transpose(1, 2), ends);
+}
+
 }  // namespace
 
 torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights,
@@ -306,10 +314,14 @@ torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& i
   const ExpertRouting routing = sort_by_expert(indices, E);
   const torch::Tensor x_sorted = x.index_select(0, torch::floor_divide(routing.order, top_k));
   const int64_t hint = (2 * T * top_k + E - 1) / E;
-  const torch::Tensor h = grouped_projection(x_sorted, routing, experts.gate_up, experts.gate_up_bf16, hint);
+  torch::Tensor h = grouped_projection(x_sorted, routing, experts.gate_up, experts.gate_up_bf16, hint);
+  if (experts.gate_up_lora_a.defined())
+    h = h + grouped_low_rank(x_sorted, routing, experts.gate_up_lora_a, experts.gate_up_lora_b);
   const int64_t I = h.size(1) / 2;
   const torch::Tensor act = torch::silu(h.narrow(1, 0, I)) * h.narrow(1, I, I);
-  const torch::Tensor out_sorted = grouped_projection(act, routing, experts.down, experts.down_bf16, hint);
+  torch::Tensor out_sorted = grouped_projection(act, routing, experts.down, experts.down_bf16, hint);
+  if (experts.down_lora_a.defined())
+    out_sorted = out_sorted + grouped_low_rank(act, routing, experts.down_lora_a, experts.down_lora_b);
   if (out_sorted.size(1) != H) throw Error("moe_experts_forward: down projection gives " + describe(out_sorted));
   torch::Tensor out = torch::empty({T, H}, x.options());
   const torch::Tensor w = weights.to(torch::kFloat).contiguous();

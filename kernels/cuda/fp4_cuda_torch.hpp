@@ -73,6 +73,11 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
 struct MoeExperts {
   torch::Tensor gate_up_bf16, down_bf16;  // bf16 experts, or
   Fp4Experts gate_up, down;               // their codes
+  // Optional LoRA of every expert (undefined: none), bf16, the scale folded
+  // into b, the rank R padded with zeros to a multiple of 8: gate_up a
+  // [E, 2R, H] and b [E, 2I, 2R] (gate's and up's adapters block-diagonal),
+  // down a [E, R, I] and b [E, H, R].
+  torch::Tensor gate_up_lora_a, gate_up_lora_b, down_lora_a, down_lora_b;
   bool fp4() const { return gate_up.packed.defined(); }
 };
 torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights,

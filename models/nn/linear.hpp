@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
@@ -41,6 +42,18 @@ class LinearImpl : public torch::nn::Module {
   void set_adapter_hook(AdapterHook hook) { adapter_hook_ = std::move(hook); }
   bool has_adapter_hook() const { return static_cast<bool>(adapter_hook_); }
   void set_input_hook(InputHook hook) { input_hook_ = std::move(hook); }
+
+  // The adapter hook's terms as data when it is a low-rank (LoRA) adapter:
+  // y += (dropout(x) A^T) B^T scale. Grouped MoE launches read it to apply
+  // every expert's adapter at once (only while no dropout is active).
+  struct LowRankAdapter {
+    torch::Tensor a;  // [r, in] float32
+    torch::Tensor b;  // [out, r] float32
+    double scale = 1;
+    std::function<bool()> dropout_active;
+  };
+  void set_low_rank_adapter(std::optional<LowRankAdapter> adapter) { low_rank_ = std::move(adapter); }
+  const LowRankAdapter* low_rank_adapter() const { return low_rank_ ? &*low_rank_ : nullptr; }
   bool has_weight_hook() const { return static_cast<bool>(weight_hook_); }
   bool has_input_hook() const { return static_cast<bool>(input_hook_); }
 
@@ -72,6 +85,7 @@ class LinearImpl : public torch::nn::Module {
   WeightHook weight_hook_;
   InputHook input_hook_;
   AdapterHook adapter_hook_;
+  std::optional<LowRankAdapter> low_rank_;
 };
 TORCH_MODULE(Linear);
 

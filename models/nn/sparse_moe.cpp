@@ -127,6 +127,50 @@ void stack_scales_into(torch::Tensor& dst, const std::vector<torch::Tensor>& byt
   if (raw.data_ptr() != before) dst = raw.view(as);
 }
 
+// The LoRA of one grouped projection whose output concatenates `members`
+// (gate and up; or down alone), each a list of one adapter per expert (all
+// null: that member has none): a [E, n R, in] and b [E, sum out, n R], b
+// block-diagonal with the scale folded in, rank padded to R (a multiple of
+// 8, as the grouped GEMM's alignment asks), bf16. In place when the layout
+// holds; both undefined when no member has adapters.
+void stack_low_rank(torch::Tensor& a_dst, torch::Tensor& b_dst,
+                    const std::vector<std::vector<const LinearImpl::LowRankAdapter*>>& members,
+                    const std::vector<int64_t>& outs, int64_t in) {
+  const auto experts = static_cast<int64_t>(members.front().size());
+  const LinearImpl::LowRankAdapter* any = nullptr;
+  for (const auto& member : members)
+    if (member.front() != nullptr) any = member.front();
+  if (any == nullptr) {
+    a_dst = b_dst = torch::Tensor();
+    return;
+  }
+  const int64_t rank = any->a.size(0), padded = (rank + 7) / 8 * 8, n = static_cast<int64_t>(members.size());
+  int64_t out_total = 0;
+  for (int64_t out : outs) out_total += out;
+  const auto options = any->a.options().dtype(torch::kBFloat16);
+  const std::vector<int64_t> a_shape{experts, n * padded, in}, b_shape{experts, out_total, n * padded};
+  if (!a_dst.defined() || a_dst.sizes() != torch::IntArrayRef(a_shape) || a_dst.device() != any->a.device())
+    a_dst = torch::empty(a_shape, options);
+  if (!b_dst.defined() || b_dst.sizes() != torch::IntArrayRef(b_shape) || b_dst.device() != any->a.device())
+    b_dst = torch::empty(b_shape, options);
+  a_dst.zero_();
+  b_dst.zero_();
+  int64_t row = 0;
+  for (int64_t m = 0; m < n; ++m) {
+    const auto& member = members[m];
+    if (member.front() != nullptr) {
+      std::vector<torch::Tensor> a, b;
+      for (const auto* adapter : member) {
+        a.push_back(adapter->a.detach());
+        b.push_back(adapter->b.detach() * adapter->scale);
+      }
+      a_dst.narrow(1, m * padded, rank).copy_(torch::stack(a));
+      b_dst.narrow(1, row, outs[m]).narrow(2, m * padded, rank).copy_(torch::stack(b));
+    }
+    row += outs[m];
+  }
+}
+
 }  // namespace
 #endif
 
@@ -140,16 +184,28 @@ bool SparseMoeImpl::grouped_on_device() {
 
 const void* SparseMoeImpl::stacked_experts() {
 #if QERL_CUDA
-  // Eligible: every expert Linear plain (no hook, no bias), all dense bf16
-  // or all codes of one scheme, gate and up of an expert with one global
-  // scale. The key holds each tensor's address and version: an update in
+  // Eligible: every expert Linear without bias, weight or input hook, all
+  // dense bf16 or all codes of one scheme, gate and up of an expert with
+  // one global scale. The key holds each tensor's address and version: an update in
   // place (a copy into the weights or codes) restacks, into the same
   // stacked tensors.
+  // LoRA adapters (without active dropout) are allowed, on every expert's
+  // gate, up or down or on none of them, all of one rank.
   std::vector<int64_t> key;
   bool all_codes = true, all_dense = true;
+  std::vector<std::vector<const LinearImpl::LowRankAdapter*>> lora(3);  // gate, up, down: one per expert
   for (const SwiGLU& e : expert_list_) {
+    int which = 0;
     for (const Linear& l : {e->gate, e->up, e->down}) {
-      if (l->has_weight_hook() || l->has_input_hook() || l->has_adapter_hook() || l->bias.defined()) return nullptr;
+      if (l->has_weight_hook() || l->has_input_hook() || l->bias.defined()) return nullptr;
+      const LinearImpl::LowRankAdapter* adapter = l->low_rank_adapter();
+      if (l->has_adapter_hook() && (adapter == nullptr || adapter->dropout_active())) return nullptr;
+      lora[which++].push_back(adapter);
+      if (adapter != nullptr)
+        for (const torch::Tensor& t : {adapter->a, adapter->b}) {
+          key.push_back(reinterpret_cast<intptr_t>(t.data_ptr()));
+          key.push_back(t._version());
+        }
       if (const kernels::Fp4Weight* codes = l->codes()) {
         all_dense = false;
         for (const torch::Tensor& t : {codes->packed, codes->scale, codes->global_scale}) {
@@ -166,6 +222,13 @@ const void* SparseMoeImpl::stacked_experts() {
     }
   }
   if (!all_codes && !all_dense) return nullptr;
+  for (const auto& member : lora) {
+    const LinearImpl::LowRankAdapter* first = member.front();
+    for (const auto* adapter : member)
+      if ((adapter == nullptr) != (first == nullptr) ||
+          (adapter != nullptr && adapter->a.size(0) != first->a.size(0)))
+        return nullptr;
+  }
   if (stacked_ && key == stacked_key_) return stacked_.get();
   torch::NoGradGuard no_grad;
   auto experts = stacked_ ? std::static_pointer_cast<kernels::cuda::MoeExperts>(stacked_)
@@ -210,6 +273,11 @@ const void* SparseMoeImpl::stacked_experts() {
       experts->gate_up.global_scale = experts->down.global_scale = torch::Tensor();
     }
   }
+  const LinearImpl& gate = *expert_list_.front()->gate;
+  const LinearImpl& down = *expert_list_.front()->down;
+  stack_low_rank(experts->gate_up_lora_a, experts->gate_up_lora_b, {lora[0], lora[1]},
+                 {gate.out_features(), gate.out_features()}, gate.in_features());
+  stack_low_rank(experts->down_lora_a, experts->down_lora_b, {lora[2]}, {down.out_features()}, down.in_features());
   stacked_ = experts;
   stacked_key_ = std::move(key);
   return stacked_.get();

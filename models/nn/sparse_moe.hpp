@@ -42,9 +42,10 @@ class SparseMoeImpl : public torch::nn::Module {
   Linear shared_expert_gate{nullptr};  // qwen2_moe only, weight [1, hidden]
 
   // Whether a forward without gradients runs the experts as grouped
-  // launches with no host read (a CUDA build, bf16 experts on a CUDA device
-  // with no hooks): what a CUDA graph can capture. Refreshes the stacked
-  // experts first, so call it before capturing or replaying.
+  // launches with no host read (a CUDA build, bf16 experts on a CUDA
+  // device, no hooks but LoRA adapters): what a CUDA graph can capture.
+  // Refreshes the stacked experts first, so call it before capturing or
+  // replaying.
   bool grouped_on_device();
 
  private:
@@ -53,8 +54,9 @@ class SparseMoeImpl : public torch::nn::Module {
 
   // On a CUDA device without gradients: the experts as the grouped kernels
   // take them (kernels/cuda/fp4_cuda_torch.hpp), stacked once and rebuilt
-  // when any expert weight or its codes change; null when an expert has a
-  // hook, a bias or mixed formats (the per-expert loop runs then).
+  // when any expert weight, its codes or its LoRA adapter change; null when
+  // an expert has a bias, a hook other than LoRA, LoRA with dropout active,
+  // or mixed formats (the per-expert loop runs then).
   const void* stacked_experts();
 
   int64_t num_experts_;

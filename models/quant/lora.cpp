@@ -68,11 +68,16 @@ LoraAdapters::LoraAdapters(CausalLMImpl& lm, const LoraConfig& config, uint64_t 
       // [..., in] @ [in, r] @ [r, out], in x's dtype.
       return torch::matmul(torch::matmul(in, a.to(x.scalar_type()).t()), b.to(x.scalar_type()).t()) * scale;
     });
+    adapter.linear->set_low_rank_adapter(
+        LinearImpl::LowRankAdapter{a, b, scale, [p, training] { return p > 0 && *training; }});
   }
 }
 
 LoraAdapters::~LoraAdapters() {
-  for (auto& adapter : adapters_) adapter.linear->set_adapter_hook({});
+  for (auto& adapter : adapters_) {
+    adapter.linear->set_adapter_hook({});
+    adapter.linear->set_low_rank_adapter(std::nullopt);
+  }
 }
 
 std::vector<torch::Tensor> LoraAdapters::parameters() const {

@@ -4,7 +4,9 @@
 // noise), and log-probs near a full forward's, for dense and MoE models,
 // bf16 experts and NVFP4 expert codes; after a weight update in place the
 // graphs read the new weights, and after a weight that moved they are
-// captured again. Elsewhere each case says it was skipped.
+// captured again; LoRA on the experts runs as grouped launches equal to the
+// per-expert adapter hooks, inside the graphs. Elsewhere each case says it
+// was skipped.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -16,6 +18,7 @@
 
 #include "models/engine/generation_backend.hpp"
 #include "models/generate/static_generator.hpp"
+#include "models/quant/lora.hpp"
 #include "tests/models/generate/generation_checks.hpp"
 #include "tests/models/nn/expert_codes.hpp"
 #include "tests/models/nn/tiny_model.hpp"
@@ -124,5 +127,60 @@ TEST_CASE("CUDA generation: graphs read weights updated in place, and are captur
   head.set_data(head.detach().flip(0).contiguous());
   check_same_generation(backend->generate(*lm, prompts, config), eager.generate(*lm, prompts, config), 2e-2);
   CHECK(backend->describe().find("CUDA graphs per batch bucket") != std::string::npos);
+#endif
+}
+
+TEST_CASE("CUDA generation: LoRA on the experts runs grouped (== the per-expert hooks) and inside the graphs") {
+  if (skip_cuda_generation()) return;
+#if QERL_CUDA
+  for (const std::string type : {"qwen2_moe", "mixtral"}) {
+    for (const bool codes : {false, true}) {
+      CAPTURE(type);
+      CAPTURE(codes);
+      CausalLM lm = tiny_model(type, 51, torch::kBFloat16);
+      lm->to(torch::kCUDA);
+      if (codes) set_expert_codes(lm, torch::kCUDA);
+      LoraConfig lora_config;
+      lora_config.rank = 4;  // padded to 8 for the grouped GEMMs
+      LoraAdapters lora(*lm, lora_config, /*seed=*/52);
+      lora.set_training(false);
+      // B starts at zero (LoRA's init): give every adapter a visible effect.
+      const auto randomize_b = [&](int64_t seed) {
+        torch::NoGradGuard no_grad;
+        torch::manual_seed(seed);
+        const auto params = lora.parameters();
+        for (size_t i = 1; i < params.size(); i += 2) params[i].copy_(torch::randn_like(params[i]) * 0.3);
+      };
+      randomize_b(53);
+      torch::manual_seed(54);
+      ForwardArgs args;
+      args.input_ids = torch::randint(3, 97, {3, 11}, torch::kLong).cuda();
+      torch::Tensor hooks, grouped, plain;
+      {
+        torch::AutoGradMode grad_on(true);  // gradients on: the per-expert loop with the adapter hooks
+        hooks = lm->forward(args).logits.detach().to(torch::kFloat).cpu();
+      }
+      {
+        torch::NoGradGuard no_grad;  // gradients off: grouped launches with the stacked adapters
+        grouped = lm->forward(args).logits.to(torch::kFloat).cpu();
+      }
+      const double error = (grouped - hooks).norm().item<double>() / hooks.norm().item<double>();
+      CHECK(error < 2e-2);
+      auto backend = make_cuda_generation(*lm);
+      CHECK(backend->describe().find("CUDA graphs per batch bucket") != std::string::npos);
+      StaticGenerator eager(std::make_unique<EagerDecodeStep>());
+      GenerationConfig config = greedy_config(13);
+      config.capture_routing = true;
+      const auto prompts = random_prompts(5, 55);
+      const auto before = backend->generate(*lm, prompts, config);
+      check_same_generation(before, eager.generate(*lm, prompts, config), 2e-2);
+      randomize_b(56);  // a LoRA-only update, in place
+      const auto after = backend->generate(*lm, prompts, config);
+      check_same_generation(after, eager.generate(*lm, prompts, config), 2e-2);
+      int changed = 0;
+      for (size_t i = 0; i < prompts.size(); ++i) changed += after[i].tokens != before[i].tokens;
+      CHECK(changed > 0);
+    }
+  }
 #endif
 }
