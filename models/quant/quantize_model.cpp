@@ -235,6 +235,12 @@ void PackedBase::install(size_t i, torch::Tensor packed, torch::Tensor scale, to
     if (held->global_scale.defined()) held->global_scale.copy_(fresh.global_scale);
     return;
   }
+  // New codes of their own: never the caller's tensors (or a map it keeps),
+  // which a later repack in place would overwrite.
+  const auto own = [](const torch::Tensor& moved, const torch::Tensor& given) {
+    return moved.defined() && given.defined() && moved.is_same(given) ? moved.clone() : moved;
+  };
+  fresh = {own(fresh.packed, packed), own(fresh.scale, scale), own(fresh.global_scale, global)};
   auto codes = std::make_shared<kernels::Fp4Weight>(std::move(fresh));
   targets_[i].linear->set_codes(codes);
   packed_[i]->codes = std::move(codes);
@@ -359,9 +365,11 @@ TensorMap PackedBase::packed_tensors() const {
   for (size_t i = 0; i < targets_.size(); ++i) {
     const std::string& name = targets_[i].name;
     const kernels::Fp4Weight& codes = *packed_[i]->codes;
-    out[name + ".weight_packed"] = codes.packed.to(torch::kCPU);
-    out[name + ".weight_scale"] = codes.scale.to(torch::kCPU);
-    if (codes.nvfp4()) out[name + ".weight_global_scale"] = codes.global_scale.to(torch::kCPU);
+    // Copies: the codes are repacked in place later.
+    const auto host_copy = [](const torch::Tensor& t) { return t.is_cpu() ? t.clone() : t.cpu(); };
+    out[name + ".weight_packed"] = host_copy(codes.packed);
+    out[name + ".weight_scale"] = host_copy(codes.scale);
+    if (codes.nvfp4()) out[name + ".weight_global_scale"] = host_copy(codes.global_scale);
     if (inputs_calibrated_)
       out[name + ".input_global_scale"] = torch::full({1}, input_global_scale(name), torch::kFloat32);
   }
