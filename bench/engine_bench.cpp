@@ -8,7 +8,7 @@
 // touch, counted from the captured routes) over the copy bandwidth measured
 // here. Prints a markdown table. Built in QERL_CUDA builds.
 // usage: engine_bench [--config F] [--batches 32,128] [--prompt 64] [--new 128]
-//                     [--old-new 16] [--hf hf.json]
+//                     [--old-new 16] [--hf hf.json] [--profile bf16|nvfp4]
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -38,6 +38,7 @@ struct Options {
   std::vector<int64_t> batches{32, 128};
   int64_t prompt = 64, new_tokens = 128, old_new_tokens = 16;
   std::string hf_json;
+  std::string profile;  // bf16 or nvfp4: one replayed decode step at the first batch, for ncu
 };
 
 Options parse(int argc, char** argv) {
@@ -49,6 +50,7 @@ Options parse(int argc, char** argv) {
     else if (key == "--new") o.new_tokens = std::stoll(value);
     else if (key == "--old-new") o.old_new_tokens = std::stoll(value);
     else if (key == "--hf") o.hf_json = value;
+    else if (key == "--profile") o.profile = value;
     else if (key == "--batches") {
       o.batches.clear();
       std::stringstream list(value);
@@ -126,10 +128,40 @@ struct Row {
   std::string note;
 };
 
+// --profile bf16|nvfp4: a warm-up generation (which captures the first
+// batch's graph) and then one of 2 tokens, whose single decode step is a
+// graph replay inside the NVTX range "qerl decode step".
+int profile(const Options& o) {
+  const ModelConfig config = load_model_config(o.config);
+  CausalLM lm = random_model(config);
+  std::unique_ptr<PackedBase> base;
+  {
+    const std::string& scheme = o.profile;
+    if (scheme == "nvfp4") {
+      QuantSpec spec;
+      spec.scheme = QuantScheme::nvfp4;
+      base = std::make_unique<PackedBase>(*lm, spec, Residency::codes_only);
+    }
+    auto backend = make_cuda_generation(*lm);
+    const auto prompts = random_prompts(o.batches.front(), o.prompt, config.vocab_size);
+    GenerationConfig gen;
+    gen.sampling.temperature = 0;
+    gen.capture_routing = true;
+    gen.max_new_tokens = 4;
+    backend->generate(*lm, prompts, gen);
+    gen.max_new_tokens = 2;
+    backend->generate(*lm, prompts, gen);
+    std::printf("profiled one %s decode step at batch %lld\n", scheme.c_str(),
+                static_cast<long long>(o.batches.front()));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
+  if (!o.profile.empty()) return profile(o);
   if (!torch::cuda::is_available()) {
     std::printf("engine_bench: no CUDA device visible\n");
     return 1;

@@ -14,6 +14,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <nvtx3/nvToolsExt.h>
 
 #include "common/error.hpp"
 #include "models/engine/generation_backend.hpp"
@@ -38,7 +39,9 @@ class GraphDecodeStep final : public DecodeStepRunner {
                         bool capture_routing) override {
     const std::pair<int64_t, bool> key{input_ids.size(0), capture_routing};
     if (const auto it = graphs_.find(key); it != graphs_.end()) {
+      nvtxRangePushA("qerl decode step");  // what `ncu --nvtx --nvtx-include "qerl decode step/"` profiles
       it->second->graph.replay();
+      nvtxRangePop();
       return it->second->out;
     }
     if (warmed_.insert(key).second || !failure_.empty()) return eager_.step(lm, cache, input_ids, capture_routing);
