@@ -4,6 +4,9 @@
 #include <cmath>
 
 #include <torch/types.h>
+#if QERL_CUDA
+#include "kernels/cuda/decoder_ops_torch.hpp"
+#endif
 
 namespace qerl::models {
 
@@ -39,9 +42,18 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& hidden, const RopeTabl
     q = q_norm->forward(q);
     k = k_norm->forward(k);
   }
-  // [B, heads, S, D]
-  q = apply_rotary(q.transpose(1, 2), rope);
-  k = apply_rotary(k.transpose(1, 2), rope);
+  // [B, heads, S, D]; without gradients on the GPU one fused kernel each.
+#if QERL_CUDA
+  if (q.is_cuda() && q.scalar_type() == torch::kBFloat16 && rope.cos.scalar_type() == torch::kBFloat16 &&
+      !torch::GradMode::is_enabled()) {
+    q = kernels::cuda::rotary(q, rope.cos, rope.sin);
+    k = kernels::cuda::rotary(k, rope.cos, rope.sin);
+  } else
+#endif
+  {
+    q = apply_rotary(q.transpose(1, 2), rope);
+    k = apply_rotary(k.transpose(1, 2), rope);
+  }
   v = v.transpose(1, 2);
   if (cache != nullptr && cache->is_static()) {
     // One new slot per row at the device-side index; attention covers the

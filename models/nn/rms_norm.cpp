@@ -2,6 +2,9 @@
 #include "models/nn/rms_norm.hpp"
 
 #include <torch/types.h>
+#if QERL_CUDA
+#include "kernels/cuda/decoder_ops_torch.hpp"
+#endif
 
 namespace qerl::models {
 
@@ -10,6 +13,12 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+#if QERL_CUDA
+  // Without gradients on the GPU: one fused kernel instead of six launches.
+  if (x.is_cuda() && x.scalar_type() == torch::kBFloat16 && weight.scalar_type() == torch::kBFloat16 &&
+      !torch::GradMode::is_enabled())
+    return kernels::cuda::rms_norm(x, weight, eps_);
+#endif
   const auto input_dtype = x.scalar_type();
   auto x32 = x.to(torch::kFloat);
   auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);

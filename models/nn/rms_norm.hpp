@@ -1,6 +1,9 @@
 // RMSNorm as in HF Llama/Qwen/Mixtral: normalize in float32, cast back to
 // the input dtype, then scale by `weight` (so in bf16 the product is taken
 // in bf16, as HF does). Also used per head for qwen3's q_norm / k_norm.
+// Without gradients on a GPU (bf16), one fused kernel computes it
+// (kernels/cuda/decoder_ops.hpp: the same roundings, the fp32 sum of
+// squares in another order).
 #pragma once
 
 #include <torch/nn/module.h>
