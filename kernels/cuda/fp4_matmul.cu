@@ -284,12 +284,17 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
   if (const cudaError_t bad = check_args(x, K, packed); bad != cudaSuccess) return bad;
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (experts <= 0 || N <= 0 || experts > 65535) return experts > 65535 ? cudaErrorInvalidValue : cudaSuccess;
+  // Experts get uneven row counts around the hint: up to a hint of 32 the
+  // decode kernel takes them, an expert past 16 rows in passes of 16 whose
+  // codes the second pass reads from L2 (the general kernel is slower there:
+  // engine_bench, bench/NOTES.md).
+  const int64_t decode_rows = rows_hint <= 32 ? std::min<int64_t>(rows_hint, 16) : rows_hint;
   if (decode_kernel != DecodeKernel::general &&
-      detail::fp4_decode_fits(rows_hint, K, N, x, packed, scales, global_scale != nullptr)) {
+      detail::fp4_decode_fits(decode_rows, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                nullptr, offsets, 0, y};
-    return detail::fp4_decode_matmul(d, std::max<int64_t>(rows_hint, 1), experts, decode_kernel == DecodeKernel::wide,
-                                     stream);
+    return detail::fp4_decode_matmul(d, std::max<int64_t>(decode_rows, 1), experts,
+                                     decode_kernel == DecodeKernel::wide, stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, nullptr, offsets, 0, y};
   const int mt = fp4_mma_tiles(rows_hint);

@@ -234,10 +234,13 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     const torch::Tensor order = routing.order.cpu();
     const torch::Tensor sorted_experts = indices.reshape({-1}).index({order});
     // Rows hint 4: the decode kernel (expert 3's 70 rows in 9 passes of 8),
-    // its wide variant, then the general one; hint 12: 5 passes of 16.
+    // its wide variant, then the general one; hint 12: 5 passes of 16; hint
+    // 28 (automatic): the decode kernel in passes of 16; hint 48: the
+    // general kernel.
     using cuda::DecodeKernel;
     const std::vector<std::pair<DecodeKernel, int64_t>> kernels = {
-        {DecodeKernel::narrow, 4}, {DecodeKernel::wide, 4}, {DecodeKernel::general, 4}, {DecodeKernel::narrow, 12}};
+        {DecodeKernel::narrow, 4},     {DecodeKernel::wide, 4},       {DecodeKernel::general, 4},
+        {DecodeKernel::narrow, 12},    {DecodeKernel::automatic, 28}, {DecodeKernel::automatic, 48}};
     for (const auto& [kernel, rows_hint] : kernels) {
       CAPTURE(static_cast<int>(kernel));
       CAPTURE(rows_hint);
