@@ -99,7 +99,10 @@ std::unique_ptr<models::SamplingEngine> open_sampling_engine(const dsl::Pipeline
     parts.lora = std::make_unique<models::LoraAdapters>(*policy.lm, lora_config_of(spec), lora_seed(spec));
   parts.codes_from_updates = spec.quantization.train == dsl::QuantTrain::qat;
   auto engine = models::make_sampling_engine(std::move(parts));
-  if (logger) log_info(logger, "sampling weights resident: " + engine->resident_weights().describe());
+  if (logger) {
+    log_info(logger, "sampling weights resident: " + engine->resident_weights().describe());
+    log_info(logger, "sampling engine: " + engine->describe());
+  }
   return engine;
 }
 
