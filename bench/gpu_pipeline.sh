@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 mkdir -p build-cuda
 QERL_BUILD_TARGETS="qerl-run" bash scripts/build_cuda_host.sh "${1:-debs}" -DCMAKE_BUILD_TYPE=Release \
-  > build-cuda/build.log 2>&1 || { tail -80 build-cuda/build.log; exit 1; }
+  > build-cuda/build.log 2>&1 || { grep -B3 -A12 -E "error:|FAILED:|Killed" build-cuda/build.log | head -80; exit 1; }
 export LD_LIBRARY_PATH="$(cd "${1:-debs}" && pwd)/prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 start=$(date +%s.%N)
