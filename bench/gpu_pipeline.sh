@@ -10,6 +10,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 mkdir -p build-cuda
+# qerl-run's CAF code needs g++-12 there (scripts/build_cuda_host.sh).
+command -v g++-12 > /dev/null && export QERL_HOST_CXX=${QERL_HOST_CXX:-g++-12}
 QERL_BUILD_TARGETS="qerl-run" bash scripts/build_cuda_host.sh "${1:-debs}" -DCMAKE_BUILD_TYPE=Release \
   > build-cuda/build.log 2>&1 || { grep -B3 -A12 -E "error:|FAILED:|Killed" build-cuda/build.log | head -80; exit 1; }
 export LD_LIBRARY_PATH="$(cd "${1:-debs}" && pwd)/prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
