@@ -12,7 +12,7 @@ export NCCL_NVLS_ENABLE=0
 mkdir -p build-cuda
 # qerl-run's CAF code needs g++-12 there (scripts/build_cuda_host.sh).
 command -v g++-12 > /dev/null && export QERL_HOST_CXX=${QERL_HOST_CXX:-g++-12}
-QERL_BUILD_TARGETS="qerl-run" bash scripts/build_cuda_host.sh "${1:-debs}" -DCMAKE_BUILD_TYPE=Release \
+QERL_BUILD_TARGETS="qerl-run ${QERL_EXTRA_TARGETS:-}" bash scripts/build_cuda_host.sh "${1:-debs}" -DCMAKE_BUILD_TYPE=Release \
   > build-cuda/build.log 2>&1 || { grep -B3 -A12 -E "error:|FAILED:|Killed" build-cuda/build.log | head -80; exit 1; }
 export LD_LIBRARY_PATH="$(cd "${1:-debs}" && pwd)/prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
@@ -28,11 +28,11 @@ python3 - <<'PY'
 import json
 rows = [json.loads(l) for l in open("runs/gpu/metrics.jsonl") if l.strip()]
 steps = [r for r in rows if "step" in r]
-totals = {}
-for r in steps:
-    for k, v in r.items():
-        if k.startswith("timing_s/"):
-            totals[k] = totals.get(k, 0) + v
-print(f"{len(steps)} steps; stage seconds:", {k: round(v, 1) for k, v in sorted(totals.items())})
+stages = sorted({k for r in steps for k in r if k.startswith("timing_s/")})
+print(f"{len(steps)} steps | stage | total s | first step s | median s (steps 2+) |")
+for k in stages:
+    values = [r.get(k, 0.0) for r in steps]
+    rest = sorted(values[1:]) or [0.0]
+    print(f"| {k[9:]} | {sum(values):.1f} | {values[0]:.3f} | {rest[len(rest) // 2]:.3f} |")
 PY
 exit $status

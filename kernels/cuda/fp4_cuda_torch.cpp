@@ -268,10 +268,7 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
   return y;
 }
 
-namespace {
-
-// [E, N, K] bf16 of every expert's codes, one launch (the prefill path).
-torch::Tensor dequantize_experts(const Fp4Experts& w) {
+torch::Tensor dequantize_experts_bf16(const Fp4Experts& w) {
   const int64_t E = w.packed.size(0), N = w.packed.size(1), K = w.packed.size(2) * 2;
   const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.contiguous();
   torch::Tensor out = torch::empty({E, N, K}, packed.options().dtype(torch::kBFloat16));
@@ -280,6 +277,8 @@ torch::Tensor dequantize_experts(const Fp4Experts& w) {
         "dequantize_experts");
   return out;
 }
+
+namespace {
 
 // One grouped projection of the sorted rows: the W4A16 decode kernel while
 // experts get few rows each; past decode_rows_max rows per expert, where
@@ -290,7 +289,7 @@ torch::Tensor grouped_projection(const torch::Tensor& rows, const ExpertRouting&
   const int64_t E = routing.offsets.size(0) - 1;
   if (dense.defined()) return at::_grouped_mm(rows, dense.transpose(1, 2), routing.offsets.narrow(0, 1, E));
   if (hint > decode_rows_max)
-    return at::_grouped_mm(rows, dequantize_experts(codes).transpose(1, 2), routing.offsets.narrow(0, 1, E));
+    return at::_grouped_mm(rows, dequantize_experts_bf16(codes).transpose(1, 2), routing.offsets.narrow(0, 1, E));
   return fp4_grouped_linear(rows, routing, codes, hint);
 }
 

@@ -48,6 +48,10 @@ class SparseMoeImpl : public torch::nn::Module {
   // replaying.
   bool grouped_on_device();
 
+  // Makes every forward take the per-expert loop (tests and benchmarks
+  // compare the grouped paths against it).
+  void force_expert_loop(bool on) { expert_loop_forced_ = on; }
+
  private:
   // x: [T, H]; indices: [T, K] int64; weights: [T, K] -> [T, H] x's dtype
   torch::Tensor mix_experts(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights);
@@ -59,6 +63,15 @@ class SparseMoeImpl : public torch::nn::Module {
   // or mixed formats (the per-expert loop runs then).
   const void* stacked_experts();
 
+  // With gradients on a CUDA device: the experts as differentiable grouped
+  // GEMMs (LibTorch's _grouped_mm) over the device-sorted routing, base
+  // weights stacked from the parameters (or the codes dequantized, frozen),
+  // LoRA stacked from the adapters' parameters. Undefined when an expert
+  // does not fit (a bias, a weight or input hook, LoRA with dropout active
+  // or of a rank not a multiple of 8, mixed formats).
+  torch::Tensor grouped_with_gradients(const torch::Tensor& x, const torch::Tensor& indices,
+                                       const torch::Tensor& weights);
+
   int64_t num_experts_;
   int64_t top_k_;
   bool norm_topk_prob_;
@@ -66,6 +79,7 @@ class SparseMoeImpl : public torch::nn::Module {
   std::vector<SwiGLU> expert_list_;
   std::shared_ptr<void> stacked_;  // kernels::cuda::MoeExperts (CUDA builds)
   std::vector<int64_t> stacked_key_;
+  bool expert_loop_forced_ = false;
 };
 TORCH_MODULE(SparseMoe);
 

@@ -1,8 +1,9 @@
-// SparseMoe's device path (QERL_CUDA builds, a visible GPU): with gradients
-// off, the experts run as grouped launches with routing sorted on the
-// device; it must agree with the per-expert loop (which runs when gradients
-// are on) on the same GPU, for bf16 experts and for NVFP4 codes, through a
-// whole tiny model. Elsewhere the case says it was skipped.
+// SparseMoe's device paths (QERL_CUDA builds, a visible GPU): the experts
+// as grouped launches with routing sorted on the device, without gradients
+// (the W4A16 kernels) and with them (differentiable grouped GEMMs), must
+// agree with the per-expert loop on the same GPU, for bf16 experts and for
+// NVFP4 codes, through a whole tiny model. Elsewhere the case says it was
+// skipped.
 #include <doctest/doctest.h>
 
 #include <torch/cuda.h>
@@ -31,18 +32,25 @@ TEST_CASE("SparseMoe on CUDA: grouped device path == per-expert loop, bf16 exper
       torch::manual_seed(22);
       ForwardArgs args;
       args.input_ids = torch::randint(3, 97, {3, 13}, torch::kLong).cuda();
-      torch::Tensor loop, grouped;
+      const auto force_loop = [&](bool on) {
+        for (auto& layer : lm->model->layer_list)
+          if (layer->is_moe()) layer->moe->force_expert_loop(on);
+      };
+      torch::Tensor loop, grouped, trainable;
       {
-        torch::AutoGradMode grad_on(true);  // gradients on: the per-expert loop
-        loop = lm->forward(args).logits.detach().to(torch::kFloat).cpu();
-      }
-      {
-        torch::NoGradGuard no_grad;  // gradients off: grouped launches
+        torch::NoGradGuard no_grad;
+        force_loop(true);  // the per-expert loop
+        loop = lm->forward(args).logits.to(torch::kFloat).cpu();
+        force_loop(false);  // gradients off: grouped launches
         grouped = lm->forward(args).logits.to(torch::kFloat).cpu();
       }
+      {
+        torch::AutoGradMode grad_on(true);  // gradients on: the differentiable grouped GEMMs
+        trainable = lm->forward(args).logits.detach().to(torch::kFloat).cpu();
+      }
       CHECK_FALSE(torch::isnan(grouped).any().item<bool>());
-      const double error = (grouped - loop).norm().item<double>() / loop.norm().item<double>();
-      CHECK(error < 2e-2);
+      CHECK((grouped - loop).norm().item<double>() / loop.norm().item<double>() < 2e-2);
+      CHECK((trainable - loop).norm().item<double>() / loop.norm().item<double>() < 2e-2);
     }
   }
 #endif
