@@ -39,8 +39,13 @@ TEST_CASE("SparseMoe on CUDA: grouped device path == per-expert loop, bf16 exper
       torch::Tensor loop, grouped, trainable;
       {
         torch::NoGradGuard no_grad;
-        force_loop(true);  // the per-expert loop
-        loop = lm->forward(args).logits.to(torch::kFloat).cpu();
+        force_loop(true);  // the per-expert loop, its routes recorded
+        args.routing = Routing::capture();
+        const ForwardOutput reference = lm->forward(args);
+        loop = reference.logits.to(torch::kFloat).cpu();
+        // The other paths replay those routes: rounding differences between
+        // the paths must not flip a near-tie route and compare other experts.
+        args.routing = Routing::replay(reference.routing.indices);
         force_loop(false);  // gradients off: grouped launches
         grouped = lm->forward(args).logits.to(torch::kFloat).cpu();
       }
