@@ -268,6 +268,9 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
   return y;
 }
 
+namespace {
+
+// [E, N, K] bf16 of every expert's codes, one launch (the prefill path).
 torch::Tensor dequantize_experts_bf16(const Fp4Experts& w) {
   const int64_t E = w.packed.size(0), N = w.packed.size(1), K = w.packed.size(2) * 2;
   const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.contiguous();
@@ -277,8 +280,6 @@ torch::Tensor dequantize_experts_bf16(const Fp4Experts& w) {
         "dequantize_experts");
   return out;
 }
-
-namespace {
 
 // One grouped projection of the sorted rows: the W4A16 decode kernel while
 // experts get few rows each; past decode_rows_max rows per expert, where

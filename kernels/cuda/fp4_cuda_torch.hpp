@@ -80,9 +80,6 @@ struct MoeExperts {
   torch::Tensor gate_up_lora_a, gate_up_lora_b, down_lora_a, down_lora_b;
   bool fp4() const { return gate_up.packed.defined(); }
 };
-// [E, N, K] bf16 of every expert's codes, one launch.
-torch::Tensor dequantize_experts_bf16(const Fp4Experts& w);
-
 torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights,
                                   const MoeExperts& experts);
 
