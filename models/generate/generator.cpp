@@ -49,12 +49,7 @@ std::vector<GeneratedSequence> generate(CausalLMImpl& lm, const std::vector<std:
   for (int64_t b = 0; b < batch; ++b) active_rows[b] = b;
   torch::Tensor active = torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(device));
 
-  ForwardArgs args;
-  args.input_ids = prompt.ids;
-  args.attention_mask = prompt.mask;
-  args.cache = &cache;
-  args.routing = capture ? Routing::capture() : Routing::native();
-  args.logits_to_keep = 1;
+  ForwardArgs args = prefill_args(prompt, &cache, capture);
   for (int64_t step = 0; step < config.max_new_tokens && running > 0; ++step) {
     const int64_t slot = cache.length;
     auto forward = lm.forward(args);

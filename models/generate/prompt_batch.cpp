@@ -35,6 +35,16 @@ PaddedPrompts left_pad(const std::vector<std::vector<int64_t>>& prompts, int64_t
   return {ids.to(device), mask.to(device)};
 }
 
+ForwardArgs prefill_args(const PaddedPrompts& prompt, KVCache* cache, bool capture_routing) {
+  ForwardArgs args;
+  args.input_ids = prompt.ids;
+  args.attention_mask = prompt.mask;
+  args.cache = cache;
+  args.routing = capture_routing ? Routing::capture() : Routing::native();
+  args.logits_to_keep = 1;
+  return args;
+}
+
 SharedPrompts share_prompts(const std::vector<std::vector<int64_t>>& prompts) {
   SharedPrompts out;
   std::map<std::vector<int64_t>, int64_t> index;

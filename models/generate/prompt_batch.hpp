@@ -23,6 +23,10 @@ struct PaddedPrompts {
 };
 PaddedPrompts left_pad(const std::vector<std::vector<int64_t>>& prompts, int64_t pad, torch::Device device);
 
+// The prefill call: the padded prompts into `cache`, logits of the last
+// position only, routes captured when asked.
+ForwardArgs prefill_args(const PaddedPrompts& prompt, KVCache* cache, bool capture_routing);
+
 // GRPO repeats each prompt G times: the prefill runs once per distinct
 // prompt and its cache rows are copied to every repeat. unique: the rows
 // to prefill; expand: [B] int64 (CPU), the prefill row each batch row copies.

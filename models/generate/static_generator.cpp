@@ -97,13 +97,7 @@ std::vector<GeneratedSequence> StaticGenerator::generate(CausalLMImpl& lm,
   // Prefill: the distinct prompts into a cache of their own, then their
   // rows copied into the static cache for every repeat.
   KVCache prefill = KVCache::allocate(lm.config(), distinct, prompt_len, lm.dtype(), device);
-  ForwardArgs args;
-  args.input_ids = prompt.ids;
-  args.attention_mask = prompt.mask;
-  args.cache = &prefill;
-  args.routing = capture ? Routing::capture() : Routing::native();
-  args.logits_to_keep = 1;
-  ForwardOutput first = lm.forward(args);
+  ForwardOutput first = lm.forward(prefill_args(prompt, &prefill, capture));
   cache_.valid.fill_(false);
   for (size_t layer = 0; layer < cache_.keys.size(); ++layer) {
     cache_.keys[layer].narrow(0, 0, batch).narrow(2, 0, prompt_len).copy_(prefill.keys[layer].index_select(0, expand));

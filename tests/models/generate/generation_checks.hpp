@@ -1,10 +1,13 @@
 // Test helpers shared by the generation-loop tests: seeded random prompts,
-// a greedy config, and the comparison of two generations.
+// a greedy config, the comparison of two generations, and stop tokens that
+// end rows at many different steps.
 #pragma once
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <vector>
 
 #include <torch/types.h>
@@ -46,5 +49,19 @@ inline void check_same_generation(const std::vector<GeneratedSequence>& got,
     if (want[i].routing.defined()) CHECK(torch::equal(got[i].routing, want[i].routing));
   }
 }
+
+// The ids a free run emits most: as EOS they end rows at many different steps.
+inline std::vector<int64_t> frequent_tokens(const std::vector<GeneratedSequence>& rows, size_t count) {
+  std::map<int64_t, int> counts;
+  for (const auto& row : rows)
+    for (int64_t id : row.tokens) ++counts[id];
+  std::vector<std::pair<int, int64_t>> by_count;
+  for (auto [id, n] : counts) by_count.push_back({n, id});
+  std::sort(by_count.rbegin(), by_count.rend());
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < std::min(count, by_count.size()); ++i) out.push_back(by_count[i].second);
+  return out;
+}
+
 
 }  // namespace qerl::models::testing

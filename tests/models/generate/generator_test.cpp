@@ -13,6 +13,7 @@
 #include <torch/utils.h>
 
 #include "models/generate/generator.hpp"
+#include "tests/models/generate/generation_checks.hpp"
 #include "tests/models/nn/tiny_model.hpp"
 
 using namespace qerl::models;
@@ -164,14 +165,7 @@ TEST_CASE("the batch shrinks to its unfinished rows: each row still generates wh
   auto config = greedy(16);
   config.capture_routing = true;
   // Stop on the ids the free run emits most, so rows end at many different steps.
-  const auto free_run = generate(*lm, prompts, config);
-  std::map<int64_t, int> counts;
-  for (const auto& row : free_run)
-    for (int64_t id : row.tokens) ++counts[id];
-  std::vector<std::pair<int, int64_t>> by_count;
-  for (auto [id, n] : counts) by_count.push_back({n, id});
-  std::sort(by_count.rbegin(), by_count.rend());
-  for (size_t i = 0; i < std::min<size_t>(3, by_count.size()); ++i) config.stop.eos_token_ids.push_back(by_count[i].second);
+  config.stop.eos_token_ids = frequent_tokens(generate(*lm, prompts, config), 3);
   const auto rows = generate(*lm, prompts, config);
   std::set<size_t> lengths;
   for (size_t i = 0; i < prompts.size(); ++i) {

@@ -19,23 +19,6 @@
 using namespace qerl::models;
 using namespace qerl::models::testing;
 
-namespace {
-
-// The ids a free run emits most: as EOS they end rows at many different steps.
-std::vector<int64_t> frequent_tokens(const std::vector<GeneratedSequence>& rows, size_t count) {
-  std::map<int64_t, int> counts;
-  for (const auto& row : rows)
-    for (int64_t id : row.tokens) ++counts[id];
-  std::vector<std::pair<int, int64_t>> by_count;
-  for (auto [id, n] : counts) by_count.push_back({n, id});
-  std::sort(by_count.rbegin(), by_count.rend());
-  std::vector<int64_t> out;
-  for (size_t i = 0; i < std::min(count, by_count.size()); ++i) out.push_back(by_count[i].second);
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("static-cache loop == dynamic loop: greedy tokens, log-probs and routes, every architecture") {
   for (const auto& type : all_types()) {
     CAPTURE(type);
