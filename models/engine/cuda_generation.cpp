@@ -115,14 +115,23 @@ std::string graph_blocker(CausalLMImpl& lm) {
   return "";
 }
 
-// The address of every tensor a captured step reads as a weight.
+// The address of every tensor a captured step reads as a weight: the
+// parameters, each Linear's codes and its LoRA adapter (not a parameter of
+// the model), and which hooks each Linear has (an adapter attached or
+// removed after a capture changes what the step computes).
 std::vector<intptr_t> weight_addresses(CausalLMImpl& lm) {
   std::vector<intptr_t> out;
-  for (const auto& p : lm.parameters(/*recurse=*/true)) out.push_back(reinterpret_cast<intptr_t>(p.data_ptr()));
-  for (const auto& item : lm.named_modules(/*name_prefix=*/"", /*include_self=*/false))
-    if (const auto* linear = item.value()->as<LinearImpl>(); linear != nullptr && linear->codes() != nullptr)
-      for (const torch::Tensor& t : {linear->codes()->packed, linear->codes()->scale, linear->codes()->global_scale})
-        out.push_back(t.defined() ? reinterpret_cast<intptr_t>(t.data_ptr()) : 0);
+  const auto address = [](const torch::Tensor& t) { return t.defined() ? reinterpret_cast<intptr_t>(t.data_ptr()) : 0; };
+  for (const auto& p : lm.parameters(/*recurse=*/true)) out.push_back(address(p));
+  for (const auto& item : lm.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    const auto* linear = item.value()->as<LinearImpl>();
+    if (linear == nullptr) continue;
+    out.push_back(linear->has_adapter_hook() + 2 * linear->has_weight_hook() + 4 * linear->has_input_hook());
+    if (const kernels::Fp4Weight* codes = linear->codes())
+      for (const torch::Tensor& t : {codes->packed, codes->scale, codes->global_scale}) out.push_back(address(t));
+    if (const LinearImpl::LowRankAdapter* adapter = linear->low_rank_adapter())
+      for (const torch::Tensor& t : {adapter->a, adapter->b}) out.push_back(address(t));
+  }
   return out;
 }
 

@@ -99,7 +99,12 @@ std::vector<GeneratedSequence> StaticGenerator::generate(CausalLMImpl& lm,
   KVCache prefill = KVCache::allocate(lm.config(), distinct, prompt_len, lm.dtype(), device);
   ForwardOutput first = lm.forward(prefill_args(prompt, &prefill, capture));
   cache_.valid.fill_(false);
+  const int64_t rows_used = decode_bucket(batch), rest = cache_.capacity() - prompt_len;
   for (size_t layer = 0; layer < cache_.keys.size(); ++layer) {
+    if (rest > 0) {  // see the header: masked slots must hold finite values
+      cache_.keys[layer].narrow(0, 0, rows_used).narrow(2, prompt_len, rest).zero_();
+      cache_.values[layer].narrow(0, 0, rows_used).narrow(2, prompt_len, rest).zero_();
+    }
     cache_.keys[layer].narrow(0, 0, batch).narrow(2, 0, prompt_len).copy_(prefill.keys[layer].index_select(0, expand));
     cache_.values[layer].narrow(0, 0, batch).narrow(2, 0, prompt_len).copy_(
         prefill.values[layer].index_select(0, expand));

@@ -5,7 +5,15 @@
 // no host read per token: the sampled tokens come to the host every
 // `sync_every` steps for the stop rules, and rows that stopped are then
 // dropped, the cache compacting into a smaller bucket when they fit one.
-// Outputs follow generator.hpp's conventions (tokens, log-probs, routes).
+// Outputs follow generator.hpp's conventions (tokens, log-probs, routes);
+// greedy generation gives the same tokens. Sampled tokens differ from
+// models::generate's for one seed: each step draws one value for every row
+// of the bucket (padding rows and rows stopped since the last sync
+// included), not only for the rows still decoding.
+//
+// Slots past the prompt are zeroed when a call reuses the cache: masked
+// slots still enter attention's sums with weight 0, and a NaN left there by
+// an earlier call would otherwise poison this one.
 #pragma once
 
 #include <cstdint>

@@ -178,6 +178,7 @@ void stack_low_rank(torch::Tensor& a_dst, torch::Tensor& b_dst,
 
 bool SparseMoeImpl::grouped_on_device() {
 #if QERL_CUDA
+  if (expert_loop_forced_) return false;
   return expert_list_.front()->gate->weight.scalar_type() == torch::kBFloat16 && stacked_experts() != nullptr;
 #else
   return false;

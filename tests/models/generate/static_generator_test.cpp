@@ -6,6 +6,7 @@
 // calls, and sampled log-probs equal to log_softmax(logits / T).
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <map>
 #include <set>
 
@@ -66,6 +67,25 @@ TEST_CASE("static-cache loop: one cache serves later calls and grows when a call
   engine.release();
   CHECK(engine.cache_bytes() == 0);
   check_same_generation(engine.generate(*lm, short_prompts, greedy_config(1)), generate(*lm, short_prompts, greedy_config(1)), 5e-4);
+}
+
+TEST_CASE("static-cache loop: a call after one that left NaN in the cache generates what the dynamic loop does") {
+  auto lm = tiny_model("qwen3_moe");
+  StaticGenerator engine(std::make_unique<EagerDecodeStep>(), /*sync_every=*/4);
+  const auto prompts = random_prompts(5, 31);
+  torch::Tensor v = lm->model->layer_list[1]->self_attn->v_proj->weight;
+  const torch::Tensor clean = v.detach().clone();
+  {
+    torch::NoGradGuard no_grad;
+    v.fill_(std::numeric_limits<float>::quiet_NaN());  // every key/value slot this call writes is NaN
+  }
+  engine.generate(*lm, prompts, greedy_config(9));
+  {
+    torch::NoGradGuard no_grad;
+    v.copy_(clean);
+  }
+  check_same_generation(engine.generate(*lm, random_prompts(3, 32), greedy_config(12)),
+                        generate(*lm, random_prompts(3, 32), greedy_config(12)), 5e-4);
 }
 
 TEST_CASE("static-cache loop: sampled log-probs equal a full forward's log_softmax(logits / T); a seed repeats") {
