@@ -26,7 +26,7 @@ import os
 import re
 import sys
 
-from run_summary import wall_time  # scripts/, beside this file
+from run_summary import BadLine, json_lines, wall_time  # scripts/, beside this file
 
 EXIT_BAD_INPUT = 2
 PLOT_HEIGHT = 360
@@ -50,18 +50,17 @@ def read_metrics(path):
             text = f.read()
     except OSError as e:
         raise ReportError(f"{path}: cannot read it ({e.strerror})")
-    lines = text.split("\n")
+    def invalid(number, e):
+        return ReportError(f"{path}:{number}: expected one JSON object per line, got invalid JSON ({e.msg} at column {e.colno})")
+
+    try:
+        values, cut = json_lines(text)
+    except BadLine as bad:
+        raise invalid(bad.number, bad.error)
+    if cut and not values:  # a cut last line is only forgiven after whole ones
+        raise invalid(cut[0], cut[2])
     rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if number == len(lines) and rows:  # no newline after it: the last write was cut
-                warn(f"{path}:{number}: the last line is cut short ({e.msg}); reporting the {len(rows)} steps before it")
-                break
-            raise ReportError(f"{path}:{number}: expected one JSON object per line, got invalid JSON ({e.msg} at column {e.colno})")
+    for number, row in values:
         if not isinstance(row, dict):
             raise ReportError(f"{path}:{number}: expected a JSON object of metrics, got a {type(row).__name__}")
         step = row.get("step")
@@ -71,6 +70,8 @@ def read_metrics(path):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ReportError(f"{path}:{number}: expected a number or null for \"{key}\", got {json.dumps(value)[:40]}")
         rows.append(row)
+    if cut:
+        warn(f"{path}:{cut[0]}: the last line is cut short ({cut[2].msg}); reporting the {len(rows)} steps before it")
     if not rows:
         raise ReportError(f"{path}: expected one metrics object per step, the file holds none")
     return rows

@@ -14,29 +14,53 @@ def fail(message):
     sys.exit(1)
 
 
+class BadLine(Exception):
+    """A line of metrics.jsonl that is not JSON (and not a cut-short last line)."""
+
+    def __init__(self, number, error):
+        super().__init__(error.msg)
+        self.number, self.error = number, error
+
+
+def json_lines(text):
+    """The JSON values of metrics.jsonl's text as (line number, value) pairs,
+    blank lines skipped, and `cut`: (number, bytes, JSONDecodeError) of a last
+    line without its newline that is not JSON (the run died, or the disk
+    filled, while writing it), left out; else None. Any other line that is
+    not JSON raises BadLine."""
+    lines = text.split("\n")
+    values = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            values.append((number, json.loads(line)))
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # no newline after it: the last write was cut
+                return values, (number, len(line), e)
+            raise BadLine(number, e)
+    return values, None
+
+
 def read_rows(path):
     """The metrics lines of `path`. A last line without its newline that is
-    not JSON was cut short (the run died, or the disk filled, while writing
-    it): it is named on stderr and left out. Any other bad line is an error."""
+    not JSON was cut short: it is named on stderr and left out. Any other bad
+    line is an error."""
     try:
         with open(path) as f:
             text = f.read()
     except OSError as e:
         fail(f"{path}: {e.strerror}")
-    lines = text.split("\n")
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if number == len(lines):  # no newline after it: the last write was cut
-                print(f"run_summary: {path}:{number}: the last line is cut short "
-                      f"({len(line)} bytes, {e.msg}); summarizing the {len(rows)} whole lines before it",
-                      file=sys.stderr)
-                break
-            fail(f"{path}:{number}: not a JSON object ({e.msg})")
+    try:
+        values, cut = json_lines(text)
+    except BadLine as bad:
+        fail(f"{path}:{bad.number}: not a JSON object ({bad.error.msg})")
+    rows = [value for _, value in values]
+    if cut:
+        number, size, error = cut
+        print(f"run_summary: {path}:{number}: the last line is cut short "
+              f"({size} bytes, {error.msg}); summarizing the {len(rows)} whole lines before it",
+              file=sys.stderr)
     if not rows:
         fail(f"{path}: no steps")
     return rows
