@@ -91,6 +91,13 @@ CausalLM random_model(const ModelConfig& config) {
   return lm;
 }
 
+// The NVFP4 W4A16 base of every quantizable Linear, the dense weights freed.
+std::unique_ptr<PackedBase> pack_nvfp4(CausalLMImpl& lm) {
+  QuantSpec spec;
+  spec.scheme = QuantScheme::nvfp4;
+  return std::make_unique<PackedBase>(lm, spec, Residency::codes_only);
+}
+
 std::vector<std::vector<int64_t>> random_prompts(int64_t batch, int64_t length, int64_t vocab) {
   torch::manual_seed(batch);
   const torch::Tensor ids = torch::randint(3, vocab, {batch, length}, torch::kLong);
@@ -138,9 +145,7 @@ int profile(const Options& o) {
   {
     const std::string& scheme = o.profile;
     if (scheme == "nvfp4") {
-      QuantSpec spec;
-      spec.scheme = QuantScheme::nvfp4;
-      base = std::make_unique<PackedBase>(*lm, spec, Residency::codes_only);
+      base = pack_nvfp4(*lm);
     }
     auto backend = make_cuda_generation(*lm);
     const auto prompts = random_prompts(o.batches.front(), o.prompt, config.vocab_size);
@@ -184,10 +189,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<PackedBase> base;
   for (const std::string scheme : {"bf16", "nvfp4"}) {
     if (scheme == "nvfp4") {
-      QuantSpec spec;
-      spec.scheme = QuantScheme::nvfp4;
-      std::printf("packing NVFP4: %.1f s\n",
-                  seconds([&] { base = std::make_unique<PackedBase>(*lm, spec, Residency::codes_only); }));
+      std::printf("packing NVFP4: %.1f s\n", seconds([&] { base = pack_nvfp4(*lm); }));
     }
     auto backend = make_cuda_generation(*lm);
     std::printf("%s: %s\n", scheme.c_str(), backend->describe().c_str());
