@@ -89,10 +89,6 @@ class SamplingEngine {
   // One line for the log: how it generates (and why CUDA graphs are off
   // when they are).
   virtual std::string describe() const = 0;
-  // Frees the KV cache (and graphs) it keeps between generations, e.g.
-  // while a colocated learner needs the memory; the next generation
-  // allocates again.
-  virtual void release_cache() = 0;
   virtual torch::Device device() const = 0;
 };
 

@@ -92,9 +92,6 @@ class TorchEngine final : public SamplingEngine {
     return backend_ ? backend_->describe() : std::string("LibTorch engine (models::generate, dynamic KV cache)");
   }
 
-  void release_cache() override {
-    if (backend_) backend_->release();
-  }
 
   void save(const std::filesystem::path& dir) override {
     clear_noise();  // save the clean weights; the caller redraws its noise
