@@ -5,6 +5,7 @@
 #include "actors/payloads.hpp"
 #include "actors/stage_factories.hpp"
 #include "actors/stage_options.hpp"
+#include "actors/instrumented_stage.hpp"
 #include "runtime/plugin_api.hpp"
 
 namespace qerl::actors {
@@ -167,7 +168,9 @@ void register_builtin_stages(runtime::StageRegistry& registry) {
       {weight_sync_stage(), make_weight_sync_stage},
       {eval_stage(), make_eval_stage},
   };
-  for (const auto& [schema, make] : types) registry.add(runtime::StageType{schema, make});
+  // instrumented(): per-stage GPU peak memory, and the profiler on request (instrumented_stage.hpp).
+  for (const auto& [schema, make] : types)
+    registry.add(runtime::StageType{schema, [make = make] { return instrumented(make()); }});
 }
 
 }  // namespace qerl::actors

@@ -251,6 +251,26 @@ ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts) {
   return r;
 }
 
+AlignedRouting align_routing(const torch::Tensor& indices, int64_t experts, int64_t alignment) {
+  const int64_t tokens = indices.size(0), top_k = indices.size(1), n = tokens * top_k;
+  const ExpertRouting sorted = sort_by_expert(indices, experts);
+  const torch::Tensor flat = indices.reshape({-1}).to(torch::kLong);
+  const torch::Tensor starts = sorted.offsets.narrow(0, 0, experts).to(torch::kLong);
+  const torch::Tensor counts = sorted.offsets.narrow(0, 1, experts).to(torch::kLong) - starts;
+  // At least `alignment` rows each, rounded up: at most n + experts * alignment rows in all.
+  const torch::Tensor padded = torch::floor_divide(counts.clamp_min(1) + (alignment - 1), alignment) * alignment;
+  const torch::Tensor padded_ends = padded.cumsum(0);
+  const torch::Tensor expert_of_sorted = flat.index_select(0, sorted.order);
+  const torch::Tensor slot_of_sorted = (padded_ends - padded).index_select(0, expert_of_sorted) +
+                                       torch::arange(n, flat.options()) - starts.index_select(0, expert_of_sorted);
+  AlignedRouting r;
+  r.source = torch::full({n + experts * alignment}, tokens, flat.options())
+                 .scatter_(0, slot_of_sorted, torch::floor_divide(sorted.order, top_k));
+  r.ends = padded_ends.to(torch::kInt);
+  r.slot = slot_of_sorted.index_select(0, sorted.position);
+  return r;
+}
+
 torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const Fp4Experts& w,
                                  int64_t rows_hint) {
   const int64_t E = w.packed.size(0), N = w.packed.size(1), K = w.packed.size(2) * 2;
@@ -268,9 +288,6 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
   return y;
 }
 
-namespace {
-
-// [E, N, K] bf16 of every expert's codes, one launch (the prefill path).
 torch::Tensor dequantize_experts_bf16(const Fp4Experts& w) {
   const int64_t E = w.packed.size(0), N = w.packed.size(1), K = w.packed.size(2) * 2;
   const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.contiguous();
@@ -280,6 +297,8 @@ torch::Tensor dequantize_experts_bf16(const Fp4Experts& w) {
         "dequantize_experts");
   return out;
 }
+
+namespace {
 
 // One grouped projection of the sorted rows: the W4A16 decode kernel while
 // experts get few rows each; past decode_rows_max rows per expert, where

@@ -58,6 +58,19 @@ struct ExpertRouting {
 };
 ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts);
 
+// The routing laid out for LibTorch's differentiable _grouped_mm: each
+// expert's rows start at a multiple of `alignment` rows and every expert
+// gets at least that many (padding rows). The weight-gradient GEMM of
+// _grouped_mm contracts over the rows, and a group starting off a 16-byte
+// boundary is computed wrongly on sm_90 (measured: 3-12 % errors in the
+// gradients); 8 bf16 rows are 16 bytes. indices [T, top_k] int64.
+struct AlignedRouting {
+  torch::Tensor source;  // [R] int64: token of each padded row; T for padding (a zero row appended to x)
+  torch::Tensor ends;    // [E] int32: end of each expert's padded rows (rows past ends[E-1] are unused)
+  torch::Tensor slot;    // [T * top_k] int64: padded row of each (token, slot) assignment, flat order
+};
+AlignedRouting align_routing(const torch::Tensor& indices, int64_t experts, int64_t alignment = 8);
+
 // y = x_sorted · dequant(W_e)ᵀ for each expert's rows, one launch.
 torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const Fp4Experts& w,
                                  int64_t rows_hint);
@@ -80,6 +93,9 @@ struct MoeExperts {
   torch::Tensor gate_up_lora_a, gate_up_lora_b, down_lora_a, down_lora_b;
   bool fp4() const { return gate_up.packed.defined(); }
 };
+// [E, N, K] bf16 of every expert's codes, one launch.
+torch::Tensor dequantize_experts_bf16(const Fp4Experts& w);
+
 torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights,
                                   const MoeExperts& experts);
 

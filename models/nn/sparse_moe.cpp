@@ -1,15 +1,19 @@
-// Sparse MoE forward. On the CPU (and whenever gradients are needed),
-// tokens are grouped by expert with one argsort and one host read of the
-// per-expert counts per layer, then a loop over experts. On a CUDA device
-// in a QERL_CUDA build, without gradients, the experts run as two grouped
-// launches with the routing sorted on the device (no host read):
-// kernels::cuda::moe_experts_forward.
+// Sparse MoE forward. On the CPU, tokens are grouped by expert with one
+// argsort and one host read of the per-expert counts per layer, then a loop
+// over experts. On a CUDA device in a QERL_CUDA build (bf16) the routing is
+// sorted on the device (no host read) and the experts run grouped: without
+// gradients as two grouped launches (kernels::cuda::moe_experts_forward,
+// W4A16 codes decoded in registers); with gradients through LibTorch's
+// differentiable grouped GEMM (grouped_with_gradients). Experts that do not
+// fit either take the loop.
 #include "models/nn/sparse_moe.hpp"
 
 #include <torch/types.h>
 
 #include "common/error.hpp"
 #if QERL_CUDA
+#include <ATen/ops/_grouped_mm.h>
+
 #include "kernels/cuda/fp4_cuda_torch.hpp"
 #endif
 
@@ -74,6 +78,8 @@ torch::Tensor SparseMoeImpl::mix_experts(const torch::Tensor& x, const torch::Te
       if (const void* stacked = stacked_experts())
         return kernels::cuda::moe_experts_forward(x, indices, weights,
                                                   *static_cast<const kernels::cuda::MoeExperts*>(stacked));
+    } else if (torch::Tensor y = grouped_with_gradients(x, indices, weights); y.defined()) {
+      return y;
     }
   }
 #endif
@@ -174,6 +180,77 @@ void stack_low_rank(torch::Tensor& a_dst, torch::Tensor& b_dst,
 }
 
 }  // namespace
+#endif
+
+#if QERL_CUDA
+torch::Tensor SparseMoeImpl::grouped_with_gradients(const torch::Tensor& x, const torch::Tensor& indices,
+                                                    const torch::Tensor& weights) {
+  std::vector<std::vector<const LinearImpl::LowRankAdapter*>> lora(3);  // gate, up, down: one per expert
+  bool codes = false, dense = false;
+  for (const SwiGLU& e : expert_list_) {
+    int which = 0;
+    for (const Linear& l : {e->gate, e->up, e->down}) {
+      if (l->has_weight_hook() || l->has_input_hook() || l->bias.defined()) return {};
+      const LinearImpl::LowRankAdapter* adapter = l->low_rank_adapter();
+      if (l->has_adapter_hook() && (adapter == nullptr || adapter->dropout_active())) return {};
+      if (adapter != nullptr && adapter->a.size(0) % 8 != 0) return {};  // the grouped GEMM's 16-byte rows
+      lora[which++].push_back(adapter);
+      (l->codes() != nullptr ? codes : dense) = true;
+      if (l->codes() == nullptr && (l->weight.scalar_type() != torch::kBFloat16 || !l->weight.is_cuda())) return {};
+    }
+  }
+  if (codes && dense) return {};
+  for (const auto& member : lora)
+    for (const auto* adapter : member)
+      if ((adapter == nullptr) != (member.front() == nullptr) ||
+          (adapter != nullptr && (adapter->a.size(0) != member.front()->a.size(0) ||
+                                  adapter->scale != member.front()->scale)))
+        return {};
+  torch::Tensor gate_up_w, down_w;  // [E, 2I, H], [E, H, I] bf16
+  if (codes) {
+    const auto* stacked = static_cast<const kernels::cuda::MoeExperts*>(stacked_experts());
+    if (stacked == nullptr || !stacked->fp4()) return {};
+    gate_up_w = kernels::cuda::dequantize_experts_bf16(stacked->gate_up);  // frozen: no gradient
+    down_w = kernels::cuda::dequantize_experts_bf16(stacked->down);
+  } else {
+    std::vector<torch::Tensor> gate_up, down;  // stacked each call, so gradients reach the parameters
+    for (const SwiGLU& e : expert_list_) {
+      gate_up.push_back(torch::cat({e->gate->weight, e->up->weight}));
+      down.push_back(e->down->weight);
+    }
+    gate_up_w = torch::stack(gate_up);
+    down_w = torch::stack(down);
+  }
+  const int64_t tokens = x.size(0);
+  // Groups start 8-row aligned (align_routing says why); padding rows read
+  // an appended zero row, whose gradient is dropped.
+  const kernels::cuda::AlignedRouting routing = kernels::cuda::align_routing(indices, num_experts_);
+  const torch::Tensor& ends = routing.ends;
+  const torch::Tensor rows =
+      torch::cat({x, torch::zeros({1, x.size(1)}, x.options())}).index_select(0, routing.source);  // [R, H] sorted
+  // Each expert's LoRA term on its rows, as the adapter hook computes it:
+  // ((rows A^T) B^T) * scale in the rows' dtype.
+  const auto low_rank = [&](const torch::Tensor& in, const std::vector<const LinearImpl::LowRankAdapter*>& member) {
+    std::vector<torch::Tensor> a, b;
+    for (const auto* adapter : member) {
+      a.push_back(adapter->a);
+      b.push_back(adapter->b);
+    }
+    const torch::Tensor t = at::_grouped_mm(in, torch::stack(a).to(in.scalar_type()).transpose(1, 2), ends);
+    return at::_grouped_mm(t, torch::stack(b).to(in.scalar_type()).transpose(1, 2), ends) * member.front()->scale;
+  };
+  const torch::Tensor h = at::_grouped_mm(rows, gate_up_w.transpose(1, 2), ends);  // [R, 2I]
+  const int64_t inner = h.size(1) / 2;
+  torch::Tensor gate_out = h.narrow(1, 0, inner), up_out = h.narrow(1, inner, inner);
+  if (lora[0].front() != nullptr) gate_out = gate_out + low_rank(rows, lora[0]);
+  if (lora[1].front() != nullptr) up_out = up_out + low_rank(rows, lora[1]);
+  const torch::Tensor act = torch::silu(gate_out) * up_out;
+  torch::Tensor out = at::_grouped_mm(act, down_w.transpose(1, 2), ends);  // [R, H]
+  if (lora[2].front() != nullptr) out = out + low_rank(act, lora[2]);
+  // As the loop: each (token, slot) output weighted, the K slots summed, rounded once.
+  const torch::Tensor weighted = out.index_select(0, routing.slot) * weights.reshape({-1}).unsqueeze(-1);
+  return weighted.view({tokens, top_k_, -1}).sum(1).to(x.scalar_type());
+}
 #endif
 
 bool SparseMoeImpl::grouped_on_device() {

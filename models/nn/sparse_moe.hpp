@@ -49,7 +49,7 @@ class SparseMoeImpl : public torch::nn::Module {
   bool grouped_on_device();
 
   // Makes every forward take the per-expert loop (tests and benchmarks
-  // compare the grouped path against it).
+  // compare the grouped paths against it).
   void force_expert_loop(bool on) { expert_loop_forced_ = on; }
 
  private:
@@ -62,6 +62,15 @@ class SparseMoeImpl : public torch::nn::Module {
   // an expert has a bias, a hook other than LoRA, LoRA with dropout active,
   // or mixed formats (the per-expert loop runs then).
   const void* stacked_experts();
+
+  // With gradients on a CUDA device: the experts as differentiable grouped
+  // GEMMs (LibTorch's _grouped_mm) over the device-sorted routing, base
+  // weights stacked from the parameters (or the codes dequantized, frozen),
+  // LoRA stacked from the adapters' parameters. Undefined when an expert
+  // does not fit (a bias, a weight or input hook, LoRA with dropout active
+  // or of a rank not a multiple of 8, mixed formats).
+  torch::Tensor grouped_with_gradients(const torch::Tensor& x, const torch::Tensor& indices,
+                                       const torch::Tensor& weights);
 
   int64_t num_experts_;
   int64_t top_k_;

@@ -234,6 +234,34 @@ TEST_CASE("a 3-step GRPO run writes the RL metrics; rollout samples with the new
   fs::remove_all(dir);
 }
 
+TEST_CASE("QERL_TORCH_PROFILE profiles the named stage step into a Chrome trace; a malformed value stops the run") {
+  const fs::path dir = fresh_dir("profile");
+  ::setenv("QERL_TORCH_PROFILE", "learner", 1);  // no step
+  const Run bad = run_pipeline_text(dir, rl_pipeline("test.seeded_reward"), {}, &test_registry());
+  CHECK_FALSE(bad.result.ok);
+  CHECK_MESSAGE(bad.result.error.find("QERL_TORCH_PROFILE: 'learner' is not <stage>:<step>") != std::string::npos,
+                bad.result.error);
+
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  ::setenv("QERL_TORCH_PROFILE", "learner:1,reference:2", 1);
+  const Run run = run_pipeline_text(dir, rl_pipeline("test.seeded_reward"), {}, &test_registry());
+  ::unsetenv("QERL_TORCH_PROFILE");
+  REQUIRE_MESSAGE(run.result.ok, run.result.error);
+  CHECK(run.metrics.size() == 3);
+  CHECK_FALSE(fs::exists(dir / "profile" / "learner-step0.json"));
+  for (const std::string name : {"learner-step1.json", "reference-step2.json"}) {
+    CAPTURE(name);
+    REQUIRE(fs::exists(dir / "profile" / name));
+    const json trace = json::parse(std::ifstream(dir / "profile" / name));
+    int64_t matmuls = 0;  // the stage's forward passes ran inside the profiled step
+    for (const auto& event : trace.at("traceEvents"))
+      if (event.value("name", "") == "aten::matmul" || event.value("name", "") == "aten::mm") ++matmuls;
+    CHECK(matmuls > 0);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("SFT on the data stage's demonstrations lowers the cross-entropy") {
   const fs::path dir = fresh_dir("sft");
   const std::string toml = R"(

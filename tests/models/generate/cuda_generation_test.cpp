@@ -184,3 +184,63 @@ TEST_CASE("CUDA generation: LoRA on the experts runs grouped (== the per-expert 
   }
 #endif
 }
+
+TEST_CASE("MoE training forward on CUDA: differentiable grouped experts == the per-expert loop, values and gradients") {
+  if (skip_cuda_generation()) return;
+#if QERL_CUDA
+  for (const bool codes : {false, true}) {
+    CAPTURE(codes);
+    CausalLM lm = tiny_model("qwen2_moe", 61, torch::kBFloat16);
+    lm->to(torch::kCUDA);
+    if (codes) set_expert_codes(lm, torch::kCUDA);  // a frozen NVFP4 base under LoRA, as QeRL trains
+    LoraConfig lora_config;
+    lora_config.rank = 8;
+    LoraAdapters lora(*lm, lora_config, /*seed=*/62);
+    {
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(63);
+      const auto params = lora.parameters();
+      for (size_t i = 1; i < params.size(); i += 2) params[i].copy_(torch::randn_like(params[i]) * 0.3);
+    }
+    torch::manual_seed(64);
+    ForwardArgs args;
+    args.input_ids = torch::randint(3, 97, {3, 12}, torch::kLong).cuda();
+    const torch::Tensor probe = torch::randn({3, 12, 97}, torch::TensorOptions().device(torch::kCUDA));
+    {  // Both passes replay one set of routes, so that rounding cannot flip a near-tie route between them.
+      torch::NoGradGuard no_grad;
+      args.routing = Routing::capture();
+      args.routing = Routing::replay(lm->forward(args).routing.indices);
+    }
+    // loss = <logits, probe>: gradients reach every adapter, the routers and the dense experts.
+    const auto run = [&](bool loop) {
+      for (auto& layer : lm->model->layer_list)
+        if (layer->is_moe()) layer->moe->force_expert_loop(loop);
+      lm->zero_grad();
+      for (auto& p : lora.parameters()) p.mutable_grad() = torch::Tensor();
+      const torch::Tensor logits = lm->forward(args).logits;
+      (logits.to(torch::kFloat) * probe).sum().backward();
+      std::vector<torch::Tensor> grads{logits.detach().to(torch::kFloat).cpu()};
+      for (const auto& p : lora.parameters()) grads.push_back(p.grad().defined() ? p.grad().cpu() : torch::zeros({1}));
+      for (auto& layer : lm->model->layer_list)
+        if (layer->is_moe()) {
+          grads.push_back(layer->moe->gate->weight.grad().to(torch::kFloat).cpu());
+          if (!codes) grads.push_back(std::dynamic_pointer_cast<SwiGLUImpl>((*layer->moe->experts)[0])
+                                          ->down->weight.grad().to(torch::kFloat).cpu());
+        }
+      return grads;
+    };
+    const auto loop = run(true);
+    const auto grouped = run(false);
+    REQUIRE(loop.size() == grouped.size());
+    int compared = 0;
+    for (size_t i = 0; i < loop.size(); ++i) {
+      CAPTURE(i);
+      const double norm = loop[i].norm().item<double>();
+      if (norm == 0) continue;
+      ++compared;
+      CHECK((grouped[i] - loop[i]).norm().item<double>() / norm < 3e-2);
+    }
+    CHECK(compared > 20);  // logits, adapters, routers (and an expert) all carried gradients
+  }
+#endif
+}

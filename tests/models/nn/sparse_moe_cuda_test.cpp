@@ -1,8 +1,9 @@
-// SparseMoe's device path (QERL_CUDA builds, a visible GPU): without
-// gradients the experts run as grouped launches with routing sorted on the
-// device; it must agree with the per-expert loop (forced) on the same GPU,
-// on the loop's own routes, for bf16 experts and for NVFP4 codes, through a
-// whole tiny model. Elsewhere the case says it was skipped.
+// SparseMoe's device paths (QERL_CUDA builds, a visible GPU): the experts
+// as grouped launches with routing sorted on the device, without gradients
+// (the W4A16 kernels) and with them (differentiable grouped GEMMs), must
+// agree with the per-expert loop on the same GPU, for bf16 experts and for
+// NVFP4 codes, through a whole tiny model. Elsewhere the case says it was
+// skipped.
 #include <doctest/doctest.h>
 
 #include <torch/cuda.h>
@@ -35,21 +36,26 @@ TEST_CASE("SparseMoe on CUDA: grouped device path == per-expert loop, bf16 exper
         for (auto& layer : lm->model->layer_list)
           if (layer->is_moe()) layer->moe->force_expert_loop(on);
       };
-      torch::Tensor loop, grouped;
+      torch::Tensor loop, grouped, trainable;
       {
         torch::NoGradGuard no_grad;
         force_loop(true);  // the per-expert loop, its routes recorded
         args.routing = Routing::capture();
         const ForwardOutput reference = lm->forward(args);
         loop = reference.logits.to(torch::kFloat).cpu();
-        // The grouped pass replays those routes: a rounding difference
-        // between the paths must not flip a near-tie route.
+        // The other paths replay those routes: rounding differences between
+        // the paths must not flip a near-tie route and compare other experts.
         args.routing = Routing::replay(reference.routing.indices);
-        force_loop(false);  // grouped launches
+        force_loop(false);  // gradients off: grouped launches
         grouped = lm->forward(args).logits.to(torch::kFloat).cpu();
+      }
+      {
+        torch::AutoGradMode grad_on(true);  // gradients on: the differentiable grouped GEMMs
+        trainable = lm->forward(args).logits.detach().to(torch::kFloat).cpu();
       }
       CHECK_FALSE(torch::isnan(grouped).any().item<bool>());
       CHECK((grouped - loop).norm().item<double>() / loop.norm().item<double>() < 2e-2);
+      CHECK((trainable - loop).norm().item<double>() / loop.norm().item<double>() < 2e-2);
     }
   }
 #endif
