@@ -4,8 +4,8 @@ reference, with expert groups that start off and on 8-row boundaries.
 Why: qerl's differentiable grouped MoE path (models/nn/sparse_moe.cpp,
 kernels::cuda::align_routing) pads every expert's rows to a multiple of 8,
 because the weight gradient is a grouped GEMM that contracts over the rows.
-This prints, for each layout, the relative error of the output, the input
-gradient and the weight gradient. Needs a CUDA GPU (sm_90 for the CUTLASS path).
+This prints, for each layout and GEMM shape (LoRA's narrow ones included), the
+relative error of the output, the input gradient and the weight gradient. Needs a CUDA GPU (sm_90 for the CUTLASS path).
 usage: python3 bench/grouped_mm_alignment.py
 """
 import torch
@@ -44,12 +44,13 @@ def main():
         "unaligned, no empty group (5, 7, 13, 8, 21, 3, 16, 9)": [5, 7, 13, 8, 21, 3, 16, 9],
         "8-aligned (8, 8, 16, 8, 24, 8, 16, 16)": [8, 8, 16, 8, 24, 8, 16, 16],
     }
-    print("| groups | rel. err. y | rel. err. dx | rel. err. dW |")
-    print("|---|---|---|---|")
+    print("| groups | in x out | rel. err. y | rel. err. dx | rel. err. dW |")
+    print("|---|---|---|---|---|")
     for name, counts in layouts.items():
-        ey, ex, ew = check(counts)
-        print(f"| {name} | {ey:.2e} | {ex:.2e} | {ew:.2e} |")
-
+        # LoRA's low-rank projections make narrow GEMMs: rank 8 or 16 as K or N.
+        for in_features, out_features in [(256, 64), (64, 8), (8, 64), (64, 16), (16, 64), (2048, 16), (16, 1408)]:
+            ey, ex, ew = check(counts, in_features=in_features, out_features=out_features)
+            print(f"| {name} | {in_features} x {out_features} | {ey:.2e} | {ex:.2e} | {ew:.2e} |")
 
 if __name__ == "__main__":
     main()

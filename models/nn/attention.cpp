@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include <ATen/Context.h>
 #include <torch/types.h>
 #if QERL_CUDA
 #include "kernels/cuda/decoder_ops_torch.hpp"
@@ -69,9 +70,33 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& hidden, const RopeTabl
     k = cache->keys[layer_index_].narrow(2, 0, start + seq);
     v = cache->values[layer_index_].narrow(2, 0, start + seq);
   }
+  bool grouped_query = num_kv_heads_ != num_heads_;
+  if (q.is_cuda()) {
+    // LibTorch 2.11 sends masked grouped-query attention on sm_90 to cuDNN,
+    // which builds an execution plan for each new shape: 12-16 ms of host
+    // time per call, measured (QERL_TORCH_PROFILE) in the RL loop, whose
+    // lengths change every step. So cuDNN's attention is off, and K/V are
+    // expanded to every head, which lets the memory-efficient kernel (it
+    // takes masks, not grouped queries) run instead of the unfused one.
+    static const bool cudnn_off = [] {
+      at::globalContext().setSDPUseCuDNN(false);
+      return true;
+    }();
+    (void)cudnn_off;
+    if (grouped_query && mask.defined()) {
+      const auto every_head = [&](const torch::Tensor& t) {  // [B, kv, S, D] -> [B, heads, S, D]
+        return t.unsqueeze(2)
+            .expand({t.size(0), num_kv_heads_, num_heads_ / num_kv_heads_, t.size(2), t.size(3)})
+            .reshape({t.size(0), num_heads_, t.size(2), t.size(3)});
+      };
+      k = every_head(k);
+      v = every_head(v);
+      grouped_query = false;
+    }
+  }
   auto out = at::scaled_dot_product_attention(q, k, v, mask, /*dropout_p=*/0.0, /*is_causal=*/false,
                                               /*scale=*/std::pow(static_cast<double>(head_dim_), -0.5),
-                                              /*enable_gqa=*/num_kv_heads_ != num_heads_);
+                                              /*enable_gqa=*/grouped_query);
   // [B, S, heads * D]
   out = out.transpose(1, 2).reshape({batch, seq, num_heads_ * head_dim_});
   return o_proj->forward(out);

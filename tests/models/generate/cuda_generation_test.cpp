@@ -9,6 +9,7 @@
 // was skipped.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -185,7 +186,7 @@ TEST_CASE("CUDA generation: LoRA on the experts runs grouped (== the per-expert 
 #endif
 }
 
-TEST_CASE("MoE training forward on CUDA: differentiable grouped experts == the per-expert loop, values and gradients") {
+TEST_CASE("MoE training forward on CUDA: differentiable grouped experts as close to fp32 as the per-expert loop, values and gradients") {
   if (skip_cuda_generation()) return;
 #if QERL_CUDA
   for (const bool codes : {false, true}) {
@@ -231,15 +232,32 @@ TEST_CASE("MoE training forward on CUDA: differentiable grouped experts == the p
     };
     const auto loop = run(true);
     const auto grouped = run(false);
+    // The reference: the same weights in fp32 (bf16 values widen exactly;
+    // the codes stay), through the per-expert loop, on the same routes.
+    lm->to(torch::kFloat);
+    const auto reference = run(true);
     REQUIRE(loop.size() == grouped.size());
+    REQUIRE(loop.size() == reference.size());
     int compared = 0;
+    double worst_loop = 0, worst_grouped = 0;
     for (size_t i = 0; i < loop.size(); ++i) {
-      CAPTURE(i);
-      const double norm = loop[i].norm().item<double>();
+      const double norm = reference[i].norm().item<double>();
       if (norm == 0) continue;
       ++compared;
-      CHECK((grouped[i] - loop[i]).norm().item<double>() / norm < 3e-2);
+      // Each bf16 path's distance from fp32; the grouped path may not be
+      // much further off than the per-expert loop (its kernels accumulate
+      // in another order, so not bit-equal).
+      const double loop_error = (loop[i] - reference[i]).norm().item<double>() / norm;
+      const double grouped_error = (grouped[i] - reference[i]).norm().item<double>() / norm;
+      worst_loop = std::max(worst_loop, loop_error);
+      worst_grouped = std::max(worst_grouped, grouped_error);
+      CAPTURE(i);
+      CAPTURE(loop_error);
+      CHECK(grouped_error <= 1.5 * loop_error + 2e-3);
     }
+    MESSAGE("codes " << codes << ": largest relative error against fp32 over " << compared
+                     << " tensors (logits, adapter, router and expert gradients): per-expert loop " << worst_loop
+                     << ", grouped " << worst_grouped);
     CHECK(compared > 20);  // logits, adapters, routers (and an expert) all carried gradients
   }
 #endif
