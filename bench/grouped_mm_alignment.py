@@ -1,11 +1,13 @@
 """Checks LibTorch's torch._grouped_mm gradients against a per-group fp32
 reference, with expert groups that start off and on 8-row boundaries.
 
-Why: qerl's differentiable grouped MoE path (models/nn/sparse_moe.cpp,
-kernels::cuda::align_routing) pads every expert's rows to a multiple of 8,
-because the weight gradient is a grouped GEMM that contracts over the rows.
-This prints, for each layout and GEMM shape (LoRA's narrow ones included), the
-relative error of the output, the input gradient and the weight gradient. Needs a CUDA GPU (sm_90 for the CUTLASS path).
+Why: qerl's differentiable grouped MoE path (models/nn/sparse_moe.cpp) hands
+_grouped_mm expert groups of any size and start (no padding to 8 rows, as
+torchtitan does), and LoRA's rank-8/16 projections as narrow GEMMs. This
+checks that assumption: for each layout and GEMM shape it prints the relative
+error of the output, the input gradient and the weight gradient. On an H100
+with torch 2.11 (2026-12-06) every case measured 1.6e-3 to 1.7e-3, bf16
+rounding, whether aligned or not. Needs a CUDA GPU (sm_90 for the CUTLASS path).
 usage: python3 bench/grouped_mm_alignment.py
 """
 import torch

@@ -251,26 +251,6 @@ ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts) {
   return r;
 }
 
-AlignedRouting align_routing(const torch::Tensor& indices, int64_t experts, int64_t alignment) {
-  const int64_t tokens = indices.size(0), top_k = indices.size(1), n = tokens * top_k;
-  const ExpertRouting sorted = sort_by_expert(indices, experts);
-  const torch::Tensor flat = indices.reshape({-1}).to(torch::kLong);
-  const torch::Tensor starts = sorted.offsets.narrow(0, 0, experts).to(torch::kLong);
-  const torch::Tensor counts = sorted.offsets.narrow(0, 1, experts).to(torch::kLong) - starts;
-  // At least `alignment` rows each, rounded up: at most n + experts * alignment rows in all.
-  const torch::Tensor padded = torch::floor_divide(counts.clamp_min(1) + (alignment - 1), alignment) * alignment;
-  const torch::Tensor padded_ends = padded.cumsum(0);
-  const torch::Tensor expert_of_sorted = flat.index_select(0, sorted.order);
-  const torch::Tensor slot_of_sorted = (padded_ends - padded).index_select(0, expert_of_sorted) +
-                                       torch::arange(n, flat.options()) - starts.index_select(0, expert_of_sorted);
-  AlignedRouting r;
-  r.source = torch::full({n + experts * alignment}, tokens, flat.options())
-                 .scatter_(0, slot_of_sorted, torch::floor_divide(sorted.order, top_k));
-  r.ends = padded_ends.to(torch::kInt);
-  r.slot = slot_of_sorted.index_select(0, sorted.position);
-  return r;
-}
-
 torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const Fp4Experts& w,
                                  int64_t rows_hint) {
   const int64_t E = w.packed.size(0), N = w.packed.size(1), K = w.packed.size(2) * 2;
@@ -321,7 +301,42 @@ torch::Tensor grouped_low_rank(const torch::Tensor& rows, const ExpertRouting& r
   return at::_grouped_mm(at::_grouped_mm(rows, a.transpose(1, 2), ends), b.transpose(1, 2), ends);
 }
 
+// frozen_experts_projection's autograd node: saves the routing offsets
+// and the codes, never a dense copy.
+class FrozenExpertsFunction : public torch::autograd::Function<FrozenExpertsFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& rows,
+                               const torch::Tensor& offsets, const torch::Tensor& packed, const torch::Tensor& scale,
+                               const torch::Tensor& global) {
+    ctx->save_for_backward({offsets, packed, scale, global});
+    ExpertRouting routing;
+    routing.offsets = offsets;
+    const int64_t experts = packed.size(0);
+    return grouped_projection(rows, routing, codes_of(packed, scale, global), torch::Tensor(),
+                              (rows.size(0) + experts - 1) / experts);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor dense = dequantize_experts_bf16(codes_of(saved[1], saved[2], saved[3]));  // [E, N, K]
+    const torch::Tensor d_rows =
+        at::_grouped_mm(grads[0].contiguous(), dense, saved[0].narrow(0, 1, saved[1].size(0)));
+    return {d_rows, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+  static Fp4Experts codes_of(const torch::Tensor& packed, const torch::Tensor& scale, const torch::Tensor& global) {
+    return {packed, scale, global.numel() == 0 ? torch::Tensor() : global};
+  }
+};
+
 }  // namespace
+
+torch::Tensor frozen_experts_projection(const torch::Tensor& rows, const ExpertRouting& routing,
+                                        const Fp4Experts& codes) {
+  const c10::cuda::CUDAGuard guard(rows.device());
+  const torch::Tensor global =
+      codes.nvfp4() ? codes.global_scale : torch::empty({0}, codes.packed.options().dtype(torch::kFloat));
+  return FrozenExpertsFunction::apply(rows, routing.offsets, codes.packed, codes.scale, global);
+}
 
 torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights,
                                   const MoeExperts& experts) {

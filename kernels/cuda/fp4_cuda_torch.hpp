@@ -58,19 +58,6 @@ struct ExpertRouting {
 };
 ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts);
 
-// The routing laid out for LibTorch's differentiable _grouped_mm: each
-// expert's rows start at a multiple of `alignment` rows and every expert
-// gets at least that many (padding rows). The weight-gradient GEMM of
-// _grouped_mm contracts over the rows, and a group starting off a 16-byte
-// boundary is computed wrongly on sm_90 (measured: 3-12 % errors in the
-// gradients); 8 bf16 rows are 16 bytes. indices [T, top_k] int64.
-struct AlignedRouting {
-  torch::Tensor source;  // [R] int64: token of each padded row; T for padding (a zero row appended to x)
-  torch::Tensor ends;    // [E] int32: end of each expert's padded rows (rows past ends[E-1] are unused)
-  torch::Tensor slot;    // [T * top_k] int64: padded row of each (token, slot) assignment, flat order
-};
-AlignedRouting align_routing(const torch::Tensor& indices, int64_t experts, int64_t alignment = 8);
-
 // y = x_sorted · dequant(W_e)ᵀ for each expert's rows, one launch.
 torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const Fp4Experts& w,
                                  int64_t rows_hint);
@@ -95,6 +82,15 @@ struct MoeExperts {
 };
 // [E, N, K] bf16 of every expert's codes, one launch.
 torch::Tensor dequantize_experts_bf16(const Fp4Experts& w);
+
+// Training through a frozen 4-bit base: rows [R, K] bf16 sorted by expert
+// (routing from sort_by_expert) -> [R, N] = rows · dequant(W_e)ᵀ per
+// expert, differentiable in rows. Forward as moe_experts_forward's
+// projections; the backward (rows' gradient = grad · dequant(W_e)) decodes
+// the codes again instead of keeping the dense experts between the passes
+// (about 1 GiB per layer at Qwen1.5-MoE-A2.7B's shape).
+torch::Tensor frozen_experts_projection(const torch::Tensor& rows, const ExpertRouting& routing,
+                                        const Fp4Experts& codes);
 
 torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights,
                                   const MoeExperts& experts);

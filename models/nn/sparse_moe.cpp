@@ -8,6 +8,8 @@
 // fit either take the loop.
 #include "models/nn/sparse_moe.hpp"
 
+#include <functional>
+
 #include <torch/types.h>
 
 #include "common/error.hpp"
@@ -206,28 +208,36 @@ torch::Tensor SparseMoeImpl::grouped_with_gradients(const torch::Tensor& x, cons
           (adapter != nullptr && (adapter->a.size(0) != member.front()->a.size(0) ||
                                   adapter->scale != member.front()->scale)))
         return {};
-  torch::Tensor gate_up_w, down_w;  // [E, 2I, H], [E, H, I] bf16
+  const kernels::cuda::ExpertRouting routing = kernels::cuda::sort_by_expert(indices, num_experts_);
+  const torch::Tensor ends = routing.offsets.narrow(0, 1, num_experts_);
+  const torch::Tensor rows = x.index_select(0, torch::floor_divide(routing.order, top_k_));  // [T*K, H] sorted
+  // The base projections. Frozen bases (codes, or bf16 weights without
+  // gradients) come from the stacked experts, kept in sync, so nothing is
+  // copied per call; codes are decoded again in the backward rather than
+  // kept dense between the passes. Trained bf16 experts are stacked each
+  // call, so that gradients reach the parameters.
+  const auto* stacked = static_cast<const kernels::cuda::MoeExperts*>(stacked_experts());
+  std::function<torch::Tensor(const torch::Tensor&, bool)> base;  // (rows, down?) -> rows · W_eᵀ
   if (codes) {
-    const auto* stacked = static_cast<const kernels::cuda::MoeExperts*>(stacked_experts());
     if (stacked == nullptr || !stacked->fp4()) return {};
-    gate_up_w = kernels::cuda::dequantize_experts_bf16(stacked->gate_up);  // frozen: no gradient
-    down_w = kernels::cuda::dequantize_experts_bf16(stacked->down);
+    base = [&](const torch::Tensor& in, bool down) {
+      return kernels::cuda::frozen_experts_projection(in, routing, down ? stacked->down : stacked->gate_up);
+    };
+  } else if (!expert_list_.front()->gate->weight.requires_grad() && stacked != nullptr && !stacked->fp4()) {
+    base = [&](const torch::Tensor& in, bool down) {
+      return at::_grouped_mm(in, (down ? stacked->down_bf16 : stacked->gate_up_bf16).transpose(1, 2), ends);
+    };
   } else {
-    std::vector<torch::Tensor> gate_up, down;  // stacked each call, so gradients reach the parameters
+    std::vector<torch::Tensor> gate_up, down;
     for (const SwiGLU& e : expert_list_) {
       gate_up.push_back(torch::cat({e->gate->weight, e->up->weight}));
       down.push_back(e->down->weight);
     }
-    gate_up_w = torch::stack(gate_up);
-    down_w = torch::stack(down);
+    const torch::Tensor gate_up_w = torch::stack(gate_up), down_w = torch::stack(down);  // [E, 2I, H], [E, H, I]
+    base = [&, gate_up_w, down_w](const torch::Tensor& in, bool is_down) {
+      return at::_grouped_mm(in, (is_down ? down_w : gate_up_w).transpose(1, 2), ends);
+    };
   }
-  const int64_t tokens = x.size(0);
-  // Groups start 8-row aligned (align_routing says why); padding rows read
-  // an appended zero row, whose gradient is dropped.
-  const kernels::cuda::AlignedRouting routing = kernels::cuda::align_routing(indices, num_experts_);
-  const torch::Tensor& ends = routing.ends;
-  const torch::Tensor rows =
-      torch::cat({x, torch::zeros({1, x.size(1)}, x.options())}).index_select(0, routing.source);  // [R, H] sorted
   // Each expert's LoRA term on its rows, as the adapter hook computes it:
   // ((rows A^T) B^T) * scale in the rows' dtype.
   const auto low_rank = [&](const torch::Tensor& in, const std::vector<const LinearImpl::LowRankAdapter*>& member) {
@@ -239,17 +249,17 @@ torch::Tensor SparseMoeImpl::grouped_with_gradients(const torch::Tensor& x, cons
     const torch::Tensor t = at::_grouped_mm(in, torch::stack(a).to(in.scalar_type()).transpose(1, 2), ends);
     return at::_grouped_mm(t, torch::stack(b).to(in.scalar_type()).transpose(1, 2), ends) * member.front()->scale;
   };
-  const torch::Tensor h = at::_grouped_mm(rows, gate_up_w.transpose(1, 2), ends);  // [R, 2I]
+  const torch::Tensor h = base(rows, false);  // [T*K, 2I]
   const int64_t inner = h.size(1) / 2;
   torch::Tensor gate_out = h.narrow(1, 0, inner), up_out = h.narrow(1, inner, inner);
   if (lora[0].front() != nullptr) gate_out = gate_out + low_rank(rows, lora[0]);
   if (lora[1].front() != nullptr) up_out = up_out + low_rank(rows, lora[1]);
   const torch::Tensor act = torch::silu(gate_out) * up_out;
-  torch::Tensor out = at::_grouped_mm(act, down_w.transpose(1, 2), ends);  // [R, H]
+  torch::Tensor out = base(act, true);  // [T*K, H]
   if (lora[2].front() != nullptr) out = out + low_rank(act, lora[2]);
   // As the loop: each (token, slot) output weighted, the K slots summed, rounded once.
-  const torch::Tensor weighted = out.index_select(0, routing.slot) * weights.reshape({-1}).unsqueeze(-1);
-  return weighted.view({tokens, top_k_, -1}).sum(1).to(x.scalar_type());
+  const torch::Tensor weighted = out.index_select(0, routing.position) * weights.reshape({-1}).unsqueeze(-1);
+  return weighted.view({x.size(0), top_k_, -1}).sum(1).to(x.scalar_type());
 }
 #endif
 

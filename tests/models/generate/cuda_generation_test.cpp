@@ -251,14 +251,92 @@ TEST_CASE("MoE training forward on CUDA: differentiable grouped experts as close
       const double grouped_error = (grouped[i] - reference[i]).norm().item<double>() / norm;
       worst_loop = std::max(worst_loop, loop_error);
       worst_grouped = std::max(worst_grouped, grouped_error);
+      // Through two layers and attention, bf16 rounding grows to 10-30 %
+      // on some gradients for both paths (measured), so this whole-model
+      // check is loose; the one-layer case below is the tight one.
       CAPTURE(i);
       CAPTURE(loop_error);
-      CHECK(grouped_error <= 1.5 * loop_error + 2e-3);
+      CHECK(grouped_error <= 2 * loop_error + 1e-2);
     }
     MESSAGE("codes " << codes << ": largest relative error against fp32 over " << compared
                      << " tensors (logits, adapter, router and expert gradients): per-expert loop " << worst_loop
                      << ", grouped " << worst_grouped);
     CHECK(compared > 20);  // logits, adapters, routers (and an expert) all carried gradients
+  }
+#endif
+}
+
+TEST_CASE("one MoE layer on CUDA with gradients: grouped experts within bf16 rounding of fp32, as the per-expert loop") {
+  if (skip_cuda_generation()) return;
+#if QERL_CUDA
+  // The three bases the grouped path takes: trained bf16 experts (stacked
+  // per call), frozen bf16 experts (the stacked copy), frozen NVFP4 codes.
+  for (const std::string base : {"trained bf16", "frozen bf16", "nvfp4 codes"}) {
+    CAPTURE(base);
+    CausalLM lm = tiny_model("qwen2_moe", 71, torch::kBFloat16);
+    lm->to(torch::kCUDA);
+    if (base == "nvfp4 codes") set_expert_codes(lm, torch::kCUDA);
+    LoraConfig lora_config;
+    lora_config.rank = 8;
+    LoraAdapters lora(*lm, lora_config, /*seed=*/72);
+    {
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(73);
+      const auto params = lora.parameters();
+      for (size_t i = 1; i < params.size(); i += 2) params[i].copy_(torch::randn_like(params[i]) * 0.3);
+    }
+    SparseMoe moe{nullptr};
+    for (auto& layer : lm->model->layer_list)
+      if (layer->is_moe() && moe.is_empty()) moe = layer->moe;
+    REQUIRE_FALSE(moe.is_empty());
+    if (base != "trained bf16")
+      for (const auto& module : *moe->experts)
+        for (auto& p : module->parameters()) p.set_requires_grad(false);
+    torch::manual_seed(74);
+    const auto on_gpu = torch::TensorOptions().device(torch::kCUDA);
+    const torch::Tensor x32 = torch::randn({45, lm->config().hidden_size}, on_gpu);
+    const torch::Tensor probe = torch::randn({45, lm->config().hidden_size}, on_gpu);
+    LayerRoute route;  // every pass on the bf16 loop's routes
+    route.mode = RoutingMode::replay;
+    {
+      torch::NoGradGuard no_grad;
+      route.replay_indices = moe->forward(x32.to(torch::kBFloat16), LayerRoute{}).indices;
+    }
+    // loss = <moe(x), probe>: the output, dx, the router's and every expert adapter's gradients.
+    const auto run = [&](bool loop, torch::Dtype dtype) {
+      moe->force_expert_loop(loop);
+      moe->zero_grad();
+      for (auto& p : lora.parameters()) p.mutable_grad() = torch::Tensor();
+      const torch::Tensor x = x32.to(dtype).detach().requires_grad_();
+      const torch::Tensor out = moe->forward(x, route).hidden;
+      (out.to(torch::kFloat) * probe).sum().backward();
+      std::vector<torch::Tensor> values{out.detach().to(torch::kFloat), x.grad().to(torch::kFloat),
+                                        moe->gate->weight.grad().to(torch::kFloat)};
+      for (const auto& p : lora.parameters()) values.push_back(p.grad().defined() ? p.grad() : torch::zeros({1}, on_gpu));
+      return values;
+    };
+    const auto loop = run(true, torch::kBFloat16);
+    const auto grouped = run(false, torch::kBFloat16);
+    lm->to(torch::kFloat);  // the fp32 reference: the same weights (and codes), the per-expert loop
+    const auto reference = run(true, torch::kFloat);
+    int compared = 0;
+    double worst_loop = 0, worst_grouped = 0;
+    for (size_t i = 0; i < reference.size(); ++i) {
+      const double norm = reference[i].norm().item<double>();
+      if (norm == 0) continue;  // adapters of the other layers
+      ++compared;
+      const double loop_error = (loop[i] - reference[i]).norm().item<double>() / norm;
+      const double grouped_error = (grouped[i] - reference[i]).norm().item<double>() / norm;
+      worst_loop = std::max(worst_loop, loop_error);
+      worst_grouped = std::max(worst_grouped, grouped_error);
+      CAPTURE(i);
+      CAPTURE(loop_error);
+      CHECK(grouped_error < 2e-2);
+      CHECK(grouped_error <= 2 * loop_error + 2e-3);
+    }
+    CHECK(compared >= 3 + 6 * 4);  // output, dx, router; A and B of gate, up, down of each of 4 experts at least
+    MESSAGE("one layer, " << base << " experts: largest relative error against fp32 over " << compared
+                                << " tensors: per-expert loop " << worst_loop << ", grouped " << worst_grouped);
   }
 #endif
 }
