@@ -30,15 +30,17 @@ class LearnerStage final : public runtime::Stage {
     spec_ = context.pipeline;
     logger_ = context.logger;
     sft_ = context.stage->choice_option<LearnerMode>("mode") == LearnerMode::sft;
-    models::LoadedModel policy = open_policy(*spec_, stage_device(context), model_dtype(*spec_));
+    const torch::Device device = stage_device(context);
+    const bool lora = spec_->quantization.train == dsl::QuantTrain::lora;
+    models::LoadedModel policy = open_policy(*spec_, device, model_dtype(*spec_), /*packed_next=*/lora);
     lm_ = policy.lm;
     const models::QuantSpec& quant = spec_->quantization.quant;
     std::vector<torch::Tensor> params;
     std::vector<std::string> names;
-    if (spec_->quantization.train == dsl::QuantTrain::lora) {
+    if (lora) {
       // QeRL: a frozen base (packed when a scheme is set; a compressed-tensors
       // model.path keeps its codes) and trainable adapters only.
-      base_ = open_packed_base(*spec_, policy, base_residency(spec_->aqn, !sft_ && spec_->aqn.on_training()));
+      base_ = open_packed_base(*spec_, policy, base_residency(spec_->aqn, !sft_ && spec_->aqn.on_training()), device);
       if (base_ && context.replica == 0) log_quant_summary(logger_, base_->summary(), quant);
       for (auto& p : lm_->parameters()) p.requires_grad_(false);
       lora_ = std::make_unique<models::LoraAdapters>(*lm_, lora_config_of(*spec_), lora_seed(*spec_));

@@ -32,7 +32,8 @@ torch::ScalarType model_dtype(const dsl::PipelineSpec& spec) {
   return torch::kBFloat16;
 }
 
-models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype) {
+models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype,
+                                bool packed_next) {
   models::LoadedModel policy;
   if (spec.model.init == dsl::ModelInit::random) {
     const fs::path config = fs::path(spec.model.path) / "config.json";
@@ -48,17 +49,20 @@ models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device dev
     options.dtype = dtype;
     policy = models::load_model_folder(spec.model.path, options);
   }
-  policy.lm->to(device, dtype);
+  policy.lm->to(packed_next && !policy.quantization ? torch::Device(torch::kCPU) : device, dtype);
   policy.lm->eval();
   return policy;
 }
 
 std::unique_ptr<models::PackedBase> open_packed_base(const dsl::PipelineSpec& spec, models::LoadedModel& policy,
-                                                     models::Residency residency) {
+                                                     models::Residency residency, torch::Device device) {
   const models::QuantSpec& quant = spec.quantization.quant;
   if (!policy.quantization) {
-    if (quant.scheme == models::QuantScheme::none) return nullptr;
-    return std::make_unique<models::PackedBase>(*policy.lm, quant, residency);
+    std::unique_ptr<models::PackedBase> base;
+    if (quant.scheme != models::QuantScheme::none)
+      base = std::make_unique<models::PackedBase>(*policy.lm, quant, residency, device);
+    policy.lm->to(device);  // what was not packed
+    return base;
   }
   const auto& stored = policy.quantization->spec;
   const std::string where = "model.path '" + spec.model.path + "' holds a " + policy.quantization->format +
@@ -84,17 +88,17 @@ models::Residency base_residency(const dsl::AqnSpec& aqn, bool aqn_applies) {
 std::unique_ptr<models::SamplingEngine> open_sampling_engine(const dsl::PipelineSpec& spec, torch::Device device,
                                                              bool with_aqn,
                                                              const std::shared_ptr<spdlog::logger>& logger) {
-  models::LoadedModel policy = open_policy(spec, device, model_dtype(spec));
+  models::LoadedModel policy = open_policy(spec, device, model_dtype(spec), /*packed_next=*/true);
   models::EngineParts parts;
   parts.lm = policy.lm;
   const bool noise = with_aqn && spec.aqn.on_rollout();
-  if (noise) {
+  parts.base = open_packed_base(spec, policy, base_residency(spec.aqn, noise), device);
+  if (parts.base && logger) log_quant_summary(logger, parts.base->summary(), spec.quantization.quant);
+  if (noise) {  // on the device: its clean copies are taken now
     parts.noise = std::make_unique<models::WeightNoise>(aqn_noise_targets(spec.aqn), *policy.lm);
     if (logger)
       for (const auto& p : parts.noise->unmatched()) log_warn(logger, "aqn: pattern \"" + p + "\" matches no module");
   }
-  parts.base = open_packed_base(spec, policy, base_residency(spec.aqn, noise));
-  if (parts.base && logger) log_quant_summary(logger, parts.base->summary(), spec.quantization.quant);
   if (spec.quantization.train == dsl::QuantTrain::lora)
     parts.lora = std::make_unique<models::LoraAdapters>(*policy.lm, lora_config_of(spec), lora_seed(spec));
   parts.codes_from_updates = spec.quantization.train == dsl::QuantTrain::qat;

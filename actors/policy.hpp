@@ -39,16 +39,21 @@ torch::ScalarType model_dtype(const dsl::PipelineSpec& spec);
 // model.init = checkpoint: the folder's weights (a compressed-tensors
 // folder: the dequantized codes, the codes kept for open_packed_base);
 // random: HF-style init of its config.json seeded by run.seed. The model is
-// in eval mode.
-models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype);
+// in eval mode, on `device`; with `packed_next` a dense model stays on the
+// host for open_packed_base, which takes it to `device` quantized (so a
+// 4-bit stage never holds the dense model on the GPU; a compressed-tensors
+// folder, already packed, goes to `device` here).
+models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype,
+                                bool packed_next = false);
 
 // The packed base of [quantization] over `policy` (null for scheme "none"):
 // a compressed-tensors policy keeps its stored codes (quantization.scheme
 // and mode must match the checkpoint's: qerl::Error otherwise), any other
-// is packed from its weights. With Residency::codes_only the packed
-// Linears' dense weights are freed: only codes stay on the device.
+// is packed from its weights, one fusion group at a time onto `device`.
+// With Residency::codes_only the packed Linears' dense weights are freed:
+// only codes stay on the device. Afterwards the whole model is on `device`.
 std::unique_ptr<models::PackedBase> open_packed_base(const dsl::PipelineSpec& spec, models::LoadedModel& policy,
-                                                     models::Residency residency);
+                                                     models::Residency residency, torch::Device device);
 
 // codes_only, unless AQN noise (when `aqn_applies` to this copy) writes
 // Linear weights, which then must stay dense to be noised and repacked.

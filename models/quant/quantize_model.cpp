@@ -155,13 +155,35 @@ TensorMap pack_weights(const std::vector<QuantTarget>& targets, const QuantSpec&
   return out;
 }
 
-PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec, Residency residency)
+PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec, Residency residency,
+                       std::optional<torch::Device> device)
     : lm_(&lm), spec_(spec), release_dense_(residency == Residency::codes_only) {
   if (spec.scheme == QuantScheme::none) throw Error("PackedBase: quantization.scheme is \"none\"");
   targets_ = plan_quantization(lm, spec, &summary_);
   for (size_t i = 0; i < targets_.size(); ++i) packed_.push_back(std::make_shared<Packed>());
-  repack();
-  release();
+  if (!device) {
+    repack();
+    release();
+    return;
+  }
+  std::map<std::string, std::vector<size_t>> groups;  // fusion group -> its members
+  for (size_t i = 0; i < targets_.size(); ++i) groups[targets_[i].fusion_group].push_back(i);
+  for (const auto& [group, members] : groups) {
+    std::vector<torch::Tensor> weights;
+    for (size_t i : members) {
+      torch::Tensor& w = targets_[i].linear->weight;
+      {
+        torch::NoGradGuard no_grad;
+        w.set_data(w.to(*device));
+      }
+      weights.push_back(w.detach());
+    }
+    pack_from(members, weights);
+    for (size_t i : members) packed_[i]->version = targets_[i].linear->weight._version();
+    if (release_dense_)
+      for (size_t i : members) targets_[i].linear->release_dense_weight();
+  }
+  released_ = release_dense_;
 }
 
 PackedBase::PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap& packed, Residency residency)

@@ -84,8 +84,13 @@ enum class Residency { keep_dense, codes_only };
 // rollout checkpoint).
 class PackedBase {
  public:
-  // Packs the Linears `spec` selects from their current weights.
-  PackedBase(CausalLMImpl& lm, const QuantSpec& spec, Residency residency = Residency::keep_dense);
+  // Packs the Linears `spec` selects from their current weights. With a
+  // `device`, one fusion group at a time: its members' weights move there,
+  // are packed (and with codes_only freed) before the next group moves, so
+  // a model held on the host reaches the GPU quantized without its dense
+  // copy ever being there whole (the caller moves the rest afterwards).
+  PackedBase(CausalLMImpl& lm, const QuantSpec& spec, Residency residency = Residency::keep_dense,
+             std::optional<torch::Device> device = std::nullopt);
   // Takes the codes of `packed` (compressed-tensors names): the Linears
   // holding a weight_packed there are the targets, whatever spec.ignore says.
   PackedBase(CausalLMImpl& lm, const QuantSpec& spec, const TensorMap& packed,

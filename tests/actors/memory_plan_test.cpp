@@ -112,7 +112,7 @@ TEST_CASE("memory plan: the LoRA learner's frozen base, adapters, Adam moments a
   const MemoryPlan plan = plan_of(spec);
   // As LearnerStage::setup builds it.
   models::LoadedModel policy = actors::open_policy(spec, torch::kCPU, actors::model_dtype(spec));
-  auto base = actors::open_packed_base(spec, policy, actors::base_residency(spec.aqn, spec.aqn.on_training()));
+  auto base = actors::open_packed_base(spec, policy, actors::base_residency(spec.aqn, spec.aqn.on_training()), torch::kCPU);
   for (auto& p : policy.lm->parameters()) p.requires_grad_(false);
   models::LoraAdapters lora(*policy.lm, actors::lora_config_of(spec), actors::lora_seed(spec));
   actors::PolicyTrainer trainer(policy.lm, lora.parameters(), lora.parameter_names(), settings_of(spec), nullptr, {});

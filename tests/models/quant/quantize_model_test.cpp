@@ -86,6 +86,26 @@ TEST_CASE("packed base: weights are fake-quantized with the group's minimum glob
   }
 }
 
+TEST_CASE("packed base onto a device, group by group, with codes only: the codes and logits of packing in place") {
+  auto spec = nvfp4_spec();
+  auto whole = testing::tiny_model("qwen2_moe", /*seed=*/6);
+  auto streamed = testing::tiny_model("qwen2_moe", /*seed=*/6);
+  const auto ids = torch::randint(3, 97, {2, 9}, torch::kLong);
+  PackedBase reference(*whole, spec, Residency::codes_only);
+  PackedBase base(*streamed, spec, Residency::codes_only, torch::Device(torch::kCPU));
+  const TensorMap want = reference.packed_tensors(), got = base.packed_tensors();
+  REQUIRE(got.size() == want.size());
+  for (const auto& [name, tensor] : want) {
+    CAPTURE(name);
+    REQUIRE(got.count(name) == 1);
+    CHECK(torch::equal(got.at(name), tensor));
+  }
+  for (const auto& t : plan_quantization(*streamed, spec, nullptr)) CHECK(t.linear->weight.numel() == 0);  // freed
+  CHECK(torch::equal(logits_of(*streamed, ids), logits_of(*whole, ids)));
+  REQUIRE(base.sqnr_db().has_value());
+  CHECK(*base.sqnr_db() == doctest::Approx(*reference.sqnr_db()));
+}
+
 TEST_CASE("QAT: forward equals the packed base; the gradient is straight-through") {
   auto lm = testing::tiny_model("qwen3_moe", /*seed=*/6);
   auto twin = testing::tiny_model("qwen3_moe", /*seed=*/6);
