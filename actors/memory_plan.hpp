@@ -41,6 +41,7 @@ inline constexpr const char* routes = "routes";                   // captured Mo
 inline constexpr const char* gradients = "gradients";
 inline constexpr const char* activations = "activations (est.)";  // saved for backward, per micro-batch
 inline constexpr const char* logits = "logits (est.)";            // response logits, fp32 log-softmax (+ grads)
+inline constexpr const char* stacked_experts = "stacked experts";   // CUDA MoE path: every layer's experts in one tensor
 }  // namespace part
 
 struct MemoryPart {

@@ -37,9 +37,9 @@ dsl::PipelineSpec shipped(const std::string& file, const std::vector<std::string
   return dsl::load_pipeline(std::string(QERL_SOURCE_DIR) + "/pipelines/" + file, overrides, plan_registry().schema());
 }
 
-MemoryPlan plan_of(const dsl::PipelineSpec& spec, const actors::CapacityOf& capacity = {}) {
+MemoryPlan plan_of(const dsl::PipelineSpec& spec, const actors::CapacityOf& capacity = {}, int gpus = 0) {
   const runtime::Graph graph = runtime::Graph::build(spec, plan_registry());
-  const runtime::Placement placement = runtime::place(spec, graph, plan_registry(), /*physical_gpus=*/0);
+  const runtime::Placement placement = runtime::place(spec, graph, plan_registry(), /*physical_gpus=*/gpus);
   return actors::plan_memory(spec, placement, capacity);
 }
 
@@ -149,6 +149,38 @@ TEST_CASE("memory plan: a full-parameter QAT learner in bf16 keeps fp32 masters,
   CHECK(plan.bytes_of("learner", part::update) == nbytes(*actors::snapshot_packed(*policy.lm, targets, quant)));
   // bf16 policy grads + their fp32 master copies.
   CHECK(plan.bytes_of("learner", part::gradients) == nbytes(params) + nbytes(trainer.masters().trainable()));
+}
+
+TEST_CASE("memory plan: on a CUDA device each MoE copy also holds its experts stacked (codes, or bf16 weights)") {
+  const dsl::PipelineSpec spec = shipped("r3_aqn_nvfp4.toml");
+  const MemoryPlan cpu = plan_of(spec);
+  for (const char* stage : {"rollout", "eval", "reference", "learner"}) CHECK(cpu.bytes_of(stage, part::stacked_experts) == 0);
+  const MemoryPlan gpu = plan_of(spec, {}, /*gpus=*/1);
+  REQUIRE(gpu.devices.size() == 1);
+  CHECK(gpu.devices[0].device == "cuda:0");
+  // Independently: the expert tensors of the models the stages build.
+  models::LoadedModel policy = actors::open_policy(spec, torch::kCPU, actors::model_dtype(spec));
+  int64_t expert_weights = 0;
+  for (const auto& item : policy.lm->named_parameters())
+    if (item.key().find(".experts.") != std::string::npos) expert_weights += item.value().numel() * 2;  // bf16
+  auto base = actors::open_packed_base(spec, policy, actors::base_residency(spec.aqn, false), torch::kCPU);
+  int64_t expert_codes = 0;
+  for (const auto& [name, t] : base->packed_tensors())
+    if (name.find(".experts.") != std::string::npos) expert_codes += t.numel() * static_cast<int64_t>(t.element_size());
+  models::LoraAdapters lora(*policy.lm, actors::lora_config_of(spec), actors::lora_seed(spec));
+  int64_t expert_lora = 0;  // stacked in bf16
+  const auto names = lora.parameter_names();
+  const auto params = lora.parameters();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i].find(".experts.") != std::string::npos) expert_lora += params[i].numel() * 2;
+  CHECK(expert_weights > 0);
+  CHECK(expert_codes > 0);
+  CHECK(expert_lora > 0);
+  for (const char* stage : {"rollout", "eval", "learner"}) {
+    CAPTURE(stage);
+    CHECK(gpu.bytes_of(stage, part::stacked_experts) == expert_codes + expert_lora);
+  }
+  CHECK(gpu.bytes_of("reference", part::stacked_experts) == expert_weights);
 }
 
 TEST_CASE("memory plan: the KV cache formula equals hand-computed bytes and a real KVCache") {
