@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 
 #include <torch/cuda.h>
@@ -41,6 +42,52 @@ bool skip_cuda_generation() {
   return false;
 #endif
 }
+
+#if QERL_CUDA
+// Rank-8 LoRA on every target Linear with B drawn at random (a fresh
+// adapter's B is zero, which would leave A without a gradient).
+std::unique_ptr<LoraAdapters> random_lora(CausalLMImpl& lm, uint64_t seed) {
+  LoraConfig config;
+  config.rank = 8;
+  auto lora = std::make_unique<LoraAdapters>(lm, config, seed);
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(seed + 1);
+  const auto params = lora->parameters();
+  for (size_t i = 1; i < params.size(); i += 2) params[i].copy_(torch::randn_like(params[i]) * 0.3);
+  return lora;
+}
+
+// The two bf16 MoE paths against an fp32 reference of the same tensors
+// (outputs, gradients), tensor by tensor; all-zero references are skipped.
+// The grouped path may be at most `ratio` x the per-expert loop's relative
+// error + `slack` off, and below `cap` (its kernels accumulate in another
+// order, so the two are not bit-equal).
+struct Fp32Distance {
+  int compared = 0;
+  double worst_loop = 0, worst_grouped = 0;
+};
+Fp32Distance check_against_fp32(const std::vector<torch::Tensor>& loop, const std::vector<torch::Tensor>& grouped,
+                                const std::vector<torch::Tensor>& reference, double ratio, double slack,
+                                double cap) {
+  REQUIRE(loop.size() == reference.size());
+  REQUIRE(grouped.size() == reference.size());
+  Fp32Distance d;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    const double norm = reference[i].norm().item<double>();
+    if (norm == 0) continue;
+    ++d.compared;
+    const double loop_error = (loop[i] - reference[i]).norm().item<double>() / norm;
+    const double grouped_error = (grouped[i] - reference[i]).norm().item<double>() / norm;
+    d.worst_loop = std::max(d.worst_loop, loop_error);
+    d.worst_grouped = std::max(d.worst_grouped, grouped_error);
+    CAPTURE(i);
+    CAPTURE(loop_error);
+    CHECK(grouped_error < cap);
+    CHECK(grouped_error <= ratio * loop_error + slack);
+  }
+  return d;
+}
+#endif
 
 }  // namespace
 
@@ -194,15 +241,7 @@ TEST_CASE("MoE training forward on CUDA: differentiable grouped experts as close
     CausalLM lm = tiny_model("qwen2_moe", 61, torch::kBFloat16);
     lm->to(torch::kCUDA);
     if (codes) set_expert_codes(lm, torch::kCUDA);  // a frozen NVFP4 base under LoRA, as QeRL trains
-    LoraConfig lora_config;
-    lora_config.rank = 8;
-    LoraAdapters lora(*lm, lora_config, /*seed=*/62);
-    {
-      torch::NoGradGuard no_grad;
-      torch::manual_seed(63);
-      const auto params = lora.parameters();
-      for (size_t i = 1; i < params.size(); i += 2) params[i].copy_(torch::randn_like(params[i]) * 0.3);
-    }
+    const auto lora = random_lora(*lm, /*seed=*/62);
     torch::manual_seed(64);
     ForwardArgs args;
     args.input_ids = torch::randint(3, 97, {3, 12}, torch::kLong).cuda();
@@ -217,11 +256,11 @@ TEST_CASE("MoE training forward on CUDA: differentiable grouped experts as close
       for (auto& layer : lm->model->layer_list)
         if (layer->is_moe()) layer->moe->force_expert_loop(loop);
       lm->zero_grad();
-      for (auto& p : lora.parameters()) p.mutable_grad() = torch::Tensor();
+      for (auto& p : lora->parameters()) p.mutable_grad() = torch::Tensor();
       const torch::Tensor logits = lm->forward(args).logits;
       (logits.to(torch::kFloat) * probe).sum().backward();
       std::vector<torch::Tensor> grads{logits.detach().to(torch::kFloat).cpu()};
-      for (const auto& p : lora.parameters()) grads.push_back(p.grad().defined() ? p.grad().cpu() : torch::zeros({1}));
+      for (const auto& p : lora->parameters()) grads.push_back(p.grad().defined() ? p.grad().cpu() : torch::zeros({1}));
       for (auto& layer : lm->model->layer_list)
         if (layer->is_moe()) {
           grads.push_back(layer->moe->gate->weight.grad().to(torch::kFloat).cpu());
@@ -236,32 +275,14 @@ TEST_CASE("MoE training forward on CUDA: differentiable grouped experts as close
     // the codes stay), through the per-expert loop, on the same routes.
     lm->to(torch::kFloat);
     const auto reference = run(true);
-    REQUIRE(loop.size() == grouped.size());
-    REQUIRE(loop.size() == reference.size());
-    int compared = 0;
-    double worst_loop = 0, worst_grouped = 0;
-    for (size_t i = 0; i < loop.size(); ++i) {
-      const double norm = reference[i].norm().item<double>();
-      if (norm == 0) continue;
-      ++compared;
-      // Each bf16 path's distance from fp32; the grouped path may not be
-      // much further off than the per-expert loop (its kernels accumulate
-      // in another order, so not bit-equal).
-      const double loop_error = (loop[i] - reference[i]).norm().item<double>() / norm;
-      const double grouped_error = (grouped[i] - reference[i]).norm().item<double>() / norm;
-      worst_loop = std::max(worst_loop, loop_error);
-      worst_grouped = std::max(worst_grouped, grouped_error);
-      // Through two layers and attention, bf16 rounding grows to 10-30 %
-      // on some gradients for both paths (measured), so this whole-model
-      // check is loose; the one-layer case below is the tight one.
-      CAPTURE(i);
-      CAPTURE(loop_error);
-      CHECK(grouped_error <= 2 * loop_error + 1e-2);
-    }
-    MESSAGE("codes " << codes << ": largest relative error against fp32 over " << compared
-                     << " tensors (logits, adapter, router and expert gradients): per-expert loop " << worst_loop
-                     << ", grouped " << worst_grouped);
-    CHECK(compared > 20);  // logits, adapters, routers (and an expert) all carried gradients
+    // Through two layers and attention, bf16 rounding grows to 10-30 % on
+    // some gradients for both paths (measured), so this whole-model check
+    // is loose; the one-layer case below is the tight one.
+    const Fp32Distance d = check_against_fp32(loop, grouped, reference, /*ratio=*/2, /*slack=*/1e-2, /*cap=*/1);
+    MESSAGE("codes " << codes << ": largest relative error against fp32 over " << d.compared
+                     << " tensors (logits, adapter, router and expert gradients): per-expert loop " << d.worst_loop
+                     << ", grouped " << d.worst_grouped);
+    CHECK(d.compared > 20);  // logits, adapters, routers (and an expert) all carried gradients
   }
 #endif
 }
@@ -276,15 +297,7 @@ TEST_CASE("one MoE layer on CUDA with gradients: grouped experts within bf16 rou
     CausalLM lm = tiny_model("qwen2_moe", 71, torch::kBFloat16);
     lm->to(torch::kCUDA);
     if (base == "nvfp4 codes") set_expert_codes(lm, torch::kCUDA);
-    LoraConfig lora_config;
-    lora_config.rank = 8;
-    LoraAdapters lora(*lm, lora_config, /*seed=*/72);
-    {
-      torch::NoGradGuard no_grad;
-      torch::manual_seed(73);
-      const auto params = lora.parameters();
-      for (size_t i = 1; i < params.size(); i += 2) params[i].copy_(torch::randn_like(params[i]) * 0.3);
-    }
+    const auto lora = random_lora(*lm, /*seed=*/72);
     SparseMoe moe{nullptr};
     for (auto& layer : lm->model->layer_list)
       if (layer->is_moe() && moe.is_empty()) moe = layer->moe;
@@ -306,37 +319,24 @@ TEST_CASE("one MoE layer on CUDA with gradients: grouped experts within bf16 rou
     const auto run = [&](bool loop, torch::Dtype dtype) {
       moe->force_expert_loop(loop);
       moe->zero_grad();
-      for (auto& p : lora.parameters()) p.mutable_grad() = torch::Tensor();
+      for (auto& p : lora->parameters()) p.mutable_grad() = torch::Tensor();
       const torch::Tensor x = x32.to(dtype).detach().requires_grad_();
       const torch::Tensor out = moe->forward(x, route).hidden;
       (out.to(torch::kFloat) * probe).sum().backward();
       std::vector<torch::Tensor> values{out.detach().to(torch::kFloat), x.grad().to(torch::kFloat),
                                         moe->gate->weight.grad().to(torch::kFloat)};
-      for (const auto& p : lora.parameters()) values.push_back(p.grad().defined() ? p.grad() : torch::zeros({1}, on_gpu));
+      for (const auto& p : lora->parameters()) values.push_back(p.grad().defined() ? p.grad() : torch::zeros({1}, on_gpu));
       return values;
     };
     const auto loop = run(true, torch::kBFloat16);
     const auto grouped = run(false, torch::kBFloat16);
     lm->to(torch::kFloat);  // the fp32 reference: the same weights (and codes), the per-expert loop
     const auto reference = run(true, torch::kFloat);
-    int compared = 0;
-    double worst_loop = 0, worst_grouped = 0;
-    for (size_t i = 0; i < reference.size(); ++i) {
-      const double norm = reference[i].norm().item<double>();
-      if (norm == 0) continue;  // adapters of the other layers
-      ++compared;
-      const double loop_error = (loop[i] - reference[i]).norm().item<double>() / norm;
-      const double grouped_error = (grouped[i] - reference[i]).norm().item<double>() / norm;
-      worst_loop = std::max(worst_loop, loop_error);
-      worst_grouped = std::max(worst_grouped, grouped_error);
-      CAPTURE(i);
-      CAPTURE(loop_error);
-      CHECK(grouped_error < 2e-2);
-      CHECK(grouped_error <= 2 * loop_error + 2e-3);
-    }
-    CHECK(compared >= 3 + 6 * 4);  // output, dx, router; A and B of gate, up, down of each of 4 experts at least
-    MESSAGE("one layer, " << base << " experts: largest relative error against fp32 over " << compared
-                                << " tensors: per-expert loop " << worst_loop << ", grouped " << worst_grouped);
+    // Adapters of the other layers have no gradient here: skipped.
+    const Fp32Distance d = check_against_fp32(loop, grouped, reference, /*ratio=*/2, /*slack=*/2e-3, /*cap=*/2e-2);
+    CHECK(d.compared >= 3 + 6 * 4);  // output, dx, router; A and B of gate, up, down of each of 4 experts at least
+    MESSAGE("one layer, " << base << " experts: largest relative error against fp32 over " << d.compared
+                                << " tensors: per-expert loop " << d.worst_loop << ", grouped " << d.worst_grouped);
   }
 #endif
 }
