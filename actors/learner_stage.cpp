@@ -31,6 +31,7 @@ class LearnerStage final : public runtime::Stage {
     logger_ = context.logger;
     sft_ = context.stage->choice_option<LearnerMode>("mode") == LearnerMode::sft;
     const torch::Device device = stage_device(context);
+    warn_if_slow_cpu_bf16(*spec_, device, logger_);
     const bool lora = spec_->quantization.train == dsl::QuantTrain::lora;
     models::LoadedModel policy = open_policy(*spec_, device, model_dtype(*spec_), /*packed_next=*/lora);
     lm_ = policy.lm;

@@ -3,6 +3,9 @@
 #include "actors/policy.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -30,6 +33,38 @@ torch::ScalarType model_dtype(const dsl::PipelineSpec& spec) {
     case dsl::ModelDtype::bf16: break;
   }
   return torch::kBFloat16;
+}
+
+double cpu_bf16_matmul_slowdown() {
+  static const double slowdown = [] {
+    torch::NoGradGuard no_grad;
+    // Fixed values: the global random generator stays untouched.
+    const torch::Tensor x = torch::linspace(-1, 1, 256 * 256).reshape({256, 256});
+    const auto best_seconds = [&](torch::ScalarType type) {
+      const torch::Tensor a = x.to(type), b = x.t().contiguous().to(type);
+      double best = 1e30;
+      for (int i = 0; i < 3; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        const torch::Tensor product = torch::mm(a, b);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+      return best;
+    };
+    return best_seconds(torch::kBFloat16) / std::max(best_seconds(torch::kFloat), 1e-9);
+  }();
+  return slowdown;
+}
+
+void warn_if_slow_cpu_bf16(const dsl::PipelineSpec& spec, torch::Device device,
+                           const std::shared_ptr<spdlog::logger>& logger) {
+  if (!logger || !device.is_cpu() || spec.model.dtype != dsl::ModelDtype::bf16) return;
+  static std::atomic<bool> warned{false};
+  const double slowdown = cpu_bf16_matmul_slowdown();
+  if (slowdown <= 8 || warned.exchange(true)) return;
+  char ratio[32];
+  std::snprintf(ratio, sizeof ratio, "%.0f", slowdown);
+  log_warn(logger, std::string("model.dtype = \"bf16\" on this CPU: LibTorch's bf16 matrix product measured ") + ratio +
+                       "x slower than fp32 here (no native bf16 instructions); model.dtype = \"fp32\" runs faster");
 }
 
 models::LoadedModel open_policy(const dsl::PipelineSpec& spec, torch::Device device, torch::ScalarType dtype,
@@ -88,6 +123,7 @@ models::Residency base_residency(const dsl::AqnSpec& aqn, bool aqn_applies) {
 std::unique_ptr<models::SamplingEngine> open_sampling_engine(const dsl::PipelineSpec& spec, torch::Device device,
                                                              bool with_aqn,
                                                              const std::shared_ptr<spdlog::logger>& logger) {
+  warn_if_slow_cpu_bf16(spec, device, logger);
   models::LoadedModel policy = open_policy(spec, device, model_dtype(spec), /*packed_next=*/true);
   models::EngineParts parts;
   parts.lm = policy.lm;

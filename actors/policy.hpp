@@ -36,6 +36,17 @@ torch::Device stage_device(const runtime::StageContext& context);
 // model.dtype as a torch dtype.
 torch::ScalarType model_dtype(const dsl::PipelineSpec& spec);
 
+// How many times slower LibTorch's bf16 matrix product is than fp32 on this
+// CPU: measured once per process, best of 3 products of 256 x 256 matrices
+// (about 75 ms on a CPU without bf16 instructions, far less elsewhere).
+double cpu_bf16_matmul_slowdown();
+// With model.dtype = "bf16" and `device` the CPU: when the slowdown above is
+// more than 8x (measured 113x on an AVX2-only EPYC, where the bf16 shipped
+// pipeline ran about 3x slower than on an AVX-512 CPU), says so in one
+// warning line per process, suggesting model.dtype = "fp32".
+void warn_if_slow_cpu_bf16(const dsl::PipelineSpec& spec, torch::Device device,
+                           const std::shared_ptr<spdlog::logger>& logger);
+
 // model.init = checkpoint: the folder's weights (a compressed-tensors
 // folder: the dequantized codes, the codes kept for open_packed_base);
 // random: HF-style init of its config.json seeded by run.seed. The model is

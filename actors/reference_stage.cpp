@@ -21,6 +21,7 @@ class ReferenceStage final : public runtime::Stage {
       log_info(context.logger, "algorithm.kl_coef = 0: reference log-probs are skipped");
       return;
     }
+    warn_if_slow_cpu_bf16(*context.pipeline, stage_device(context), context.logger);
     lm_ = open_policy(*context.pipeline, stage_device(context), model_dtype(*context.pipeline)).lm;
     for (auto& p : lm_->parameters()) p.set_requires_grad(false);
   }
