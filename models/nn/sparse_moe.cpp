@@ -216,14 +216,17 @@ torch::Tensor SparseMoeImpl::grouped_with_gradients(const torch::Tensor& x, cons
   // copied per call; codes are decoded again in the backward rather than
   // kept dense between the passes. Trained bf16 experts are stacked each
   // call, so that gradients reach the parameters.
-  const auto* stacked = static_cast<const kernels::cuda::MoeExperts*>(stacked_experts());
+  // Only frozen bases use (and so build) the stacked copy: trained experts
+  // change every step, and restacking them would be a second copy for nothing.
+  const bool frozen = codes || !expert_list_.front()->gate->weight.requires_grad();
+  const auto* stacked = frozen ? static_cast<const kernels::cuda::MoeExperts*>(stacked_experts()) : nullptr;
   std::function<torch::Tensor(const torch::Tensor&, bool)> base;  // (rows, down?) -> rows · W_eᵀ
   if (codes) {
     if (stacked == nullptr || !stacked->fp4()) return {};
     base = [&](const torch::Tensor& in, bool down) {
       return kernels::cuda::frozen_experts_projection(in, routing, down ? stacked->down : stacked->gate_up);
     };
-  } else if (!expert_list_.front()->gate->weight.requires_grad() && stacked != nullptr && !stacked->fp4()) {
+  } else if (stacked != nullptr && !stacked->fp4()) {
     base = [&](const torch::Tensor& in, bool down) {
       return at::_grouped_mm(in, (down ? stacked->down_bf16 : stacked->gate_up_bf16).transpose(1, 2), ends);
     };

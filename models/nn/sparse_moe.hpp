@@ -64,8 +64,9 @@ class SparseMoeImpl : public torch::nn::Module {
   const void* stacked_experts();
 
   // With gradients on a CUDA device: the experts as differentiable grouped
-  // GEMMs (LibTorch's _grouped_mm) over the device-sorted routing, base
-  // weights stacked from the parameters (or the codes dequantized, frozen),
+  // GEMMs (LibTorch's _grouped_mm) over the device-sorted routing: trained
+  // bf16 weights stacked from the parameters each call, frozen bases from
+  // stacked_experts() (bf16, or codes through frozen_experts_projection),
   // LoRA stacked from the adapters' parameters. Undefined when an expert
   // does not fit (a bias, a weight or input hook, LoRA with dropout active
   // or of a rank not a multiple of 8, mixed formats).
