@@ -19,6 +19,21 @@ using runtime::key;
 using runtime::port;
 using runtime::ranged;
 
+// The generation memory keys of rollout and eval (sampling_batch.hpp).
+std::vector<dsl::KeySpec> generation_memory_keys() {
+  return {
+      ranged(key("gpu_memory_fraction", ValueKind::floating, 0.0,
+                 "On a CUDA device: the KV cache's budget as a fraction of the device's memory; rows are "
+                 "generated in chunks (a power of two, at most max_batch_size) whose cache fits it. 0 = no budget."),
+             0, 1),
+      choice(key("kv_cache", ValueKind::string, std::string("keep"),
+                 "keep = the engine keeps its KV cache (and CUDA graphs) between steps; release = frees them "
+                 "after each step's generation, for colocated stages taking turns (the next step allocates "
+                 "and captures again)."),
+             enum_name_list<KvCachePolicy>()),
+  };
+}
+
 StageTypeSchema data_stage() {
   StageTypeSchema s;
   s.name = "data";
@@ -56,6 +71,7 @@ StageTypeSchema rollout_stage() {
                  "Sequences generated together; 0 = the whole step's batch."),
              0, 1 << 20),
   };
+  for (auto& k : generation_memory_keys()) s.keys.push_back(std::move(k));
   return s;
 }
 
@@ -84,7 +100,12 @@ StageTypeSchema reference_stage() {
   s.outputs = {port<RefLogprobs>("ref_logprobs", "per-token log-probs [B, S]")};
   s.keys = {ranged(key("micro_batch_size", ValueKind::integer, int64_t{0},
                        "Sequences per forward pass; 0 = all at once."),
-                   0, 1 << 20)};
+                   0, 1 << 20),
+            choice(key("weights", ValueKind::string, std::string("model"),
+                       "model = the model's weights in model.dtype; base = the frozen base that "
+                       "quantization.train = \"lora\" trains adapters on (the initial policy with adapters "
+                       "off, as PEFT's disabled-adapter reference): 4-bit codes when quantization.scheme is set."),
+                   enum_name_list<ReferenceWeights>())};
   return s;
 }
 
@@ -93,8 +114,8 @@ StageTypeSchema learner_stage() {
   s.name = "learner";
   s.doc = "Updates the policy: GRPO/PPO ([algorithm]), full-parameter; or supervised fine-tuning "
           "with mode = \"sft\". Replays MoE routes under router_replay.mode (R1/R2/R3; metrics router/*). "
-          "quantization.train = \"qat\": the forward uses fake-quantized weights, straight-through. "
-          "LoRA: not implemented yet (it warns).";
+          "quantization.train = \"qat\": the forward uses fake-quantized weights, straight-through; "
+          "\"lora\": adapters on a frozen (packed, when a scheme is set) base.";
   s.needs_device = true;
   s.inputs = {port<RolloutBatch>("samples", "responses with sampler log-probs"),
               port<Scores>("scores", "rewards", /*optional=*/true),
@@ -151,6 +172,7 @@ StageTypeSchema eval_stage() {
                  "Held-out prompts generated together; 0 = all at once."),
              0, 1 << 20),
   };
+  for (auto& k : generation_memory_keys()) s.keys.push_back(std::move(k));
   return s;
 }
 

@@ -25,7 +25,7 @@ class EvalStage final : public runtime::Stage {
     const auto& stage = *context.stage;
     every_ = stage.option<int64_t>("every");
     at_start_ = stage.option<bool>("at_start");
-    max_batch_size_ = stage.option<int64_t>("max_batch_size");
+    limits_ = generation_limits(stage, stage_device(context), torch::elementSize(model_dtype(*spec_)));
     // Evaluate what the rollout samples with: the same quantized weights (no noise).
     engine_ = open_sampling_engine(*spec_, stage_device(context), /*with_aqn=*/false, /*logger=*/nullptr);
     tokens_ = std::make_unique<TokenizerInfo>(open_tokenizer(*spec_));
@@ -71,7 +71,7 @@ class EvalStage final : public runtime::Stage {
 
  private:
   double accuracy(runtime::StepOutput& out) {
-    const SampledBatch sampled = sample_batch(*engine_, tokens_->tokenizer, prompts_, config_, max_batch_size_);
+    const SampledBatch sampled = sample_batch(*engine_, tokens_->tokenizer, prompts_, config_, limits_);
     double correct = 0;
     for (size_t i = 0; i < prompts_.size(); ++i) correct += tasks::is_correct(sampled.batch->responses[i], answers_[i]);
     out.metrics["val/response_length"] =
@@ -84,7 +84,7 @@ class EvalStage final : public runtime::Stage {
   int64_t every_ = 10;
   bool at_start_ = true;
   bool first_call_ = true;
-  int64_t max_batch_size_ = 0;
+  GenerationLimits limits_;
   std::unique_ptr<models::SamplingEngine> engine_;
   std::unique_ptr<TokenizerInfo> tokens_;
   models::GenerationConfig config_;

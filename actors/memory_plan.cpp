@@ -43,9 +43,7 @@ struct CopyBytes {
   int64_t lora_numel = 0;     // A + B elements (float32)
   int64_t lora_adapters = 0;  // adapted Linears
   int64_t aqn_numel = 0;      // elements of the noised weights
-  int64_t expert_dense = 0;   // MoE experts' weights in the model dtype (resident or not)
-  int64_t expert_packed = 0;  // their codes + scales, when packed
-  int64_t expert_lora_numel = 0;
+  int64_t expert_lora_numel = 0;  // A + B elements of the MoE experts' adapters
 };
 
 struct CopyOptions {
@@ -75,9 +73,7 @@ CopyBytes count_copy(const std::vector<ModuleShape>& modules, const dsl::Pipelin
       const bool quantized = o.packed && quant.scheme != models::QuantScheme::none && !ignore.matches(m.name) &&
                              m.in_features % models::group_size(quant.scheme) == 0;
       const bool expert = m.name.find(".experts.") != std::string::npos;
-      if (expert) out.expert_dense += m.weight_numel() * d;
       if (quantized) {
-        if (expert) out.expert_packed += models::packed_bytes(quant.scheme, m.weight_numel());
         out.packed += models::packed_bytes(quant.scheme, m.weight_numel());
         out.packed_targets_dense += m.weight_numel();
         if (o.release_dense) resident -= m.weight_numel();  // weight.set_(): no storage
@@ -221,16 +217,13 @@ class Planner {
   }
 
   // On a CUDA device the MoE path runs each layer's experts from one stacked
-  // copy (SparseMoe::stacked_experts), kept beside the per-expert tensors:
-  // the codes when the experts are packed, else their weights, plus the
-  // experts' LoRA in bf16. (Measured, A2.7B on an H100: the reference's
-  // bf16 copy took the device from 62 GB to out of memory.)
-  void stacked_experts(const CopyBytes& copy, bool lora) {
+  // copy (SparseMoe::stacked_experts) whose rows the per-expert weights or
+  // codes then view, so the experts are held once; their LoRA adapters are
+  // stacked beside them in bf16. (Before the views, the reference's second
+  // bf16 copy of A2.7B's experts, 23 GB, ran an H100 out of memory.)
+  void stacked_lora(const CopyBytes& copy) {
     if (!config_.is_moe() || current_->device.rfind("cuda", 0) != 0) return;
-    const bool codes = copy.expert_packed > 0;
-    add(part::stacked_experts, (codes ? copy.expert_packed : copy.expert_dense) + (lora ? 2 * copy.expert_lora_numel : 0),
-        false, std::string(codes ? "expert codes" : "expert weights") + (lora ? " + their LoRA (bf16)" : "") +
-                   ", a second copy for the grouped kernels");
+    add(part::stacked_experts, 2 * copy.expert_lora_numel, false, "the experts' LoRA stacked in bf16 for the grouped kernels");
   }
 
   void sampling_engine(const dsl::StageSpec& stage, bool rollout) {
@@ -242,18 +235,26 @@ class Planner {
     o.lora = lora_on();
     const CopyBytes copy = count_copy(modules_, spec_, o);
     weights_of(copy, dtype() + (o.packed && o.release_dense ? ", quantized Linears' dense weights freed" : ""));
-    stacked_experts(copy, o.lora);
+    if (o.lora) stacked_lora(copy);
     const int64_t new_tokens = option_or(stage, "max_new_tokens", 256);
     const int64_t rows_all = rollout ? step_rows() : spec_.data.heldout_size;
-    const int64_t chunk = option_or(stage, "max_batch_size", 0);
-    const int64_t rows = chunk > 0 ? std::min(chunk, rows_all) : rows_all;
-    const KvShape shape{config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, d(),
-                        sequence_tokens(new_tokens), rows};
-    const double fraction = fraction_option(stage);
-    add(part::kv_cache, engine_kv_bytes(shape, fraction, current_->capacity), /*transient=*/true,
-        fraction > 0 && current_->capacity
-            ? "gpu_memory_fraction " + std::to_string(fraction) + " of the capacity"
-            : std::to_string(rows) + " rows x " + std::to_string(shape.tokens) + " tokens");
+    const KvShape per_row{config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, d(),
+                          sequence_tokens(new_tokens), 1};
+    // The budget and the kept cache are the CUDA engine's; elsewhere each call allocates its own cache.
+    const bool cuda = current_->device.rfind("cuda", 0) == 0;
+    const double fraction = cuda ? fraction_option(stage) : 0;
+    const int64_t budget =
+        fraction > 0 && current_->capacity ? static_cast<int64_t>(fraction * static_cast<double>(*current_->capacity)) : 0;
+    const int64_t rows = engine_chunk_rows(per_row, option_or(stage, "max_batch_size", 0), rows_all, budget);
+    KvShape shape = per_row;
+    shape.rows = rows;
+    // Kept between steps unless the stage releases it (kv_cache = "release").
+    const bool released =
+        !cuda || (stage.options.count("kv_cache") && std::get<std::string>(stage.options.at("kv_cache")) == "release");
+    add(part::kv_cache, kv_cache_bytes(shape), /*transient=*/released,
+        std::to_string(rows) + " rows x " + std::to_string(shape.tokens) + " tokens" +
+            (budget > 0 ? ", within gpu_memory_fraction " + c10::str(fraction) : std::string()) +
+            (!cuda ? "" : released ? ", released after each step" : ", kept between steps"));
     if (rollout && spec_.router_replay.mode != rl::ReplayMode::disabled && config_.is_moe())
       add(part::routes, rows * shape.tokens * config_.num_moe_layers() * config_.num_experts_per_tok * 2, true,
           "[rows, tokens, moe layers, top-k] int16");
@@ -269,9 +270,11 @@ class Planner {
 
   void reference(const dsl::StageSpec& stage) {
     if (spec_.algorithm.kl_coef == 0) return;  // the stage loads no model
-    const CopyBytes copy = count_copy(modules_, spec_, CopyOptions{});
-    weights_of(copy, dtype() + ", frozen initial policy");
-    stacked_experts(copy, false);
+    CopyOptions o;
+    o.packed = o.release_dense = lora_on() && scheme_on() && stage.options.count("weights") &&
+                                 std::get<std::string>(stage.options.at("weights")) == "base";
+    const CopyBytes copy = count_copy(modules_, spec_, o);
+    weights_of(copy, dtype() + ", frozen initial policy" + (o.packed ? " (packed base)" : ""));
     const int64_t micro = option_or(stage, "micro_batch_size", 0);
     const int64_t rows = micro > 0 ? std::min(micro, step_rows()) : step_rows();
     const int64_t tokens = sequence_tokens(response_tokens());
@@ -292,7 +295,7 @@ class Planner {
     o.aqn = aqn_training;
     const CopyBytes copy = count_copy(modules_, spec_, o);
     weights_of(copy, dtype() + (o.lora ? ", frozen" : ", trained"));
-    if (o.lora) stacked_experts(copy, true);  // a frozen base trains through the stacked copy; trained experts restack per call
+    if (o.lora) stacked_lora(copy);
     // Trainable tensors: LoRA's A and B (float32: no masters), or every
     // parameter in the model dtype (fp32 masters unless the model is fp32).
     const int64_t trainable = o.lora ? copy.lora_numel : copy.dense_trainable;
@@ -401,9 +404,8 @@ std::string MemoryPlan::to_text() const {
     out << "\n";
     if (d.all_transient() > d.largest_turn_bytes()) {
       const int64_t all = d.persistent() + d.all_transient();
-      out << "  every turn's parts held at once (e.g. the rollout keeping its KV cache): " << memory_text(all)
-          << (d.capacity ? (all <= *d.capacity ? ": fits" : ": does not fit, so the KV cache is released between turns")
-                         : std::string())
+      out << "  every turn's parts held at once (stages not taking turns): " << memory_text(all)
+          << (d.capacity ? (all <= *d.capacity ? ": fits" : ": does not fit, so stages must take turns") : std::string())
           << "\n";
     }
   }
@@ -434,9 +436,19 @@ int64_t kv_cache_bytes(const KvShape& s) {
   return s.layers * 2 * s.kv_heads * s.head_dim * s.dtype_bytes * s.tokens * s.rows;
 }
 
-int64_t engine_kv_bytes(const KvShape& shape, double fraction, std::optional<int64_t> capacity) {
-  if (fraction > 0 && capacity) return static_cast<int64_t>(fraction * static_cast<double>(*capacity));
-  return kv_cache_bytes(shape);
+int64_t engine_chunk_rows(const KvShape& shape, int64_t max_batch_size, int64_t rows, int64_t budget_bytes) {
+  const int64_t chunk = std::max<int64_t>(max_batch_size > 0 ? std::min(max_batch_size, rows) : rows, 1);
+  if (budget_bytes <= 0) return chunk;
+  KvShape row = shape;
+  row.rows = 1;
+  row.tokens = (std::max<int64_t>(shape.tokens, 1) + 63) / 64 * 64;
+  const int64_t per_row = kv_cache_bytes(row);
+  int64_t bucket = 1;  // the rows the engine allocates for `chunk`
+  while (bucket < chunk) bucket *= 2;
+  if (bucket * per_row <= budget_bytes) return chunk;
+  int64_t fit = 1;
+  while (fit * 2 <= chunk && fit * 2 * per_row <= budget_bytes) fit *= 2;
+  return fit;
 }
 
 int64_t learner_activation_bytes(const models::ModelConfig& config, int64_t dtype_bytes, int64_t rows, int64_t tokens,

@@ -41,7 +41,7 @@ inline constexpr const char* routes = "routes";                   // captured Mo
 inline constexpr const char* gradients = "gradients";
 inline constexpr const char* activations = "activations (est.)";  // saved for backward, per micro-batch
 inline constexpr const char* logits = "logits (est.)";            // response logits, fp32 log-softmax (+ grads)
-inline constexpr const char* stacked_experts = "stacked experts";   // CUDA MoE path: every layer's experts in one tensor
+inline constexpr const char* stacked_experts = "stacked expert lora";  // CUDA MoE path: the experts' LoRA stacked in bf16
 }  // namespace part
 
 struct MemoryPart {
@@ -88,9 +88,12 @@ struct KvShape {
   int64_t layers = 0, kv_heads = 0, head_dim = 0, dtype_bytes = 0, tokens = 0, rows = 0;
 };
 int64_t kv_cache_bytes(const KvShape& shape);
-// The KV cache of an engine: `fraction` x capacity when the stage declares a
-// gpu_memory_fraction budget (> 0) and the capacity is known, else the shape's bytes.
-int64_t engine_kv_bytes(const KvShape& shape, double fraction, std::optional<int64_t> capacity);
+// The rows a sampling engine generates together out of `rows` (shape.rows
+// is ignored): at most max_batch_size (0 = no limit) and, with a budget
+// (gpu_memory_fraction x the device's memory, > 0 bytes), the largest power
+// of two whose KV cache as the CUDA engine allocates it (rows rounded up to
+// a power of two, positions to a multiple of 64) fits; at least 1.
+int64_t engine_chunk_rows(const KvShape& shape, int64_t max_batch_size, int64_t rows, int64_t budget_bytes);
 
 // Learner activation estimate for one micro-batch of `rows` rows of
 // `tokens` tokens (docs/memory-plan.md states the formula).

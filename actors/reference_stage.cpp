@@ -2,11 +2,16 @@
 // initial policy (native routing, no noise, never updated), the anchor of
 // the KL penalty. With algorithm.kl_coef = 0 nothing uses them, so the
 // stage emits an empty RefLogprobs without loading or running the model.
+// weights = "base" scores with the frozen base a LoRA policy trains on
+// (4-bit codes when quantization.scheme is set: for a large MoE the
+// difference between fitting one GPU or not).
 #include "actors/payloads.hpp"
 #include "actors/policy.hpp"
 #include "actors/response_scoring.hpp"
 #include "actors/stage_factories.hpp"
 #include "actors/stage_log.hpp"
+#include "actors/stage_options.hpp"
+#include "common/error.hpp"
 #include "dsl/pipeline_spec.hpp"
 #include "runtime/stage.hpp"
 
@@ -22,7 +27,20 @@ class ReferenceStage final : public runtime::Stage {
       return;
     }
     warn_if_slow_cpu_bf16(*context.pipeline, stage_device(context), context.logger);
-    lm_ = open_policy(*context.pipeline, stage_device(context), model_dtype(*context.pipeline)).lm;
+    const dsl::PipelineSpec& spec = *context.pipeline;
+    const torch::Device device = stage_device(context);
+    const bool base = context.stage->choice_option<ReferenceWeights>("weights") == ReferenceWeights::base;
+    if (base && spec.quantization.train != dsl::QuantTrain::lora)
+      throw Error("stage '" + context.stage->name +
+                  "': weights = \"base\" needs quantization.train = \"lora\" (the frozen base the adapters train "
+                  "on); this pipeline has train = \"" + std::string(enum_name(spec.quantization.train)) + "\"");
+    if (base && spec.quantization.quant.scheme != models::QuantScheme::none) {
+      models::LoadedModel policy = open_policy(spec, device, model_dtype(spec), /*packed_next=*/true);
+      base_ = open_packed_base(spec, policy, models::Residency::codes_only, device);
+      lm_ = policy.lm;
+    } else {
+      lm_ = open_policy(spec, device, model_dtype(spec)).lm;
+    }
     for (auto& p : lm_->parameters()) p.set_requires_grad(false);
   }
 
@@ -36,6 +54,7 @@ class ReferenceStage final : public runtime::Stage {
 
  private:
   models::CausalLM lm_{nullptr};
+  std::unique_ptr<models::PackedBase> base_;  // weights = "base" with a scheme: the codes lm_ computes with
   int64_t micro_batch_ = 0;
 };
 

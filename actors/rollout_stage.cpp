@@ -44,7 +44,7 @@ class RolloutStage final : public runtime::Stage {
     }
     config_.pad_token_id = tokens_->pad_token_id;
     config_.capture_routing = rl::captures_routes(spec_->router_replay.mode) && engine_->model_config().is_moe();
-    max_batch_size_ = stage.option<int64_t>("max_batch_size");
+    limits_ = generation_limits(stage, stage_device(context), torch::elementSize(model_dtype(*spec_)));
   }
 
   runtime::StepOutput run(const runtime::StepInput& input) override {
@@ -62,7 +62,7 @@ class RolloutStage final : public runtime::Stage {
     models::GenerationConfig config = config_;
     config.seed = step_seed(spec_->run.seed, input.step, /*stream=*/100 + replica_);
     config.max_new_tokens = capped_new_tokens(*spec_, prompts->prompt_ids, config.max_new_tokens);
-    SampledBatch sampled = sample_batch(*engine_, tokens_->tokenizer, prompts->prompt_ids, config, max_batch_size_);
+    SampledBatch sampled = sample_batch(*engine_, tokens_->tokenizer, prompts->prompt_ids, config, limits_);
     auto& batch = *sampled.batch;
     batch.answers = prompts->answers;
     batch.group_ids = prompts->group_ids;
@@ -76,6 +76,7 @@ class RolloutStage final : public runtime::Stage {
     out.metrics["response_length/clip_ratio"] = batch.size() ? clipped / static_cast<double>(batch.size()) : 0.0;
     out.metrics["rollout/tokens_per_s"] = sampled.seconds > 0 ? sampled.generated_tokens / sampled.seconds : 0.0;
     out.metrics["rollout/weight_version"] = static_cast<double>(version_);
+    out.metrics["rollout/chunk_rows"] = static_cast<double>(sampled.chunk_rows);
     out.weight_version = version_;
     out.ports["samples"] = std::move(sampled.batch);
     return out;
@@ -117,7 +118,7 @@ class RolloutStage final : public runtime::Stage {
   std::unique_ptr<models::SamplingEngine> engine_;
   std::unique_ptr<TokenizerInfo> tokens_;
   models::GenerationConfig config_;
-  int64_t max_batch_size_ = 0;
+  GenerationLimits limits_;
   int64_t version_ = 0;
   int64_t noised_version_ = -1;
   double noised_sigma_ = -1;

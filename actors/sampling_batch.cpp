@@ -1,15 +1,46 @@
 // Generation into the RolloutBatch layout (see sampling_batch.hpp).
 #include "actors/sampling_batch.hpp"
 
+#include <algorithm>
 #include <chrono>
+
+#if QERL_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+#include "actors/memory_plan.hpp"
+#include "actors/stage_options.hpp"
 
 namespace qerl::actors {
 
+GenerationLimits generation_limits(const dsl::StageSpec& stage, torch::Device device, int64_t dtype_bytes) {
+  GenerationLimits limits;
+  limits.max_batch_size = stage.option<int64_t>("max_batch_size");
+  limits.kv_dtype_bytes = dtype_bytes;
+  limits.release_kv_cache = stage.choice_option<KvCachePolicy>("kv_cache") == KvCachePolicy::release;
+  const double fraction = stage.option<double>("gpu_memory_fraction");
+#if QERL_CUDA
+  if (fraction > 0 && device.is_cuda()) {
+    const auto total = static_cast<double>(at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->totalGlobalMem);
+    limits.kv_budget_bytes = static_cast<int64_t>(fraction * total);
+  }
+#else
+  (void)device;
+  (void)fraction;
+#endif
+  return limits;
+}
+
 SampledBatch sample_batch(models::SamplingEngine& engine, const models::Tokenizer& tokenizer,
                           const std::vector<std::vector<int64_t>>& prompts, models::GenerationConfig config,
-                          int64_t max_batch_size) {
+                          const GenerationLimits& limits) {
   const int64_t B = static_cast<int64_t>(prompts.size());
-  const int64_t chunk = max_batch_size > 0 ? max_batch_size : std::max<int64_t>(B, 1);
+  size_t longest = 0;
+  for (const auto& p : prompts) longest = std::max(longest, p.size());
+  const models::ModelConfig& model = engine.model_config();
+  const int64_t chunk = engine_chunk_rows({model.num_hidden_layers, model.num_key_value_heads, model.head_dim,
+                                           limits.kv_dtype_bytes, static_cast<int64_t>(longest) + config.max_new_tokens, 1},
+                                          limits.max_batch_size, B, limits.kv_budget_bytes);
   const uint64_t base_seed = config.seed;
   std::vector<models::GeneratedSequence> sequences;
   const auto start = std::chrono::steady_clock::now();
@@ -18,8 +49,10 @@ SampledBatch sample_batch(models::SamplingEngine& engine, const models::Tokenize
     config.seed = base_seed + static_cast<uint64_t>(c);
     for (auto& s : engine.generate(part, config)) sequences.push_back(std::move(s));
   }
+  if (limits.release_kv_cache) engine.release_cache();
   SampledBatch out;
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.chunk_rows = chunk;
 
   int64_t P = 0, R = 0;
   for (int64_t i = 0; i < B; ++i) {

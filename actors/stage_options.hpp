@@ -15,6 +15,20 @@ constexpr auto enum_names(LearnerMode) {
   return std::array<EnumName<LearnerMode>, 2>{{{LearnerMode::rl, "rl"}, {LearnerMode::sft, "sft"}}};
 }
 
+// reference.weights: the model's own weights in model.dtype, or the frozen
+// base a LoRA policy trains on (its initial policy, adapters off: packed
+// codes when quantization.scheme is set)
+enum class ReferenceWeights { model, base };
+constexpr auto enum_names(ReferenceWeights) {
+  return std::array<EnumName<ReferenceWeights>, 2>{{{ReferenceWeights::model, "model"}, {ReferenceWeights::base, "base"}}};
+}
+
+// rollout.kv_cache, eval.kv_cache
+enum class KvCachePolicy { keep, release };
+constexpr auto enum_names(KvCachePolicy) {
+  return std::array<EnumName<KvCachePolicy>, 2>{{{KvCachePolicy::keep, "keep"}, {KvCachePolicy::release, "release"}}};
+}
+
 // weight_sync.transport
 enum class SyncTransport { auto_select, copy, nccl };
 constexpr auto enum_names(SyncTransport) {

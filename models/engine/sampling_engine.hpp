@@ -74,6 +74,12 @@ class SamplingEngine {
   virtual std::vector<GeneratedSequence> generate(const std::vector<std::vector<int64_t>>& prompts,
                                                   const GenerationConfig& config) = 0;
 
+  // Frees what generation keeps between calls (the CUDA engine's static KV
+  // cache and its CUDA graphs) so that stages sharing the device can use the
+  // memory; the next generate allocates and captures again. A no-op where
+  // nothing is kept.
+  virtual void release_cache() = 0;
+
   // Checkpoint: writes the weights it samples with, clean, into `dir`
   // (adapters, or the dense parameters; the base's codes and W4A4 input
   // scales), and reads them back so that a resumed run samples with the

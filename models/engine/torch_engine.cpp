@@ -88,6 +88,10 @@ class TorchEngine final : public SamplingEngine {
     return models::generate(*parts_.lm, prompts, config);
   }
 
+  void release_cache() override {
+    if (backend_) backend_->release();
+  }
+
   std::string describe() const override {
     return backend_ ? backend_->describe() : std::string("LibTorch engine (models::generate, dynamic KV cache)");
   }

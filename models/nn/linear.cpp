@@ -26,7 +26,7 @@ torch::Tensor LinearImpl::effective_weight() const {
   return weight_hook_ ? weight_hook_(weight) : weight;
 }
 
-void LinearImpl::set_codes(std::shared_ptr<const kernels::Fp4Weight> codes) {
+void LinearImpl::set_codes(std::shared_ptr<kernels::Fp4Weight> codes) {
   if (!codes) throw Error("Linear: set_codes got no codes (use clear_codes)");
   kernels::check_fp4_weight(*codes);
   if (codes->out_features() != out_features_ || codes->in_features() != in_features_)

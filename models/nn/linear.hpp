@@ -63,9 +63,14 @@ class LinearImpl : public torch::nn::Module {
   // Computes with `codes` (shapes checked against this layer; on any
   // device: forward brings the result to the input's) until clear_codes.
   // The weight hook is not consulted while codes are set.
-  void set_codes(std::shared_ptr<const kernels::Fp4Weight> codes);
+  // The codes object is shared with whoever installed it (a PackedBase
+  // repacks into its tensors in place).
+  void set_codes(std::shared_ptr<kernels::Fp4Weight> codes);
   void clear_codes() { codes_.reset(); }
   const kernels::Fp4Weight* codes() const { return codes_.get(); }
+  // For moving the codes into storage shared with other layers (SparseMoe
+  // makes them views of its stacked experts); the values must not change.
+  kernels::Fp4Weight* mutable_codes() { return codes_.get(); }
   // With codes set: frees the dense parameter's storage (it becomes a
   // 0-element tensor of the same dtype, skipped by load_weights and
   // export_weights); the codes are then the only weight. Irreversible.
@@ -80,7 +85,7 @@ class LinearImpl : public torch::nn::Module {
 
  private:
   int64_t in_features_ = 0, out_features_ = 0;
-  std::shared_ptr<const kernels::Fp4Weight> codes_;
+  std::shared_ptr<kernels::Fp4Weight> codes_;
   bool dense_released_ = false;
   WeightHook weight_hook_;
   InputHook input_hook_;

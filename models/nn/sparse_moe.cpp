@@ -128,13 +128,28 @@ void stack_into(torch::Tensor& dst, const std::vector<torch::Tensor>& parts) {
     dst = torch::stack(parts);
 }
 
-// The same for an E4M3 scale tensor, stacked as bytes (stack need not
-// support float8) and kept as a float8 view when `as` says so.
-void stack_scales_into(torch::Tensor& dst, const std::vector<torch::Tensor>& bytes, torch::ScalarType as) {
-  torch::Tensor raw = dst.defined() ? dst.view(torch::kUInt8) : torch::Tensor();
-  const void* before = raw.defined() ? raw.data_ptr() : nullptr;
-  stack_into(raw, bytes);
-  if (raw.data_ptr() != before) dst = raw.view(as);
+// Stacks per-expert row blocks into dst [E, sum of rows, ...]: member k of
+// expert e goes to dst[e] rows [offset_k, offset_k + rows_k). Keeps dst's
+// storage when its layout holds (a CUDA graph that captured its address
+// then reads the new values) and copies only the blocks that are not
+// already views of their own place in it (after the first stacking every
+// expert tensor is one: see SparseMoeImpl::stacked_experts).
+void stack_rows_into(torch::Tensor& dst, const std::vector<std::vector<torch::Tensor>>& members) {
+  const torch::Tensor& first = members.front().front();
+  std::vector<int64_t> shape{static_cast<int64_t>(members.size()), 0};
+  for (const torch::Tensor& t : members.front()) shape[1] += t.size(0);
+  for (int64_t d = 1; d < first.dim(); ++d) shape.push_back(first.size(d));
+  if (!dst.defined() || dst.sizes() != torch::IntArrayRef(shape) || dst.scalar_type() != first.scalar_type() ||
+      dst.device() != first.device())
+    dst = torch::empty(shape, first.options());
+  for (size_t e = 0; e < members.size(); ++e) {
+    int64_t row = 0;
+    for (const torch::Tensor& t : members[e]) {
+      torch::Tensor slot = dst[static_cast<int64_t>(e)].narrow(0, row, t.size(0));
+      if (slot.data_ptr() != t.data_ptr()) slot.copy_(t);
+      row += t.size(0);
+    }
+  }
 }
 
 // The LoRA of one grouped projection whose output concatenates `members`
@@ -275,16 +290,39 @@ bool SparseMoeImpl::grouped_on_device() {
 #endif
 }
 
+#if QERL_CUDA
+std::vector<int64_t> SparseMoeImpl::expert_key() const {
+  // Each expert tensor's address and version: an update in place (a copy
+  // into the weights or codes) changes the version, a new tensor the address.
+  std::vector<int64_t> key;
+  const auto add = [&key](const torch::Tensor& t) {
+    if (!t.defined()) return;
+    key.push_back(reinterpret_cast<intptr_t>(t.data_ptr()));
+    key.push_back(t._version());
+  };
+  for (const SwiGLU& e : expert_list_)
+    for (const Linear& l : {e->gate, e->up, e->down}) {
+      if (const LinearImpl::LowRankAdapter* adapter = l->low_rank_adapter()) {
+        add(adapter->a);
+        add(adapter->b);
+      }
+      if (const kernels::Fp4Weight* codes = l->codes())
+        for (const torch::Tensor& t : {codes->packed, codes->scale, codes->global_scale}) add(t);
+      else
+        add(l->weight);
+    }
+  return key;
+}
+#endif
+
 const void* SparseMoeImpl::stacked_experts() {
 #if QERL_CUDA
   // Eligible: every expert Linear without bias, weight or input hook, all
   // dense bf16 or all codes of one scheme, gate and up of an expert with
-  // one global scale. The key holds each tensor's address and version: an update in
-  // place (a copy into the weights or codes) restacks, into the same
-  // stacked tensors.
+  // one global scale. A change of any expert tensor (expert_key) restacks,
+  // into the same stacked tensors.
   // LoRA adapters (without active dropout) are allowed, on every expert's
   // gate, up or down or on none of them, all of one rank.
-  std::vector<int64_t> key;
   bool all_codes = true, all_dense = true;
   std::vector<std::vector<const LinearImpl::LowRankAdapter*>> lora(3);  // gate, up, down: one per expert
   for (const SwiGLU& e : expert_list_) {
@@ -294,23 +332,11 @@ const void* SparseMoeImpl::stacked_experts() {
       const LinearImpl::LowRankAdapter* adapter = l->low_rank_adapter();
       if (l->has_adapter_hook() && (adapter == nullptr || adapter->dropout_active())) return nullptr;
       lora[which++].push_back(adapter);
-      if (adapter != nullptr)
-        for (const torch::Tensor& t : {adapter->a, adapter->b}) {
-          key.push_back(reinterpret_cast<intptr_t>(t.data_ptr()));
-          key.push_back(t._version());
-        }
-      if (const kernels::Fp4Weight* codes = l->codes()) {
+      if (l->codes() != nullptr) {
         all_dense = false;
-        for (const torch::Tensor& t : {codes->packed, codes->scale, codes->global_scale}) {
-          if (!t.defined()) continue;
-          key.push_back(reinterpret_cast<intptr_t>(t.data_ptr()));
-          key.push_back(t._version());
-        }
       } else {
         all_codes = false;
         if (l->weight.scalar_type() != torch::kBFloat16 || !l->weight.is_cuda()) return nullptr;
-        key.push_back(reinterpret_cast<intptr_t>(l->weight.data_ptr()));
-        key.push_back(l->weight._version());
       }
     }
   }
@@ -322,31 +348,46 @@ const void* SparseMoeImpl::stacked_experts() {
           (adapter != nullptr && adapter->a.size(0) != first->a.size(0)))
         return nullptr;
   }
+  std::vector<int64_t> key = expert_key();
   if (stacked_ && key == stacked_key_) return stacked_.get();
   torch::NoGradGuard no_grad;
   auto experts = stacked_ ? std::static_pointer_cast<kernels::cuda::MoeExperts>(stacked_)
                           : std::make_shared<kernels::cuda::MoeExperts>();
+  // After stacking, every expert's weight (or codes and scales) becomes a
+  // view of its rows in the stacked tensors: one copy of the experts, not
+  // two, and an update in place (a weight sync, an optimizer step, a
+  // repack) writes the stacked tensors directly; restacking then copies
+  // nothing.
+  const int64_t inner = expert_list_.front()->gate->out_features();
   if (all_dense) {
-    std::vector<torch::Tensor> gate_up, down;
+    std::vector<std::vector<torch::Tensor>> gate_up, down;
     for (const SwiGLU& e : expert_list_) {
-      gate_up.push_back(torch::cat({e->gate->weight, e->up->weight}));
-      down.push_back(e->down->weight);
+      gate_up.push_back({e->gate->weight.detach(), e->up->weight.detach()});
+      down.push_back({e->down->weight.detach()});
     }
     experts->gate_up = {};
     experts->down = {};
-    stack_into(experts->gate_up_bf16, gate_up);
-    stack_into(experts->down_bf16, down);
+    stack_rows_into(experts->gate_up_bf16, gate_up);
+    stack_rows_into(experts->down_bf16, down);
+    for (int64_t e = 0; e < num_experts_; ++e) {
+      const SwiGLU& x = expert_list_[e];
+      x->gate->weight.set_data(experts->gate_up_bf16[e].narrow(0, 0, inner));
+      x->up->weight.set_data(experts->gate_up_bf16[e].narrow(0, inner, inner));
+      x->down->weight.set_data(experts->down_bf16[e]);
+    }
   } else {
     const bool nvfp4 = expert_list_.front()->gate->codes()->nvfp4();
-    std::vector<torch::Tensor> gu_packed, gu_scale, gu_global, d_packed, d_scale, d_global;
+    std::vector<std::vector<torch::Tensor>> gu_packed, gu_scale, d_packed, d_scale;
+    std::vector<torch::Tensor> gu_global, d_global;
     for (const SwiGLU& e : expert_list_) {
       const kernels::Fp4Weight &g = *e->gate->codes(), &u = *e->up->codes(), &d = *e->down->codes();
       if (g.nvfp4() != nvfp4 || u.nvfp4() != nvfp4 || d.nvfp4() != nvfp4 || !g.packed.is_cuda()) return nullptr;
       if (nvfp4 && !torch::equal(g.global_scale.cpu(), u.global_scale.cpu())) return nullptr;
-      gu_packed.push_back(torch::cat({g.packed, u.packed}));
-      gu_scale.push_back(torch::cat({g.scale.view(torch::kUInt8), u.scale.view(torch::kUInt8)}));
-      d_packed.push_back(d.packed);
-      d_scale.push_back(d.scale.view(torch::kUInt8));
+      gu_packed.push_back({g.packed, u.packed});
+      // Scales as bytes: the copies need not support float8.
+      gu_scale.push_back({g.scale.view(torch::kUInt8), u.scale.view(torch::kUInt8)});
+      d_packed.push_back({d.packed});
+      d_scale.push_back({d.scale.view(torch::kUInt8)});
       if (nvfp4) {
         gu_global.push_back(g.global_scale.reshape({}).to(torch::kFloat));
         d_global.push_back(d.global_scale.reshape({}).to(torch::kFloat));
@@ -355,15 +396,29 @@ const void* SparseMoeImpl::stacked_experts() {
     const torch::ScalarType scale_type = nvfp4 ? torch::kFloat8_e4m3fn : torch::kUInt8;
     experts->gate_up_bf16 = torch::Tensor();
     experts->down_bf16 = torch::Tensor();
-    stack_into(experts->gate_up.packed, gu_packed);
-    stack_scales_into(experts->gate_up.scale, gu_scale, scale_type);
-    stack_into(experts->down.packed, d_packed);
-    stack_scales_into(experts->down.scale, d_scale, scale_type);
+    stack_rows_into(experts->gate_up.packed, gu_packed);
+    stack_rows_into(experts->down.packed, d_packed);
+    torch::Tensor gu_raw = experts->gate_up.scale.defined() ? experts->gate_up.scale.view(torch::kUInt8) : torch::Tensor();
+    torch::Tensor d_raw = experts->down.scale.defined() ? experts->down.scale.view(torch::kUInt8) : torch::Tensor();
+    stack_rows_into(gu_raw, gu_scale);
+    stack_rows_into(d_raw, d_scale);
+    experts->gate_up.scale = gu_raw.view(scale_type);
+    experts->down.scale = d_raw.view(scale_type);
     if (nvfp4) {
       stack_into(experts->gate_up.global_scale, gu_global);
       stack_into(experts->down.global_scale, d_global);
     } else {
       experts->gate_up.global_scale = experts->down.global_scale = torch::Tensor();
+    }
+    for (int64_t e = 0; e < num_experts_; ++e) {
+      SwiGLU x = expert_list_[e];
+      kernels::Fp4Weight &g = *x->gate->mutable_codes(), &u = *x->up->mutable_codes(), &d = *x->down->mutable_codes();
+      g.packed = experts->gate_up.packed[e].narrow(0, 0, inner);
+      u.packed = experts->gate_up.packed[e].narrow(0, inner, inner);
+      d.packed = experts->down.packed[e];
+      g.scale = gu_raw[e].narrow(0, 0, inner).view(scale_type);
+      u.scale = gu_raw[e].narrow(0, inner, inner).view(scale_type);
+      d.scale = d_raw[e].view(scale_type);
     }
   }
   const LinearImpl& gate = *expert_list_.front()->gate;
@@ -372,7 +427,7 @@ const void* SparseMoeImpl::stacked_experts() {
                  {gate.out_features(), gate.out_features()}, gate.in_features());
   stack_low_rank(experts->down_lora_a, experts->down_lora_b, {lora[2]}, {down.out_features()}, down.in_features());
   stacked_ = experts;
-  stacked_key_ = std::move(key);
+  stacked_key_ = expert_key();  // the experts' tensors moved: the key of what is stacked now
   return stacked_.get();
 #else
   return nullptr;

@@ -62,6 +62,9 @@ class SparseMoeImpl : public torch::nn::Module {
   // an expert has a bias, a hook other than LoRA, LoRA with dropout active,
   // or mixed formats (the per-expert loop runs then).
   const void* stacked_experts();
+  // The addresses and versions of every expert tensor (weights or codes,
+  // LoRA): what stacked_experts was built from when unchanged.
+  std::vector<int64_t> expert_key() const;
 
   // With gradients on a CUDA device: the experts as differentiable grouped
   // GEMMs (LibTorch's _grouped_mm) over the device-sorted routing: trained

@@ -151,36 +151,45 @@ TEST_CASE("memory plan: a full-parameter QAT learner in bf16 keeps fp32 masters,
   CHECK(plan.bytes_of("learner", part::gradients) == nbytes(params) + nbytes(trainer.masters().trainable()));
 }
 
-TEST_CASE("memory plan: on a CUDA device each MoE copy also holds its experts stacked (codes, or bf16 weights)") {
+TEST_CASE("memory plan: on a CUDA device the experts are held once; LoRA copies stack their experts' adapters in bf16") {
   const dsl::PipelineSpec spec = shipped("r3_aqn_nvfp4.toml");
   const MemoryPlan cpu = plan_of(spec);
   for (const char* stage : {"rollout", "eval", "reference", "learner"}) CHECK(cpu.bytes_of(stage, part::stacked_experts) == 0);
   const MemoryPlan gpu = plan_of(spec, {}, /*gpus=*/1);
   REQUIRE(gpu.devices.size() == 1);
   CHECK(gpu.devices[0].device == "cuda:0");
-  // Independently: the expert tensors of the models the stages build.
+  // Independently: the experts' adapters of the model the stages build.
   models::LoadedModel policy = actors::open_policy(spec, torch::kCPU, actors::model_dtype(spec));
-  int64_t expert_weights = 0;
-  for (const auto& item : policy.lm->named_parameters())
-    if (item.key().find(".experts.") != std::string::npos) expert_weights += item.value().numel() * 2;  // bf16
-  auto base = actors::open_packed_base(spec, policy, actors::base_residency(spec.aqn, false), torch::kCPU);
-  int64_t expert_codes = 0;
-  for (const auto& [name, t] : base->packed_tensors())
-    if (name.find(".experts.") != std::string::npos) expert_codes += t.numel() * static_cast<int64_t>(t.element_size());
   models::LoraAdapters lora(*policy.lm, actors::lora_config_of(spec), actors::lora_seed(spec));
   int64_t expert_lora = 0;  // stacked in bf16
   const auto names = lora.parameter_names();
   const auto params = lora.parameters();
   for (size_t i = 0; i < names.size(); ++i)
     if (names[i].find(".experts.") != std::string::npos) expert_lora += params[i].numel() * 2;
-  CHECK(expert_weights > 0);
-  CHECK(expert_codes > 0);
   CHECK(expert_lora > 0);
   for (const char* stage : {"rollout", "eval", "learner"}) {
     CAPTURE(stage);
-    CHECK(gpu.bytes_of(stage, part::stacked_experts) == expert_codes + expert_lora);
+    CHECK(gpu.bytes_of(stage, part::stacked_experts) == expert_lora);
+    // The experts' codes are counted once, in the packed base.
+    CHECK(gpu.bytes_of(stage, part::packed_base) == cpu.bytes_of(stage, part::packed_base));
   }
-  CHECK(gpu.bytes_of("reference", part::stacked_experts) == expert_weights);
+  CHECK(gpu.bytes_of("reference", part::stacked_experts) == 0);  // no adapters
+}
+
+TEST_CASE("memory plan: reference weights = \"base\" holds the packed base, as the codes a real PackedBase makes") {
+  const dsl::PipelineSpec spec = shipped("r3_aqn_nvfp4.toml", {"stages.reference.weights=base"});
+  const MemoryPlan plan = plan_of(spec);
+  models::LoadedModel policy = actors::open_policy(spec, torch::kCPU, actors::model_dtype(spec));
+  auto base = actors::open_packed_base(spec, policy, models::Residency::codes_only, torch::kCPU);
+  REQUIRE(base);
+  CHECK(plan.bytes_of("reference", part::packed_base) == nbytes(base->packed_tensors()));
+  // What stays dense: every parameter with storage (the quantized Linears' weights are freed).
+  std::vector<torch::Tensor> dense;
+  for (const auto& p : policy.lm->parameters()) dense.push_back(p);
+  CHECK(plan.bytes_of("reference", part::weights) == nbytes(dense));
+  const MemoryPlan model_weights = plan_of(shipped("r3_aqn_nvfp4.toml"));
+  CHECK(model_weights.bytes_of("reference", part::packed_base) == 0);
+  CHECK(plan.bytes_of("reference", part::weights) < model_weights.bytes_of("reference", part::weights));
 }
 
 TEST_CASE("memory plan: the KV cache formula equals hand-computed bytes and a real KVCache") {
@@ -192,10 +201,45 @@ TEST_CASE("memory plan: the KV cache formula equals hand-computed bytes and a re
   const auto config = models::load_model_config(std::string(QERL_SOURCE_DIR) + "/assets/tiny-moe/config.json");
   const auto cache = models::KVCache::allocate(config, /*batch_size=*/6, /*max_length=*/40, torch::kBFloat16, torch::kCPU);
   CHECK(nbytes(cache.keys) + nbytes(cache.values) == actors::kv_cache_bytes({4, 2, 32, 2, 40, 6}));
-  // A gpu_memory_fraction budget replaces the formula when the capacity is known.
-  const int64_t gib80 = 80LL << 30;
-  CHECK(actors::engine_kv_bytes({4, 2, 32, 2, 40, 6}, 0.5, gib80) == 40LL << 30);
-  CHECK(actors::engine_kv_bytes({4, 2, 32, 2, 40, 6}, 0.5, std::nullopt) == 1024LL * 40 * 6);
+}
+
+TEST_CASE("memory plan: the engine's rows per chunk under max_batch_size and a gpu_memory_fraction budget") {
+  // The tiny model: 1024 bytes per token and row; 40 tokens are allocated as 64, so 64 KiB a row.
+  const actors::KvShape tiny{4, 2, 32, 2, 40, 0};
+  CHECK(actors::engine_chunk_rows(tiny, 0, 100, 0) == 100);
+  CHECK(actors::engine_chunk_rows(tiny, 16, 100, 0) == 16);
+  CHECK(actors::engine_chunk_rows(tiny, 0, 0, 0) == 1);
+  // 1 MiB holds 16 rows: 100 rows (allocated as 128) go 16 at a time; 12 rows (allocated as 16) at once.
+  CHECK(actors::engine_chunk_rows(tiny, 0, 100, 1 << 20) == 16);
+  CHECK(actors::engine_chunk_rows(tiny, 0, 12, 1 << 20) == 12);
+  CHECK(actors::engine_chunk_rows(tiny, 8, 100, 1 << 20) == 8);
+  CHECK(actors::engine_chunk_rows(tiny, 0, 100, (1 << 20) - 1) == 8);
+  CHECK(actors::engine_chunk_rows(tiny, 0, 100, 1000) == 1);  // never below one row
+}
+
+TEST_CASE("memory plan: on a CUDA device the KV cache is persistent unless kv_cache = \"release\"; the budget sets its rows") {
+  const auto kv_of = [](const std::vector<std::string>& overrides, bool& transient) {
+    const MemoryPlan plan = plan_of(shipped("r3_aqn_nvfp4.toml", overrides),
+                                    [](const std::string&) { return std::make_pair(int64_t{80} << 30, std::string("test")); },
+                                    /*gpus=*/1);
+    for (const auto& p : plan.devices.at(0).parts)
+      if (p.stage == "rollout" && p.part == std::string(part::kv_cache)) {
+        transient = p.transient;
+        return p.bytes;
+      }
+    return int64_t{-1};
+  };
+  bool transient = true;
+  const int64_t kept = kv_of({}, transient);
+  CHECK_FALSE(transient);
+  CHECK(kv_of({"stages.rollout.kv_cache=release"}, transient) == kept);
+  CHECK(transient);
+  // A budget of 1e-6 x 80 GiB (85.9 KB) is less than one row of the tiny model's cache (1024 bytes a
+  // position): the engine goes one row at a time.
+  const dsl::PipelineSpec spec = shipped("r3_aqn_nvfp4.toml");
+  const int64_t rows = spec.data.prompts_per_step * spec.data.samples_per_prompt;
+  REQUIRE(rows > 1);
+  CHECK(kv_of({"stages.rollout.gpu_memory_fraction=1e-6"}, transient) == kept / rows);
 }
 
 TEST_CASE("memory plan: the learner activation estimate is the documented per-token formula") {

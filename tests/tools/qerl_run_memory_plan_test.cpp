@@ -84,12 +84,12 @@ TEST_CASE("a placement over the device's capacity is refused at --dry-run and at
   CHECK(assume.err.find("--assume-gpus") != std::string::npos);
 }
 
-TEST_CASE("the A2.7B benchmark pipelines: NVFP4 fits a 141 GiB GPU, not an 80 GiB one; the bf16 twin fits neither") {
+TEST_CASE("the A2.7B benchmark pipelines: NVFP4 fits an 80 GiB GPU in 256-row chunks, 141 GiB whole; the bf16 twin 141 GiB") {
   const fs::path dir = plan_scratch("bench");
   const fs::path model = a27b_config_only();
-  const auto dry = [&](const std::string& file, const std::string& memory) {
+  const auto dry = [&](const std::string& file, const std::string& memory, const std::string& extra = "") {
     return plan_run(source_file("pipelines/bench/" + file) + " --dry-run --assume-gpus 1 --device-memory " + memory +
-                        " --set model.path=" + model.string(),
+                        " --set model.path=" + model.string() + extra,
                     dir);
   };
   const Outcome nvfp4 = dry("a27b_lora_nvfp4.toml", "141GiB");
@@ -100,35 +100,41 @@ TEST_CASE("the A2.7B benchmark pipelines: NVFP4 fits a 141 GiB GPU, not an 80 Gi
   CHECK(plan.find("cpu:") == std::string::npos);  // data, reward, weight_sync hold no model
   // 13,690,208,256 quantized weights (every expert, shared expert and attention Linear) at 0.5625 bytes + 4 per Linear.
   CHECK(plan.find("rollout    packed base           7.17 GiB") != std::string::npos);
-  // 24 layers x 2 x 16 heads x 128 x 2 bytes x 512 tokens x 512 rows = 48 GiB.
-  CHECK(plan.find("rollout    kv cache              48 GiB") != std::string::npos);
+  // The reference scores with the same packed base (weights = "base"), not a 26.7 GiB bf16 copy.
+  CHECK(plan.find("reference  packed base           7.17 GiB") != std::string::npos);
+  // gpu_memory_fraction 0.35 of 141 GiB holds the whole step: 24 layers x 2 x 16 heads x 128 x 2 bytes x 512 tokens
+  // x 512 rows = 48 GiB, released after the step (kv_cache = "release").
+  CHECK(plan.find("rollout    kv cache              48 GiB      its turn   512 rows x 512 tokens") != std::string::npos);
+  CHECK(plan.find("persistent 30.6 GiB + largest turn rollout 48 GiB = planned peak 78.7 GiB") != std::string::npos);
   CHECK(plan.find("eval") == std::string::npos);
 
-  const Outcome small = dry("a27b_lora_nvfp4.toml", "80GiB");
-  CHECK(small.status == 2);
-  CHECK(small.err.find("memory plan: cuda:0 needs ") != std::string::npos);
-  CHECK(small.err.find("largest parts: rollout kv cache 48 GiB") != std::string::npos);
-  // Smaller rollout chunks do not make it fit 80 GiB: the persistent parts
-  // alone (85.2 GiB) exceed it, the reference's stacked bf16 experts
-  // included (measured on an H100: the reference ran out of memory there).
-  const Outcome chunked = plan_run(source_file("pipelines/bench/a27b_lora_nvfp4.toml") +
-                                       " --dry-run --assume-gpus 1 --device-memory 80GiB --set model.path=" +
-                                       model.string() + " --set stages.rollout.max_batch_size=256",
-                                   dir);
-  CHECK(chunked.status == 2);
-  CHECK(chunked.err.find("(persistent 85.2 GiB + rollout's turn 24 GiB)") != std::string::npos);
-  CHECK(chunked.err.find("reference stacked experts 23.2 GiB") != std::string::npos);
-
-  // The bf16 twin: every copy stacks its bf16 experts (23.2 GiB, + LoRA for rollout and learner).
-  const Outcome bf16 = dry("a27b_lora_bf16.toml", "141GiB");
-  CHECK(bf16.status == 2);
-  CHECK(bf16.err.find("memory plan: cuda:0 needs 203 GiB (persistent 155 GiB + rollout's turn 48 GiB)") !=
+  // On 80 GiB the same fraction holds 256 rows at a time.
+  const Outcome h100 = dry("a27b_lora_nvfp4.toml", "80GiB");
+  INFO(h100.err);
+  REQUIRE(h100.status == 0);
+  CHECK(plan_section(h100.out).find("rollout    kv cache              24 GiB      its turn   256 rows x 512 tokens") !=
         std::string::npos);
-  const Outcome bf16_open = dry("a27b_lora_bf16.toml", "400GiB");
-  INFO(bf16_open.err);
-  REQUIRE(bf16_open.status == 0);
-  CHECK(plan_section(bf16_open.out).find("packed base") == std::string::npos);
-  CHECK(plan_section(bf16_open.out).find("reference  stacked experts       23.2 GiB") != std::string::npos);
+  // A rollout that keeps its cache between steps holds it while the learner runs: persistent.
+  const Outcome kept = dry("a27b_lora_nvfp4.toml", "80GiB", " --set stages.rollout.kv_cache=keep");
+  REQUIRE(kept.status == 0);
+  CHECK(plan_section(kept.out).find("rollout    kv cache              24 GiB      persistent") != std::string::npos);
+  CHECK(plan_section(kept.out).find("persistent 54.6 GiB + largest turn learner 12.9 GiB") != std::string::npos);
+  // The reference's own bf16 weights (26.7 GiB) instead of the base.
+  const Outcome dense_reference = dry("a27b_lora_nvfp4.toml", "80GiB", " --set stages.reference.weights=model");
+  REQUIRE(dense_reference.status == 0);
+  CHECK(plan_section(dense_reference.out).find("reference  weights               26.7 GiB") != std::string::npos);
+
+  // The bf16 twin: three bf16 copies (rollout, reference, learner) and the 48 GiB cache.
+  const Outcome bf16 = dry("a27b_lora_bf16.toml", "141GiB");
+  INFO(bf16.err);
+  REQUIRE(bf16.status == 0);
+  CHECK(plan_section(bf16.out).find("packed base") == std::string::npos);
+  CHECK(plan_section(bf16.out).find("persistent 85.6 GiB + largest turn rollout 48 GiB = planned peak 134 GiB") !=
+        std::string::npos);
+  const Outcome bf16_small = dry("a27b_lora_bf16.toml", "80GiB");
+  CHECK(bf16_small.status == 2);
+  CHECK(bf16_small.err.find("memory plan: cuda:0 needs 110 GiB (persistent 85.6 GiB + rollout's turn 24 GiB)") !=
+        std::string::npos);
 
   // Without the model folder the pipelines still validate; the plan says what it lacks.
   if (!fs::exists(source_file("models/a27b/config.json"))) {
