@@ -19,14 +19,25 @@
 using namespace qerl::models;
 using namespace qerl::models::testing;
 
-TEST_CASE("SparseMoe on CUDA: grouped device path == per-expert loop, bf16 experts and NVFP4 codes") {
+namespace {
+
+// Whether the MoE device path can run here; says why not when it cannot.
+bool device_path_runs() {
 #if !QERL_CUDA
   MESSAGE("SKIPPED: not a QERL_CUDA build; the MoE device path is not compiled here");
+  return false;
 #else
-  if (!torch::cuda::is_available()) {
-    MESSAGE("SKIPPED: no CUDA device visible; the MoE device path was not run");
-    return;
-  }
+  if (torch::cuda::is_available()) return true;
+  MESSAGE("SKIPPED: no CUDA device visible; the MoE device path was not run");
+  return false;
+#endif
+}
+
+}  // namespace
+
+TEST_CASE("SparseMoe on CUDA: grouped device path == per-expert loop, bf16 experts and NVFP4 codes") {
+  if (!device_path_runs()) return;
+#if QERL_CUDA
   for (const std::string type : {"qwen2_moe", "qwen3_moe", "mixtral"}) {
     for (const bool codes : {false, true}) {
       CAPTURE(type);
@@ -107,13 +118,8 @@ void overwrite_in_place(std::vector<Linear> linears, bool codes, int64_t seed) {
 #endif
 
 TEST_CASE("SparseMoe on CUDA: experts become views of the stacked tensors, and updates reach the grouped path") {
-#if !QERL_CUDA
-  MESSAGE("SKIPPED: not a QERL_CUDA build; the MoE device path is not compiled here");
-#else
-  if (!torch::cuda::is_available()) {
-    MESSAGE("SKIPPED: no CUDA device visible; the MoE device path was not run");
-    return;
-  }
+  if (!device_path_runs()) return;
+#if QERL_CUDA
   for (const bool codes : {false, true}) {
     CAPTURE(codes);
     CausalLM lm = tiny_model("qwen2_moe", 23, torch::kBFloat16);
