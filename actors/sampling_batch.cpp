@@ -6,6 +6,7 @@
 
 #if QERL_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
 #include "actors/memory_plan.hpp"
@@ -18,6 +19,7 @@ GenerationLimits generation_limits(const dsl::StageSpec& stage, torch::Device de
   limits.max_batch_size = stage.option<int64_t>("max_batch_size");
   limits.kv_dtype_bytes = dtype_bytes;
   limits.release_kv_cache = stage.choice_option<KvCachePolicy>("kv_cache") == KvCachePolicy::release;
+  limits.cuda = device.is_cuda();
   const double fraction = stage.option<double>("gpu_memory_fraction");
 #if QERL_CUDA
   if (fraction > 0 && device.is_cuda()) {
@@ -41,6 +43,15 @@ SampledBatch sample_batch(models::SamplingEngine& engine, const models::Tokenize
   const int64_t chunk = engine_chunk_rows({model.num_hidden_layers, model.num_key_value_heads, model.head_dim,
                                            limits.kv_dtype_bytes, static_cast<int64_t>(longest) + config.max_new_tokens, 1},
                                           limits.max_batch_size, B, limits.kv_budget_bytes);
+#if QERL_CUDA
+  // With the cache released between turns, the blocks other stages freed
+  // but LibTorch's allocator still holds go back to the device first: the
+  // cache is then allocated from free memory rather than beside a
+  // fragmented pool (measured on the A2.7B pipeline: 99 GiB reserved for
+  // 84 GiB allocated without this), and the device holds what the memory
+  // plan counts.
+  if (limits.release_kv_cache && limits.cuda) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
   const uint64_t base_seed = config.seed;
   std::vector<models::GeneratedSequence> sequences;
   const auto start = std::chrono::steady_clock::now();
@@ -49,7 +60,12 @@ SampledBatch sample_batch(models::SamplingEngine& engine, const models::Tokenize
     config.seed = base_seed + static_cast<uint64_t>(c);
     for (auto& s : engine.generate(part, config)) sequences.push_back(std::move(s));
   }
-  if (limits.release_kv_cache) engine.release_cache();
+  if (limits.release_kv_cache) {
+    engine.release_cache();
+#if QERL_CUDA
+    if (limits.cuda) c10::cuda::CUDACachingAllocator::emptyCache();  // the cache's memory back for the others' turns
+#endif
+  }
   SampledBatch out;
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   out.chunk_rows = chunk;

@@ -29,6 +29,7 @@ struct GenerationLimits {
   int64_t kv_budget_bytes = 0;       // > 0: the KV cache must fit this many bytes
   int64_t kv_dtype_bytes = 2;        // bytes per cached value (the model dtype)
   bool release_kv_cache = false;     // free the engine's cache after each call
+  bool cuda = false;                 // the stage's device is a CUDA device
 };
 
 // The stage's limits; gpu_memory_fraction x the memory of `device` when it

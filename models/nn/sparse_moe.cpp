@@ -15,6 +15,7 @@
 #include "common/error.hpp"
 #if QERL_CUDA
 #include <ATen/ops/_grouped_mm.h>
+#include <torch/autograd.h>
 
 #include "kernels/cuda/fp4_cuda_torch.hpp"
 #endif
@@ -196,6 +197,88 @@ void stack_low_rank(torch::Tensor& a_dst, torch::Tensor& b_dst,
   }
 }
 
+// Makes every tensor of `tensors` (one per expert, same shape, dtype and
+// device) a row of `stacked` [E, ...], and, `with_grad`, each one's
+// gradient a row of `grad`: restacking (a copy) only when some tensor is not its row yet,
+// relinking the gradients (a fresh zero `grad`, gradients already
+// accumulated elsewhere copied in) only when some gradient is not its row,
+// as after the optimizer clears them. In place updates of the tensors (the
+// optimizer's, a checkpoint load, a weight sync) then write `stacked`, and
+// gradients added to `grad` are every tensor's own.
+void bind_rows(torch::Tensor& stacked, torch::Tensor& grad, const std::vector<torch::Tensor>& tensors,
+               bool with_grad) {
+  const torch::Tensor& first = tensors.front();
+  const auto experts = static_cast<int64_t>(tensors.size());
+  const auto row_of = [experts](const torch::Tensor& t, int64_t e) {
+    return static_cast<char*>(t.data_ptr()) + e * t.stride(0) * static_cast<int64_t>(t.element_size());
+  };
+  const auto holds = [&](const torch::Tensor& t) {
+    return t.defined() && t.size(0) == experts && t.sizes().slice(1) == first.sizes() &&
+           t.scalar_type() == first.scalar_type() && t.device() == first.device() && t.is_contiguous();
+  };
+  torch::NoGradGuard no_grad;
+  bool bound = holds(stacked);
+  for (int64_t e = 0; bound && e < experts; ++e) bound = tensors[e].data_ptr() == row_of(stacked, e);
+  if (!bound) {
+    std::vector<torch::Tensor> values;
+    for (const torch::Tensor& t : tensors) values.push_back(t.detach());
+    stacked = torch::stack(values);
+    for (int64_t e = 0; e < experts; ++e) tensors[e].set_data(stacked[e]);
+  }
+  if (!with_grad) return;
+  bool linked = holds(grad);
+  for (int64_t e = 0; linked && e < experts; ++e)
+    linked = tensors[e].grad().defined() && tensors[e].grad().data_ptr() == row_of(grad, e);
+  if (!linked) {
+    torch::Tensor fresh = torch::zeros_like(stacked);
+    for (int64_t e = 0; e < experts; ++e) {
+      if (tensors[e].grad().defined()) fresh[e].copy_(tensors[e].grad());
+      tensors[e].mutable_grad() = fresh[e];
+    }
+    grad = fresh;
+  }
+}
+
+// `stacked` (rows bound by bind_rows, no autograd history) read in `dtype`
+// for a grouped GEMM; the backward adds the incoming gradient into `grad`
+// (whose rows are the adapters' gradients) and passes none on. One kernel
+// each way for every expert at once, where stacking the adapters through
+// autograd cost a cast, a slice and an accumulation per expert and pass.
+class ReadStacked : public torch::autograd::Function<ReadStacked> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& stacked,
+                               const torch::Tensor& grad, c10::ScalarType dtype) {
+    ctx->saved_data["grad"] = grad;
+    return stacked.to(dtype, /*non_blocking=*/false, /*copy=*/true);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    if (grads[0].defined()) ctx->saved_data["grad"].toTensor().add_(grads[0]);
+    return {torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// The trained adapters of one member as [E, r, in] and [E, out, r] in
+// `dtype`, bound to `held` (see bind_rows) and differentiable through
+// ReadStacked.
+std::pair<torch::Tensor, torch::Tensor> read_adapters(SparseMoeImpl::StackedAdapters& held,
+                                                      const std::vector<const LinearImpl::LowRankAdapter*>& member,
+                                                      c10::ScalarType dtype) {
+  std::vector<torch::Tensor> a, b;
+  for (const auto* adapter : member) {
+    a.push_back(adapter->a);
+    b.push_back(adapter->b);
+  }
+  const bool trained = a.front().requires_grad();
+  bind_rows(held.a, held.grad_a, a, trained);
+  bind_rows(held.b, held.grad_b, b, trained);
+  const auto read = [&](const torch::Tensor& stacked, const torch::Tensor& grad) {
+    if (!trained) return stacked.to(dtype);
+    return ReadStacked::apply(stacked.detach().requires_grad_(), grad, dtype);
+  };
+  return {read(held.a, held.grad_a), read(held.b, held.grad_b)};
+}
+
 }  // namespace
 #endif
 
@@ -221,7 +304,8 @@ torch::Tensor SparseMoeImpl::grouped_with_gradients(const torch::Tensor& x, cons
     for (const auto* adapter : member)
       if ((adapter == nullptr) != (member.front() == nullptr) ||
           (adapter != nullptr && (adapter->a.size(0) != member.front()->a.size(0) ||
-                                  adapter->scale != member.front()->scale)))
+                                  adapter->scale != member.front()->scale ||
+                                  adapter->a.requires_grad() != member.front()->a.requires_grad())))
         return {};
   const kernels::cuda::ExpertRouting routing = kernels::cuda::sort_by_expert(indices, num_experts_);
   const torch::Tensor ends = routing.offsets.narrow(0, 1, num_experts_);
@@ -257,24 +341,21 @@ torch::Tensor SparseMoeImpl::grouped_with_gradients(const torch::Tensor& x, cons
     };
   }
   // Each expert's LoRA term on its rows, as the adapter hook computes it:
-  // ((rows A^T) B^T) * scale in the rows' dtype.
-  const auto low_rank = [&](const torch::Tensor& in, const std::vector<const LinearImpl::LowRankAdapter*>& member) {
-    std::vector<torch::Tensor> a, b;
-    for (const auto* adapter : member) {
-      a.push_back(adapter->a);
-      b.push_back(adapter->b);
-    }
-    const torch::Tensor t = at::_grouped_mm(in, torch::stack(a).to(in.scalar_type()).transpose(1, 2), ends);
-    return at::_grouped_mm(t, torch::stack(b).to(in.scalar_type()).transpose(1, 2), ends) * member.front()->scale;
+  // ((rows A^T) B^T) * scale in the rows' dtype; the adapters read as rows
+  // of one stacked tensor each (read_adapters).
+  const auto low_rank = [&](const torch::Tensor& in, int which) {
+    const auto [a, b] = read_adapters(trained_lora_[which], lora[which], in.scalar_type());
+    const torch::Tensor t = at::_grouped_mm(in, a.transpose(1, 2), ends);
+    return at::_grouped_mm(t, b.transpose(1, 2), ends) * lora[which].front()->scale;
   };
   const torch::Tensor h = base(rows, false);  // [T*K, 2I]
   const int64_t inner = h.size(1) / 2;
   torch::Tensor gate_out = h.narrow(1, 0, inner), up_out = h.narrow(1, inner, inner);
-  if (lora[0].front() != nullptr) gate_out = gate_out + low_rank(rows, lora[0]);
-  if (lora[1].front() != nullptr) up_out = up_out + low_rank(rows, lora[1]);
+  if (lora[0].front() != nullptr) gate_out = gate_out + low_rank(rows, 0);
+  if (lora[1].front() != nullptr) up_out = up_out + low_rank(rows, 1);
   const torch::Tensor act = torch::silu(gate_out) * up_out;
   torch::Tensor out = base(act, true);  // [T*K, H]
-  if (lora[2].front() != nullptr) out = out + low_rank(act, lora[2]);
+  if (lora[2].front() != nullptr) out = out + low_rank(act, 2);
   // As the loop: each (token, slot) output weighted, the K slots summed, rounded once.
   const torch::Tensor weighted = out.index_select(0, routing.position) * weights.reshape({-1}).unsqueeze(-1);
   return weighted.view({x.size(0), top_k_, -1}).sum(1).to(x.scalar_type());
@@ -291,9 +372,9 @@ bool SparseMoeImpl::grouped_on_device() {
 }
 
 #if QERL_CUDA
-std::vector<int64_t> SparseMoeImpl::expert_key() const {
-  // Each expert tensor's address and version: an update in place (a copy
-  // into the weights or codes) changes the version, a new tensor the address.
+std::vector<int64_t> SparseMoeImpl::expert_key(bool adapters) const {
+  // Each tensor's address and version: an update in place (a copy into the
+  // weights or codes) changes the version, a new tensor the address.
   std::vector<int64_t> key;
   const auto add = [&key](const torch::Tensor& t) {
     if (!t.defined()) return;
@@ -302,14 +383,16 @@ std::vector<int64_t> SparseMoeImpl::expert_key() const {
   };
   for (const SwiGLU& e : expert_list_)
     for (const Linear& l : {e->gate, e->up, e->down}) {
-      if (const LinearImpl::LowRankAdapter* adapter = l->low_rank_adapter()) {
-        add(adapter->a);
-        add(adapter->b);
-      }
-      if (const kernels::Fp4Weight* codes = l->codes())
+      if (adapters) {
+        if (const LinearImpl::LowRankAdapter* adapter = l->low_rank_adapter()) {
+          add(adapter->a);
+          add(adapter->b);
+        }
+      } else if (const kernels::Fp4Weight* codes = l->codes()) {
         for (const torch::Tensor& t : {codes->packed, codes->scale, codes->global_scale}) add(t);
-      else
+      } else {
         add(l->weight);
+      }
     }
   return key;
 }
@@ -348,11 +431,37 @@ const void* SparseMoeImpl::stacked_experts() {
           (adapter != nullptr && adapter->a.size(0) != first->a.size(0)))
         return nullptr;
   }
-  std::vector<int64_t> key = expert_key();
-  if (stacked_ && key == stacked_key_) return stacked_.get();
+  // The base and the adapters restack separately: a base stacked tensor
+  // saved for a backward must not be rewritten (its version bumped) when
+  // only the adapters moved, as they do when grouped training binds them.
+  const bool base_current = stacked_ && expert_key(false) == stacked_base_key_;
+  const bool adapters_current = stacked_ && expert_key(true) == stacked_adapter_key_;
+  if (base_current && adapters_current) return stacked_.get();
   torch::NoGradGuard no_grad;
   auto experts = stacked_ ? std::static_pointer_cast<kernels::cuda::MoeExperts>(stacked_)
                           : std::make_shared<kernels::cuda::MoeExperts>();
+  if (!base_current && !restack_base(*experts)) return nullptr;
+  if (!adapters_current) {
+    const LinearImpl& gate = *expert_list_.front()->gate;
+    const LinearImpl& down = *expert_list_.front()->down;
+    stack_low_rank(experts->gate_up_lora_a, experts->gate_up_lora_b, {lora[0], lora[1]},
+                   {gate.out_features(), gate.out_features()}, gate.in_features());
+    stack_low_rank(experts->down_lora_a, experts->down_lora_b, {lora[2]}, {down.out_features()}, down.in_features());
+  }
+  stacked_ = experts;
+  // The experts' tensors may have moved: the keys of what is stacked now.
+  stacked_base_key_ = expert_key(false);
+  stacked_adapter_key_ = expert_key(true);
+  return stacked_.get();
+#else
+  return nullptr;
+#endif
+}
+
+#if QERL_CUDA
+bool SparseMoeImpl::restack_base(kernels::cuda::MoeExperts& stacked) {
+  auto* experts = &stacked;
+  const bool all_dense = expert_list_.front()->gate->codes() == nullptr;  // stacked_experts checked: all or none
   // After stacking, every expert's weight (or codes and scales) becomes a
   // view of its rows in the stacked tensors: one copy of the experts, not
   // two, and an update in place (a weight sync, an optimizer step, a
@@ -381,8 +490,8 @@ const void* SparseMoeImpl::stacked_experts() {
     std::vector<torch::Tensor> gu_global, d_global;
     for (const SwiGLU& e : expert_list_) {
       const kernels::Fp4Weight &g = *e->gate->codes(), &u = *e->up->codes(), &d = *e->down->codes();
-      if (g.nvfp4() != nvfp4 || u.nvfp4() != nvfp4 || d.nvfp4() != nvfp4 || !g.packed.is_cuda()) return nullptr;
-      if (nvfp4 && !torch::equal(g.global_scale.cpu(), u.global_scale.cpu())) return nullptr;
+      if (g.nvfp4() != nvfp4 || u.nvfp4() != nvfp4 || d.nvfp4() != nvfp4 || !g.packed.is_cuda()) return false;
+      if (nvfp4 && !torch::equal(g.global_scale.cpu(), u.global_scale.cpu())) return false;
       gu_packed.push_back({g.packed, u.packed});
       // Scales as bytes: the copies need not support float8.
       gu_scale.push_back({g.scale.view(torch::kUInt8), u.scale.view(torch::kUInt8)});
@@ -421,17 +530,8 @@ const void* SparseMoeImpl::stacked_experts() {
       d.scale = d_raw[e].view(scale_type);
     }
   }
-  const LinearImpl& gate = *expert_list_.front()->gate;
-  const LinearImpl& down = *expert_list_.front()->down;
-  stack_low_rank(experts->gate_up_lora_a, experts->gate_up_lora_b, {lora[0], lora[1]},
-                 {gate.out_features(), gate.out_features()}, gate.in_features());
-  stack_low_rank(experts->down_lora_a, experts->down_lora_b, {lora[2]}, {down.out_features()}, down.in_features());
-  stacked_ = experts;
-  stacked_key_ = expert_key();  // the experts' tensors moved: the key of what is stacked now
-  return stacked_.get();
-#else
-  return nullptr;
-#endif
+  return true;
 }
+#endif
 
 }  // namespace qerl::models

@@ -5,6 +5,8 @@
 // replay routing (see routing.hpp); names match HF checkpoints.
 #pragma once
 
+#include <array>
+
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
@@ -13,6 +15,10 @@
 #include "models/nn/model_config.hpp"
 #include "models/nn/routing.hpp"
 #include "models/nn/swiglu.hpp"
+
+namespace qerl::kernels::cuda {
+struct MoeExperts;
+}
 
 namespace qerl::models {
 
@@ -52,6 +58,15 @@ class SparseMoeImpl : public torch::nn::Module {
   // compare the grouped paths against it).
   void force_expert_loop(bool on) { expert_loop_forced_ = on; }
 
+  // The LoRA of one expert projection (gate, up or down) while it trains
+  // through the grouped path on a CUDA device: every expert's adapter
+  // tensors, and their gradients, are rows of these stacked fp32 tensors
+  // (see grouped_with_gradients).
+  struct StackedAdapters {
+    torch::Tensor a, b;            // [E, r, in], [E, out, r]: the adapters' values
+    torch::Tensor grad_a, grad_b;  // the same shapes: their gradients
+  };
+
  private:
   // x: [T, H]; indices: [T, K] int64; weights: [T, K] -> [T, H] x's dtype
   torch::Tensor mix_experts(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights);
@@ -62,9 +77,13 @@ class SparseMoeImpl : public torch::nn::Module {
   // an expert has a bias, a hook other than LoRA, LoRA with dropout active,
   // or mixed formats (the per-expert loop runs then).
   const void* stacked_experts();
-  // The addresses and versions of every expert tensor (weights or codes,
-  // LoRA): what stacked_experts was built from when unchanged.
-  std::vector<int64_t> expert_key() const;
+  // The addresses and versions of every expert's base tensors (weights or
+  // codes), or with `adapters` of its LoRA tensors: what stacked_experts
+  // was built from when unchanged.
+  std::vector<int64_t> expert_key(bool adapters) const;
+  // Stacks the experts' weights or codes into `stacked` (their tensors
+  // become views of it); false when their formats differ.
+  bool restack_base(kernels::cuda::MoeExperts& stacked);
 
   // With gradients on a CUDA device: the experts as differentiable grouped
   // GEMMs (LibTorch's _grouped_mm) over the device-sorted routing: trained
@@ -76,13 +95,15 @@ class SparseMoeImpl : public torch::nn::Module {
   torch::Tensor grouped_with_gradients(const torch::Tensor& x, const torch::Tensor& indices,
                                        const torch::Tensor& weights);
 
+  std::array<StackedAdapters, 3> trained_lora_;  // gate, up, down
+
   int64_t num_experts_;
   int64_t top_k_;
   bool norm_topk_prob_;
   bool float32_mixing_weights_;
   std::vector<SwiGLU> expert_list_;
   std::shared_ptr<void> stacked_;  // kernels::cuda::MoeExperts (CUDA builds)
-  std::vector<int64_t> stacked_key_;
+  std::vector<int64_t> stacked_base_key_, stacked_adapter_key_;
   bool expert_loop_forced_ = false;
 };
 TORCH_MODULE(SparseMoe);

@@ -340,3 +340,94 @@ TEST_CASE("one MoE layer on CUDA with gradients: grouped experts within bf16 rou
   }
 #endif
 }
+
+TEST_CASE("MoE LoRA on CUDA, grouped: expert adapters are rows of stacked tensors; micro-batches accumulate and in-place updates reach the next forward, as in the per-expert loop") {
+  if (skip_cuda_generation()) return;
+#if QERL_CUDA
+  CausalLM lm = tiny_model("qwen2_moe", 81, torch::kBFloat16);
+  lm->to(torch::kCUDA);
+  set_expert_codes(lm, torch::kCUDA);  // the frozen NVFP4 base QeRL trains LoRA on
+  const auto lora = random_lora(*lm, /*seed=*/82);
+  SparseMoe moe{nullptr};
+  for (auto& layer : lm->model->layer_list)
+    if (layer->is_moe() && moe.is_empty()) moe = layer->moe;
+  REQUIRE_FALSE(moe.is_empty());
+  torch::manual_seed(84);
+  const auto on_gpu = torch::TensorOptions().device(torch::kCUDA);
+  const int64_t hidden = lm->config().hidden_size;
+  const std::vector<torch::Tensor> xs{torch::randn({45, hidden}, on_gpu).to(torch::kBFloat16),
+                                      torch::randn({29, hidden}, on_gpu).to(torch::kBFloat16)};
+  const std::vector<torch::Tensor> probes{torch::randn({45, hidden}, on_gpu), torch::randn({29, hidden}, on_gpu)};
+  std::vector<LayerRoute> routes(2);  // both paths on the same routes
+  for (size_t i = 0; i < 2; ++i) {
+    torch::NoGradGuard no_grad;
+    routes[i].mode = RoutingMode::replay;
+    routes[i].replay_indices = moe->forward(xs[i], LayerRoute{}).indices;
+  }
+  const auto params = lora->parameters();
+  // Two micro-batches' gradients accumulated (the optimizer cleared them
+  // before): the first of two forwards and one backward (as the learner's
+  // shared-prompt scoring does), the second of one; then the outputs and
+  // every adapter's gradient (none = zero).
+  const auto accumulate = [&](bool loop) {
+    moe->force_expert_loop(loop);
+    for (const auto& p : params) p.mutable_grad() = torch::Tensor();
+    std::vector<torch::Tensor> values;
+    torch::Tensor loss;
+    for (size_t i = 0; i < 2; ++i) {
+      const torch::Tensor out = moe->forward(xs[i], routes[i]).hidden;
+      loss = i == 0 ? (out.to(torch::kFloat) * probes[i]).sum() : loss + (out.to(torch::kFloat) * probes[i]).sum();
+      values.push_back(out.detach().to(torch::kFloat));
+    }
+    loss.backward();
+    const torch::Tensor out = moe->forward(xs[1], routes[1]).hidden;
+    (out.to(torch::kFloat) * probes[0].narrow(0, 0, out.size(0))).sum().backward();
+    values.push_back(out.detach().to(torch::kFloat));
+    for (const auto& p : params) values.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+    return values;
+  };
+  // Relative distance of each tensor; exact zeros (adapters of the other
+  // layer, experts without rows) must stay exact zeros.
+  const auto check_close = [](const std::vector<torch::Tensor>& loop, const std::vector<torch::Tensor>& grouped) {
+    REQUIRE(loop.size() == grouped.size());
+    int compared = 0;
+    double worst = 0;
+    for (size_t i = 0; i < loop.size(); ++i) {
+      const double scale = loop[i].norm().item<double>();
+      if (scale == 0) {
+        CHECK(grouped[i].abs().max().item<double>() == 0);
+        continue;
+      }
+      worst = std::max(worst, (grouped[i] - loop[i]).norm().item<double>() / scale);
+      ++compared;
+    }
+    CHECK(compared >= 3 + 6 * 4);  // three outputs; A and B of gate, up, down of 4 experts at least
+    CHECK(worst < 2e-2);           // bf16 rounding in another order (a lost micro-batch or a wrong row is O(1))
+    return worst;
+  };
+  const auto loop_first = accumulate(true);  // in this order: the grouped pass last, checked below
+  const double first = check_close(loop_first, accumulate(false));
+  // The grouped pass made each projection's adapters rows of one tensor,
+  // and their gradients rows of another.
+  const auto gates = [&](int64_t e) {
+    return std::dynamic_pointer_cast<SwiGLUImpl>((*moe->experts)[e])->gate->low_rank_adapter();
+  };
+  const auto* a0 = gates(0);
+  REQUIRE(a0 != nullptr);
+  for (int64_t e = 1; e < lm->config().num_experts; ++e) {
+    const auto* a = gates(e);
+    CHECK(static_cast<char*>(a->a.data_ptr()) == static_cast<char*>(a0->a.data_ptr()) + e * a0->a.nbytes());
+    CHECK(static_cast<char*>(a->b.grad().data_ptr()) ==
+          static_cast<char*>(a0->b.grad().data_ptr()) + e * a0->b.nbytes());
+  }
+  // An optimizer-like update in place: the grouped path must read it.
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : params) p.add_(torch::randn_like(p) * 0.05);
+  }
+  const auto loop_second = accumulate(true);
+  const double second = check_close(loop_second, accumulate(false));
+  MESSAGE("grouped vs per-expert loop, largest relative distance: " << first << " before, " << second
+                                                                    << " after an update in place");
+#endif
+}
