@@ -84,7 +84,7 @@ TEST_CASE("a placement over the device's capacity is refused at --dry-run and at
   CHECK(assume.err.find("--assume-gpus") != std::string::npos);
 }
 
-TEST_CASE("the A2.7B benchmark pipelines: NVFP4 fits an 80 GiB GPU in 256-row chunks, 141 GiB whole; the bf16 twin 141 GiB") {
+TEST_CASE("the A2.7B benchmark pipelines: NVFP4 fits an 80 GiB GPU in 256-row chunks and 8-row micro-batches, 141 GiB whole; the bf16 twin 141 GiB") {
   const fs::path dir = plan_scratch("bench");
   const fs::path model = a27b_config_only();
   const auto dry = [&](const std::string& file, const std::string& memory, const std::string& extra = "") {
@@ -114,11 +114,14 @@ TEST_CASE("the A2.7B benchmark pipelines: NVFP4 fits an 80 GiB GPU in 256-row ch
   REQUIRE(h100.status == 0);
   CHECK(plan_section(h100.out).find("rollout    kv cache              24 GiB      its turn   256 rows x 512 tokens") !=
         std::string::npos);
+  // There the learner's micro-batch of 8 rows (activations and logits estimated) is the largest turn.
+  CHECK(plan_section(h100.out).find("persistent 30.6 GiB + largest turn learner 24.8 GiB = planned peak 55.5 GiB") !=
+        std::string::npos);
   // A rollout that keeps its cache between steps holds it while the learner runs: persistent.
   const Outcome kept = dry("a27b_lora_nvfp4.toml", "80GiB", " --set stages.rollout.kv_cache=keep");
   REQUIRE(kept.status == 0);
   CHECK(plan_section(kept.out).find("rollout    kv cache              24 GiB      persistent") != std::string::npos);
-  CHECK(plan_section(kept.out).find("persistent 54.6 GiB + largest turn learner 12.9 GiB") != std::string::npos);
+  CHECK(plan_section(kept.out).find("persistent 54.6 GiB + largest turn learner 24.8 GiB") != std::string::npos);
   // The reference's own bf16 weights (26.7 GiB) instead of the base.
   const Outcome dense_reference = dry("a27b_lora_nvfp4.toml", "80GiB", " --set stages.reference.weights=model");
   REQUIRE(dense_reference.status == 0);
@@ -133,7 +136,7 @@ TEST_CASE("the A2.7B benchmark pipelines: NVFP4 fits an 80 GiB GPU in 256-row ch
         std::string::npos);
   const Outcome bf16_small = dry("a27b_lora_bf16.toml", "80GiB");
   CHECK(bf16_small.status == 2);
-  CHECK(bf16_small.err.find("memory plan: cuda:0 needs 110 GiB (persistent 85.6 GiB + rollout's turn 24 GiB)") !=
+  CHECK(bf16_small.err.find("memory plan: cuda:0 needs 110 GiB (persistent 85.6 GiB + learner's turn 24.8 GiB)") !=
         std::string::npos);
 
   // Without the model folder the pipelines still validate; the plan says what it lacks.
