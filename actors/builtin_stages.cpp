@@ -129,6 +129,9 @@ StageTypeSchema learner_stage() {
       ranged(key("micro_batch_size", ValueKind::integer, int64_t{0},
                  "Sequences per forward/backward (gradient accumulation); 0 = the mini-batch."),
              0, 1 << 20),
+      key("activation_checkpointing", ValueKind::boolean, false,
+          "Keep only each decoder layer's input between the forward and the backward and run the layer again "
+          "in the backward: activations of about one layer instead of all, for one more forward."),
   };
   return s;
 }

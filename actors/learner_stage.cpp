@@ -66,6 +66,7 @@ class LearnerStage final : public runtime::Stage {
     TrainerSettings settings;
     settings.algorithm = spec_->algorithm;
     settings.micro_batch_size = context.stage->option<int64_t>("micro_batch_size");
+    lm_->set_activation_checkpointing(context.stage->option<bool>("activation_checkpointing"));
     settings.replay = spec_->router_replay.mode;
     settings.run_seed = spec_->run.seed;
     settings.total_steps = spec_->run.steps;

@@ -318,10 +318,18 @@ class Planner {
     const int64_t micro_size = option_or(stage, "micro_batch_size", 0);
     const int64_t rows = micro_size > 0 ? std::min(micro_size, mini) : mini;
     const int64_t tokens = sequence_tokens(response_tokens());
+    const auto found = stage.options.find("activation_checkpointing");
+    const bool* checkpointing = found == stage.options.end() ? nullptr : std::get_if<bool>(&found->second);
+    const bool checkpointed = checkpointing != nullptr && *checkpointing;
+    // The attention's keys and values are kept for the backward too: every layer's, or one layer's.
+    const KvShape kv{checkpointed ? 1 : config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, d(),
+                     tokens, rows};
     add(part::activations,
-        learner_activation_bytes(config_, d(), rows, tokens, o.lora ? spec_.lora.rank : 0) +
-            kv_cache_bytes({config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, d(), tokens, rows}),
-        true, "micro-batch " + std::to_string(rows) + " rows x " + std::to_string(tokens) + " tokens, no checkpointing");
+        learner_activation_bytes(config_, d(), rows, tokens, o.lora ? spec_.lora.rank : 0, checkpointed) +
+            kv_cache_bytes(kv),
+        true,
+        "micro-batch " + std::to_string(rows) + " rows x " + std::to_string(tokens) + " tokens, " +
+            (checkpointed ? "checkpointed (layer inputs + one layer)" : "no checkpointing"));
     add(part::logits, logits_bytes(rows, true), true, std::to_string(rows) + " rows, with grad");
   }
 
@@ -452,10 +460,16 @@ int64_t engine_chunk_rows(const KvShape& shape, int64_t max_batch_size, int64_t 
 }
 
 int64_t learner_activation_bytes(const models::ModelConfig& config, int64_t dtype_bytes, int64_t rows, int64_t tokens,
-                                 int64_t lora_rank) {
-  double units = 0;
-  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer)
-    units += activation_units_per_token_layer(config, layer, lora_rank);
+                                 int64_t lora_rank, bool checkpointing) {
+  const int64_t layers = config.num_hidden_layers;
+  double units = 0, largest = 0;
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    const double u = activation_units_per_token_layer(config, layer, lora_rank);
+    units += u;
+    largest = std::max(largest, u);
+  }
+  // Checkpointed: every layer's input, and one layer's activations at a time.
+  if (checkpointing) units = static_cast<double>(layers * config.hidden_size) + largest;
   units += 2 * static_cast<double>(config.hidden_size);  // embedding output, final norm
   return static_cast<int64_t>(units * static_cast<double>(dtype_bytes * rows * tokens));
 }

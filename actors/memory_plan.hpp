@@ -96,9 +96,11 @@ int64_t kv_cache_bytes(const KvShape& shape);
 int64_t engine_chunk_rows(const KvShape& shape, int64_t max_batch_size, int64_t rows, int64_t budget_bytes);
 
 // Learner activation estimate for one micro-batch of `rows` rows of
-// `tokens` tokens (docs/memory-plan.md states the formula).
+// `tokens` tokens, the attention's keys and values aside
+// (docs/memory-plan.md states the formula); `checkpointing`: each layer's
+// input only, plus one layer's activations while it runs again.
 int64_t learner_activation_bytes(const models::ModelConfig& config, int64_t dtype_bytes, int64_t rows, int64_t tokens,
-                                 int64_t lora_rank);
+                                 int64_t lora_rank, bool checkpointing);
 
 // The device's capacity in bytes, or nullopt when unknown.
 using CapacityOf = std::function<std::optional<std::pair<int64_t, std::string>>(const std::string& device)>;

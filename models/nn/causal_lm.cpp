@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include "common/error.hpp"
+#include "models/nn/layer_checkpoint.hpp"
 #include "models/nn/model_size.hpp"
 
 namespace qerl::models {
@@ -120,6 +121,7 @@ ForwardOutput CausalLMImpl::forward(const ForwardArgs& args) {
   auto hidden = model->embed_tokens->forward(input_ids);  // [B, S, hidden] model dtype
   auto rope = rotary_.tables(positions, hidden.scalar_type());
 
+  const bool checkpointed = activation_checkpointing_ && cache == nullptr && torch::GradMode::is_enabled();
   std::vector<torch::Tensor> used, native;  // per MoE layer [T, K] int64
   int64_t moe_index = 0;
   for (auto& layer : model->layer_list) {
@@ -130,7 +132,8 @@ ForwardOutput CausalLMImpl::forward(const ForwardArgs& args) {
       if (args.routing.replay_mask.defined())
         route.replay_mask = args.routing.replay_mask.reshape({-1}).to(torch::kBool);
     }
-    auto out = layer->forward(hidden, rope, mask, cache, route);
+    auto out = checkpointed ? checkpointed_layer_forward(*layer, hidden, rope, mask, route)
+                            : layer->forward(hidden, rope, mask, cache, route);
     hidden = out.hidden;
     if (layer->is_moe()) {
       ++moe_index;

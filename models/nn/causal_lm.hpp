@@ -61,12 +61,19 @@ class CausalLMImpl : public torch::nn::Module {
   torch::ScalarType dtype() const;
   torch::Device device() const;
 
+  // Forwards with gradients (and no KV cache) then keep only each decoder
+  // layer's input and run the layer again in the backward
+  // (models/nn/layer_checkpoint.hpp): less memory, one more forward.
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
+
   DecoderModel model{nullptr};
   Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
   ModelConfig config_;
   RotaryEmbedding rotary_;
+  bool activation_checkpointing_ = false;
 };
 TORCH_MODULE(CausalLM);
 

@@ -242,14 +242,16 @@ TEST_CASE("memory plan: on a CUDA device the KV cache is persistent unless kv_ca
   CHECK(kv_of({"stages.rollout.gpu_memory_fraction=1e-6"}, transient) == kept / rows);
 }
 
-TEST_CASE("memory plan: the learner activation estimate is the documented per-token formula") {
+TEST_CASE("memory plan: the learner activation estimate is the documented per-token formula, with and without checkpointing") {
   const auto config = models::load_model_config(std::string(QERL_SOURCE_DIR) + "/assets/tiny-moe/config.json");
   // docs/memory-plan.md, hidden h = 128, q = 128, kv = 64, 8 experts top-2 of width 128, no shared expert:
   // attention 4h + 2(q + 2kv) + q + h = 1280; MoE 3E + k(4w + 3h) = 24 + 1792; per layer 3096;
   // 4 layers + 2h = 12640 values per token.
-  CHECK(actors::learner_activation_bytes(config, 2, 3, 100, 0) == 12640LL * 2 * 3 * 100);
+  CHECK(actors::learner_activation_bytes(config, 2, 3, 100, 0, false) == 12640LL * 2 * 3 * 100);
   // LoRA rank r adds r per adapted Linear a token passes: 4 attention + 3 per chosen expert = 10.
-  CHECK(actors::learner_activation_bytes(config, 2, 1, 1, 16) == (12640LL + 4 * 10 * 16) * 2);
+  CHECK(actors::learner_activation_bytes(config, 2, 1, 1, 16, false) == (12640LL + 4 * 10 * 16) * 2);
+  // Checkpointed: each of the 4 layers' inputs (h = 128) and one layer's 3096, + 2h.
+  CHECK(actors::learner_activation_bytes(config, 2, 3, 100, 0, true) == (4LL * 128 + 3096 + 2 * 128) * 2 * 3 * 100);
 }
 
 TEST_CASE("memory plan: a shared device sums persistent parts and takes the largest turn; over capacity is refused") {
