@@ -66,6 +66,22 @@ std::vector<torch::Tensor> param_copies(models::CausalLMImpl& lm) {
   return out;
 }
 
+// How far two trained copies of a model ended apart (`diff`) and how far
+// the first moved from the initial parameters `start` (`moved`): largest
+// absolute elements over every parameter.
+struct Divergence {
+  double diff = 0, moved = 0;
+};
+Divergence divergence(models::CausalLMImpl& a, models::CausalLMImpl& b, models::CausalLMImpl& start) {
+  const auto pa = param_copies(a), pb = param_copies(b), p0 = param_copies(start);
+  Divergence d;
+  for (size_t i = 0; i < pa.size(); ++i) {
+    d.diff = std::max(d.diff, (pa[i] - pb[i]).abs().max().item<double>());
+    d.moved = std::max(d.moved, (pa[i] - p0[i]).abs().max().item<double>());
+  }
+  return d;
+}
+
 // d/dθ of -(1/N) Σ_i adv_i Σ_t logp(token_t | prefix): the GRPO surrogate's
 // gradient at ratio 1, computed from the model's full forward.
 std::vector<torch::Tensor> reference_gradient(models::CausalLMImpl& lm, const actors::RolloutBatch& batch,
@@ -137,15 +153,9 @@ TEST_CASE("PolicyTrainer: micro-batches accumulate to the whole batch's update")
   std::map<std::string, double> ma, mb;
   a.rl_step(*batch, scores, nullptr, 0, 0.0, ma);
   b.rl_step(*batch, scores, nullptr, 0, 0.0, mb);
-  const auto pa = param_copies(*whole), pb = param_copies(*micro);
-  const auto p0 = param_copies(*models::testing::tiny_model("qwen3_moe", /*seed=*/51));
-  double diff = 0, moved = 0;
-  for (size_t i = 0; i < pa.size(); ++i) {
-    diff = std::max(diff, (pa[i] - pb[i]).abs().max().item<double>());
-    moved = std::max(moved, (pa[i] - p0[i]).abs().max().item<double>());
-  }
-  CHECK(moved > 1e-4);
-  CHECK(diff < 1e-4 * moved);
+  const Divergence d = divergence(*whole, *micro, *models::testing::tiny_model("qwen3_moe", /*seed=*/51));
+  CHECK(d.moved > 1e-4);
+  CHECK(d.diff < 1e-4 * d.moved);
   CHECK(ma.at("actor/entropy") == doctest::Approx(mb.at("actor/entropy")).epsilon(1e-5));
   CHECK(ma.at("actor/grad_norm") == doctest::Approx(mb.at("actor/grad_norm")).epsilon(1e-4));
 }
@@ -163,15 +173,9 @@ TEST_CASE("PolicyTrainer: activation checkpointing gives the same update and met
   std::map<std::string, double> ma, mb;
   a.rl_step(*batch, scores, nullptr, 0, 0.0, ma);
   b.rl_step(*batch, scores, nullptr, 0, 0.0, mb);
-  const auto pa = param_copies(*plain), pb = param_copies(*checkpointed);
-  const auto p0 = param_copies(*models::testing::tiny_model("qwen2_moe", /*seed=*/71));
-  double diff = 0, moved = 0;
-  for (size_t i = 0; i < pa.size(); ++i) {
-    diff = std::max(diff, (pa[i] - pb[i]).abs().max().item<double>());
-    moved = std::max(moved, (pa[i] - p0[i]).abs().max().item<double>());
-  }
-  CHECK(moved > 1e-4);
-  CHECK(diff <= 1e-6 * moved);
+  const Divergence d = divergence(*plain, *checkpointed, *models::testing::tiny_model("qwen2_moe", /*seed=*/71));
+  CHECK(d.moved > 1e-4);
+  CHECK(d.diff <= 1e-6 * d.moved);
   CHECK(ma.at("actor/grad_norm") == doctest::Approx(mb.at("actor/grad_norm")).epsilon(1e-6));
   CHECK(ma.at("actor/entropy") == doctest::Approx(mb.at("actor/entropy")).epsilon(1e-6));
 }
