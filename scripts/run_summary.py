@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Summarizes a qerl run folder from its metrics.jsonl: held-out accuracy
 before and after, wall time, rollout tokens/s, and the share of wall time
-spent outside stage compute (runtime overhead: scheduling, messaging,
-waiting), i.e. 1 - sum(timing_s/*) / elapsed when stages run one at a time
-(colocated, staleness 0). A resumed run's elapsed_s restarts at each resume;
+spent writing checkpoints (checkpoint_s/*, the stages' saves), and the
+share spent outside stage compute and checkpoint writes (runtime overhead:
+scheduling, messaging, waiting), i.e. 1 - (sum(timing_s/*) +
+sum(checkpoint_s/*)) / elapsed when stages run one at a time (colocated,
+staleness 0). A resumed run's elapsed_s restarts at each resume;
 the segments are added up. Usage: run_summary.py RUN_DIR [RUN_DIR...]"""
 import json
 import sys
@@ -85,6 +87,7 @@ def summarize(run_dir):
     if elapsed <= 0:
         fail(f"{run_dir}/metrics.jsonl: no elapsed_s")
     stage_s = sum(v for r in rows for k, v in r.items() if k.startswith("timing_s/"))
+    checkpoint_s = sum(v for r in rows for k, v in r.items() if k.startswith("checkpoint_s/"))
     tps = [r["rollout/tokens_per_s"] for r in rows if "rollout/tokens_per_s" in r]
     rollout_s = sum(r.get("timing_s/rollout", 0) for r in rows)
     out = {
@@ -97,7 +100,8 @@ def summarize(run_dir):
         "accuracy_curve": evals,
         "rollout_tokens_per_s_mean": round(sum(tps) / len(tps), 1) if tps else None,
         "rollout_share": round(rollout_s / elapsed, 3),
-        "overhead_share": round(1 - stage_s / elapsed, 4),
+        "checkpoint_share": round(checkpoint_s / elapsed, 4),
+        "overhead_share": round(1 - (stage_s + checkpoint_s) / elapsed, 4),
     }
     print(json.dumps(out))
 

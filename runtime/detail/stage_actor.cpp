@@ -149,8 +149,13 @@ bool fire(Self* self, int64_t t) {
   if (!guarded(self, at, [&] { check_outputs(st, out); })) return false;
   // The state is on disk before the driver hears of the step: once every
   // replica reported step t, the checkpoint after t only lacks its manifest.
-  if (checkpoint_follows(st, t) && (!save_after(self, t) || st.config.context.stop_requested()))
-    return false;
+  if (checkpoint_follows(st, t)) {
+    const auto saving = std::chrono::steady_clock::now();
+    if (!save_after(self, t) || st.config.context.stop_requested()) return false;
+    // Outside the stage's own seconds: summaries tell it from the runtime's overhead.
+    out.metrics["checkpoint_s/" + st.config.name] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - saving).count();
+  }
 
   const int64_t version = out.weight_version.value_or(input.weight_version);
   const int replica = st.config.context.replica;

@@ -142,6 +142,7 @@ struct InputDecl {
 
 struct StageActorConfig {
   int node = -1;
+  std::string name;   // the stage's name, as in [stages.<name>]
   std::string label;  // "stage 'reward' (replica 0)", the prefix of error lines
   const StageType* type = nullptr;
   StageContext context;  // context.start_step: the first step to run

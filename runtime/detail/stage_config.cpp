@@ -48,6 +48,7 @@ StageActorConfig stage_config(const ProcessRun& run, const ReplicaPlacement& r, 
   }
   c.total_steps = spec.run.steps;
   c.checkpoint_every = spec.run.checkpoint_every;
+  c.name = node.name;
   c.state_name = stage_state_name(node.name, r.replica);
   c.resume_from = run.resume_from;
   c.is_source = node.is_source(graph.edges());

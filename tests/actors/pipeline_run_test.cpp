@@ -25,6 +25,7 @@
 #include "runtime/plugin_loader.hpp"
 #include "runtime/stage_registry.hpp"
 #include "tests/actors/quiet_log.hpp"
+#include "tests/common/clocked_metric.hpp"
 
 namespace fs = std::filesystem;
 using namespace qerl;
@@ -151,7 +152,7 @@ bool finite_number(const json& line, const std::string& key) {
 // A metrics line without what legitimately differs between runs.
 json without_timing(json line) {
   for (auto it = line.begin(); it != line.end();) {
-    if (it.key() == "elapsed_s" || it.key().rfind("timing_s/", 0) == 0 || it.key() == "rollout/tokens_per_s")
+    if (qerl::testing::clocked_metric(it.key()))
       it = line.erase(it);
     else
       ++it;

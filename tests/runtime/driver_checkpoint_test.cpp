@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "runtime/checkpoint.hpp"
+#include "tests/common/clocked_metric.hpp"
 #include "tests/runtime/run_helpers.hpp"
 #include "tests/runtime/stateful_stages.hpp"
 #include "tests/runtime/test_spec.hpp"
@@ -51,9 +52,8 @@ std::map<std::string, std::string> state_files(const fs::path& checkpoint) {
 
 // A metrics line without what depends on the clock.
 nlohmann::json timeless(nlohmann::json line) {
-  line.erase("elapsed_s");
   for (auto it = line.begin(); it != line.end();)
-    it = it.key().rfind("timing_s/", 0) == 0 ? line.erase(it) : std::next(it);
+    it = qerl::testing::clocked_metric(it.key()) ? line.erase(it) : std::next(it);
   return line;
 }
 

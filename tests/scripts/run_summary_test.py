@@ -25,6 +25,9 @@ def main():
     for step in range(9):
         rows.append({"step": step, "elapsed_s": 2.0 * (step + 1), "timing_s/rollout": rng.uniform(0.2, 1.0),
                      "timing_s/learner": rng.uniform(0.2, 0.8), "rollout/tokens_per_s": rng.uniform(100, 200)})
+    for step in (4, 8):  # checkpoints after steps 5 and 9, by both stages
+        rows[step]["checkpoint_s/learner"] = rng.uniform(0.1, 0.3)
+        rows[step]["checkpoint_s/rollout"] = rng.uniform(0.05, 0.1)
     failures, checks = 0, 0
 
     def check(cond, what):
@@ -46,6 +49,11 @@ def main():
             check(summary["steps"] == 9, f"steps {summary['steps']} != 9")
             share = sum(r["timing_s/rollout"] for r in rows) / 18.0
             check(abs(summary["rollout_share"] - round(share, 3)) < 1e-9, "rollout share")
+            saved = sum(v for r in rows for k, v in r.items() if k.startswith("checkpoint_s/"))
+            stages = sum(v for r in rows for k, v in r.items() if k.startswith("timing_s/"))
+            check(abs(summary["checkpoint_share"] - round(saved / 18.0, 4)) < 1e-9, "checkpoint share")
+            check(abs(summary["overhead_share"] - round(1 - (stages + saved) / 18.0, 4)) < 1e-9,
+                  "overhead share without the checkpoint writes")
             mean_tps = sum(r["rollout/tokens_per_s"] for r in rows) / 9
             check(abs(summary["rollout_tokens_per_s_mean"] - round(mean_tps, 1)) < 1e-9, "tokens/s")
         check(f"metrics.jsonl:10: the last line is cut short (23 bytes" in err, f"stderr names line 10: {err!r}")

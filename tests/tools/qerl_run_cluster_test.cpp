@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "run_tool.hpp"
+#include "tests/common/clocked_metric.hpp"
 
 namespace fs = std::filesystem;
 using qerl::test::Outcome;
@@ -63,12 +64,8 @@ std::vector<nlohmann::json> metrics_lines(const fs::path& file) {
 std::vector<nlohmann::json> timeless_metrics(const fs::path& run_dir) {
   std::vector<nlohmann::json> lines = metrics_lines(run_dir / "metrics.jsonl");
   for (auto& line : lines) {
-    line.erase("elapsed_s");
-    for (auto it = line.begin(); it != line.end();) {
-      const std::string key = it.key();
-      const bool clocked = key.rfind("timing_s/", 0) == 0 || key.find("tokens_per_s") != std::string::npos;
-      it = clocked ? line.erase(it) : std::next(it);
-    }
+    for (auto it = line.begin(); it != line.end();)
+      it = qerl::testing::clocked_metric(it.key()) ? line.erase(it) : std::next(it);
   }
   return lines;
 }

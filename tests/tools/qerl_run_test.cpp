@@ -14,6 +14,7 @@
 #include "kernels/bf16.hpp"
 #include "run_tool.hpp"
 #include "stored_tensors.hpp"
+#include "tests/common/clocked_metric.hpp"
 
 namespace fs = std::filesystem;
 
@@ -201,14 +202,9 @@ std::string resume_args(const fs::path& dir, const std::string& extra = "") {
 // Metrics lines without what depends on the clock (elapsed_s, timing_s/*, throughputs).
 std::vector<nlohmann::json> timeless_metrics(const fs::path& run_dir) {
   std::vector<nlohmann::json> lines = metrics_lines(run_dir / "metrics.jsonl");
-  const auto clocked = [](const std::string& key) {
-    const std::string rate = "tokens_per_s";
-    return key.rfind("timing_s/", 0) == 0 ||
-           (key.size() >= rate.size() && key.compare(key.size() - rate.size(), rate.size(), rate) == 0);
-  };
   for (auto& line : lines) {
-    line.erase("elapsed_s");
-    for (auto it = line.begin(); it != line.end();) it = clocked(it.key()) ? line.erase(it) : std::next(it);
+    for (auto it = line.begin(); it != line.end();)
+      it = qerl::testing::clocked_metric(it.key()) ? line.erase(it) : std::next(it);
   }
   return lines;
 }
