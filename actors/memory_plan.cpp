@@ -120,18 +120,14 @@ double activation_units_per_token_layer(const models::ModelConfig& c, int64_t la
   return units;
 }
 
-int64_t option_or(const dsl::StageSpec& stage, const std::string& key, int64_t fallback) {
+// The stage's value of `key` when it is set and of type T, else `fallback`
+// (the plan may run before defaults are filled in).
+template <class T>
+T option_or(const dsl::StageSpec& stage, const std::string& key, T fallback) {
   const auto it = stage.options.find(key);
   if (it == stage.options.end()) return fallback;
-  if (const auto* v = std::get_if<int64_t>(&it->second)) return *v;
+  if (const auto* v = std::get_if<T>(&it->second)) return *v;
   return fallback;
-}
-
-double fraction_option(const dsl::StageSpec& stage) {
-  const auto it = stage.options.find("gpu_memory_fraction");
-  if (it == stage.options.end()) return 0;
-  if (const auto* v = std::get_if<double>(&it->second)) return *v;
-  return 0;
 }
 
 // "12.3 GiB"-style text with 3 significant digits.
@@ -201,7 +197,7 @@ class Planner {
   }
   int64_t response_tokens() const {
     for (const auto& s : spec_.stages)
-      if (s.uses == "rollout") return option_or(s, "max_new_tokens", 256);
+      if (s.uses == "rollout") return option_or(s, "max_new_tokens", int64_t{256});
     return spec_.model.max_seq_len;
   }
   int64_t step_rows() const { return spec_.data.prompts_per_step * spec_.data.samples_per_prompt; }
@@ -236,21 +232,21 @@ class Planner {
     const CopyBytes copy = count_copy(modules_, spec_, o);
     weights_of(copy, dtype() + (o.packed && o.release_dense ? ", quantized Linears' dense weights freed" : ""));
     if (o.lora) stacked_lora(copy);
-    const int64_t new_tokens = option_or(stage, "max_new_tokens", 256);
+    const int64_t new_tokens = option_or(stage, "max_new_tokens", int64_t{256});
     const int64_t rows_all = rollout ? step_rows() : spec_.data.heldout_size;
     const KvShape per_row{config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, d(),
                           sequence_tokens(new_tokens), 1};
     // The budget and the kept cache are the CUDA engine's; elsewhere each call allocates its own cache.
     const bool cuda = current_->device.rfind("cuda", 0) == 0;
-    const double fraction = cuda ? fraction_option(stage) : 0;
+    const double fraction = cuda ? option_or(stage, "gpu_memory_fraction", 0.0) : 0;
     const int64_t budget =
         fraction > 0 && current_->capacity ? static_cast<int64_t>(fraction * static_cast<double>(*current_->capacity)) : 0;
-    const int64_t rows = engine_chunk_rows(per_row, option_or(stage, "max_batch_size", 0), rows_all, budget);
+    const int64_t rows = engine_chunk_rows(per_row, option_or(stage, "max_batch_size", int64_t{0}), rows_all, budget);
     KvShape shape = per_row;
     shape.rows = rows;
     // Kept between steps unless the stage releases it (kv_cache = "release").
     const bool released =
-        !cuda || (stage.options.count("kv_cache") && std::get<std::string>(stage.options.at("kv_cache")) == "release");
+        !cuda || option_or(stage, "kv_cache", std::string()) == "release";
     add(part::kv_cache, kv_cache_bytes(shape), /*transient=*/released,
         std::to_string(rows) + " rows x " + std::to_string(shape.tokens) + " tokens" +
             (budget > 0 ? ", within gpu_memory_fraction " + c10::str(fraction) : std::string()) +
@@ -271,11 +267,10 @@ class Planner {
   void reference(const dsl::StageSpec& stage) {
     if (spec_.algorithm.kl_coef == 0) return;  // the stage loads no model
     CopyOptions o;
-    o.packed = o.release_dense = lora_on() && scheme_on() && stage.options.count("weights") &&
-                                 std::get<std::string>(stage.options.at("weights")) == "base";
+    o.packed = o.release_dense = lora_on() && scheme_on() && option_or(stage, "weights", std::string()) == "base";
     const CopyBytes copy = count_copy(modules_, spec_, o);
     weights_of(copy, dtype() + ", frozen initial policy" + (o.packed ? " (packed base)" : ""));
-    const int64_t micro = option_or(stage, "micro_batch_size", 0);
+    const int64_t micro = option_or(stage, "micro_batch_size", int64_t{0});
     const int64_t rows = micro > 0 ? std::min(micro, step_rows()) : step_rows();
     const int64_t tokens = sequence_tokens(response_tokens());
     add(part::kv_cache, kv_cache_bytes({config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, d(),
@@ -315,12 +310,10 @@ class Planner {
         masters ? "policy grads + fp32 master grads" : "fp32");
     const int64_t mini_size = spec_.algorithm.mini_batch_size;
     const int64_t mini = mini_size > 0 ? std::min(mini_size, step_rows()) : step_rows();
-    const int64_t micro_size = option_or(stage, "micro_batch_size", 0);
+    const int64_t micro_size = option_or(stage, "micro_batch_size", int64_t{0});
     const int64_t rows = micro_size > 0 ? std::min(micro_size, mini) : mini;
     const int64_t tokens = sequence_tokens(response_tokens());
-    const auto found = stage.options.find("activation_checkpointing");
-    const bool* checkpointing = found == stage.options.end() ? nullptr : std::get_if<bool>(&found->second);
-    const bool checkpointed = checkpointing != nullptr && *checkpointing;
+    const bool checkpointed = option_or(stage, "activation_checkpointing", false);
     // The attention's keys and values are kept for the backward too: every layer's, or one layer's.
     const KvShape kv{checkpointed ? 1 : config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, d(),
                      tokens, rows};
