@@ -66,6 +66,19 @@ std::vector<torch::Tensor> param_copies(models::CausalLMImpl& lm) {
   return out;
 }
 
+// One RL step of a trainer on `a` (settings_a) and one on `b` (settings_b),
+// same batch and scores: their metrics.
+std::pair<std::map<std::string, double>, std::map<std::string, double>> step_both(
+    models::CausalLM a, const actors::TrainerSettings& settings_a, models::CausalLM b,
+    const actors::TrainerSettings& settings_b, const actors::RolloutBatch& batch, const actors::Scores& scores) {
+  actors::PolicyTrainer ta(a, a->parameters(), param_names(*a), settings_a, nullptr, {});
+  actors::PolicyTrainer tb(b, b->parameters(), param_names(*b), settings_b, nullptr, {});
+  std::pair<std::map<std::string, double>, std::map<std::string, double>> metrics;
+  ta.rl_step(batch, scores, nullptr, 0, 0.0, metrics.first);
+  tb.rl_step(batch, scores, nullptr, 0, 0.0, metrics.second);
+  return metrics;
+}
+
 // How far two trained copies of a model ended apart (`diff`) and how far
 // the first moved from the initial parameters `start` (`moved`): largest
 // absolute elements over every parameter.
@@ -147,12 +160,9 @@ TEST_CASE("PolicyTrainer: micro-batches accumulate to the whole batch's update")
   // so the summation order of the accumulated gradient moves it by rounding only.
   settings.algorithm.adam_eps = 1.0;
   settings.algorithm.lr = 1.0;
-  actors::PolicyTrainer a(whole, whole->parameters(), param_names(*whole), settings, nullptr, {});
-  settings.micro_batch_size = 3;  // not a divisor of 8: a ragged last micro-batch
-  actors::PolicyTrainer b(micro, micro->parameters(), param_names(*micro), settings, nullptr, {});
-  std::map<std::string, double> ma, mb;
-  a.rl_step(*batch, scores, nullptr, 0, 0.0, ma);
-  b.rl_step(*batch, scores, nullptr, 0, 0.0, mb);
+  auto micro_settings = settings;
+  micro_settings.micro_batch_size = 3;  // not a divisor of 8: a ragged last micro-batch
+  const auto [ma, mb] = step_both(whole, settings, micro, micro_settings, *batch, scores);
   const Divergence d = divergence(*whole, *micro, *models::testing::tiny_model("qwen3_moe", /*seed=*/51));
   CHECK(d.moved > 1e-4);
   CHECK(d.diff < 1e-4 * d.moved);
@@ -168,11 +178,7 @@ TEST_CASE("PolicyTrainer: activation checkpointing gives the same update and met
   checkpointed->set_activation_checkpointing(true);
   auto settings = grpo_settings();
   settings.micro_batch_size = 3;
-  actors::PolicyTrainer a(plain, plain->parameters(), param_names(*plain), settings, nullptr, {});
-  actors::PolicyTrainer b(checkpointed, checkpointed->parameters(), param_names(*checkpointed), settings, nullptr, {});
-  std::map<std::string, double> ma, mb;
-  a.rl_step(*batch, scores, nullptr, 0, 0.0, ma);
-  b.rl_step(*batch, scores, nullptr, 0, 0.0, mb);
+  const auto [ma, mb] = step_both(plain, settings, checkpointed, settings, *batch, scores);
   const Divergence d = divergence(*plain, *checkpointed, *models::testing::tiny_model("qwen2_moe", /*seed=*/71));
   CHECK(d.moved > 1e-4);
   CHECK(d.diff <= 1e-6 * d.moved);
