@@ -139,8 +139,8 @@ StageTypeSchema learner_stage() {
 StageTypeSchema weight_sync_stage() {
   StageTypeSchema s;
   s.name = "weight_sync";
-  s.doc = "Hands the learner's weights to rollout and eval with a version number, in process "
-          "(NCCL between processes: not implemented yet). What travels follows [quantization]: "
+  s.doc = "Hands the learner's weights to rollout and eval with a version number. "
+          "What travels follows [quantization]: "
           "the LoRA tensors only (train = \"lora\"), the packed codes of every quantized Linear "
           "(train = \"qat\" with a scheme; the rest dense), all parameters otherwise; metric "
           "weight_sync/bytes.";
@@ -148,7 +148,9 @@ StageTypeSchema weight_sync_stage() {
   s.outputs = {port<WeightsUpdate>("weights", "weights for rollout (and eval)")};
   s.keys = {
       choice(key("transport", ValueKind::string, std::string("auto"),
-                 "auto = copy when colocated, nccl when disaggregated."),
+                 "In one process a reference (auto, copy); to another process the bytes go inside the "
+                 "message through the host (auto, copy) or GPU to GPU over NCCL beside it (nccl: the "
+                 "learner and its consumers on different GPUs, a build with NCCL)."),
              enum_name_list<SyncTransport>()),
       choice(key("format", ValueKind::string, std::string("auto"),
                  "auto = follows [quantization] (lora-only, packed or full); the only choice for now."),

@@ -4,6 +4,7 @@
 // is evaluated first (val/initial_accuracy), so one run shows before/after.
 #include <algorithm>
 
+#include "actors/bulk_transfer.hpp"
 #include "actors/payloads.hpp"
 #include "actors/policy.hpp"
 #include "actors/sampling_batch.hpp"
@@ -27,6 +28,7 @@ class EvalStage final : public runtime::Stage {
     at_start_ = stage.option<bool>("at_start");
     limits_ = generation_limits(stage, stage_device(context), torch::elementSize(model_dtype(*spec_)));
     // Evaluate what the rollout samples with: the same quantized weights (no noise).
+    bulk::note_device(stage_device(context));  // where weights sent over NCCL arrive
     engine_ = open_sampling_engine(*spec_, stage_device(context), /*with_aqn=*/false, /*logger=*/nullptr);
     tokens_ = std::make_unique<TokenizerInfo>(open_tokenizer(*spec_));
     config_.max_new_tokens = stage.option<int64_t>("max_new_tokens");

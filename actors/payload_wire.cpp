@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "actors/bulk_transfer.hpp"
 #include "actors/payloads.hpp"
 #include "common/error.hpp"
 
@@ -178,19 +179,94 @@ std::shared_ptr<const Update> decode_update(Reader& r) {
   return u;
 }
 
+// A WeightsUpdate with `beside` set, to another process: names, dtypes and
+// shapes here, the bytes over a bulk link (the ticket says which transfer).
+void encode_weights(const WeightsUpdate& u, Writer& w) {
+  w.i64(u.version);
+  w.u8(static_cast<uint8_t>(u.format));
+  const bool beside = u.beside && u.tensors && !runtime::wire::destination().empty();
+  w.u8(beside ? 1 : 0);
+  if (!beside) return write_tensors(w, u.tensors);
+  std::vector<torch::Tensor> tensors;
+  w.u64(u.tensors->size());
+  for (const auto& [name, t] : *u.tensors) {
+    w.str(name);
+    write_tensor_spec(w, t);
+    tensors.push_back(t.contiguous());
+  }
+  bulk::write_ticket(w, bulk::send(runtime::wire::destination(), std::move(tensors)));
+}
+
+std::shared_ptr<const WeightsUpdate> decode_weights(Reader& r) {
+  auto u = std::make_shared<WeightsUpdate>();
+  u->version = r.i64("version");
+  u->format = read_format(r);
+  const uint8_t beside = r.u8("tensors beside");
+  if (beside > 1) r.fail("tensors beside", "bad flag " + std::to_string(beside));
+  if (beside == 0) {
+    u->tensors = read_tensors(r);
+    return u;
+  }
+  const uint64_t n = r.count("tensor count", 2 * sizeof(uint64_t));
+  std::vector<std::string> names;
+  std::vector<bulk::TensorSpec> specs;
+  for (uint64_t i = 0; i < n; ++i) {
+    names.push_back(r.str("tensor name"));
+    specs.push_back(read_tensor_spec(r, "tensor"));
+  }
+  const bulk::Ticket ticket = bulk::read_ticket(r);
+  std::vector<torch::Tensor> tensors;
+  try {
+    tensors = bulk::receive(ticket, specs);
+  } catch (const std::exception& e) {
+    r.fail("tensors beside", e.what());
+  }
+  auto map = std::make_shared<TensorMap>();
+  for (uint64_t i = 0; i < n; ++i)
+    if (!map->emplace(std::move(names[i]), tensors[i]).second) r.fail("tensor name", "a name appears twice");
+  u->tensors = std::move(map);
+  u->beside = true;
+  return u;
+}
+
 struct Registration {
   Registration() { register_payload_codecs(); }
 } registration;  // when qerl_payloads is loaded
 
 }  // namespace
 
-void write_tensor(Writer& w, const torch::Tensor& t) {
-  w.u8(t.defined() ? 1 : 0);
-  if (!t.defined()) return;
+void write_tensor_spec(Writer& w, const torch::Tensor& t) {
   w.u8(code_of(t.scalar_type()));
   if (t.dim() > max_rank) throw Error("wire: a tensor of rank " + std::to_string(t.dim()) + " cannot be sent");
   w.u8(static_cast<uint8_t>(t.dim()));
   for (const int64_t s : t.sizes()) w.i64(s);
+}
+
+bulk::TensorSpec read_tensor_spec(Reader& r, const char* field) {
+  bulk::TensorSpec spec;
+  const uint8_t code = r.u8(field);
+  bool known = false;
+  for (const auto& [c, t] : dtype_codes)
+    if (c == code) spec.dtype = t, known = true;
+  if (!known) r.fail(field, "unknown dtype code " + std::to_string(code));
+  const uint8_t rank = r.u8(field);
+  if (rank > max_rank) r.fail(field, "rank " + std::to_string(rank) + " exceeds " + std::to_string(max_rank));
+  spec.sizes.resize(rank);
+  uint64_t numel = 1;
+  for (auto& s : spec.sizes) {
+    s = r.i64(field);
+    if (s < 0 || static_cast<uint64_t>(s) > runtime::wire::max_length) r.fail(field, "bad size " + std::to_string(s));
+    numel = s == 0 ? 0 : (numel > runtime::wire::max_length / static_cast<uint64_t>(s) ? runtime::wire::max_length + 1
+                                                                                         : numel * s);
+    if (numel > runtime::wire::max_length) r.fail(field, "shape holds more than 2^40 values");
+  }
+  return spec;
+}
+
+void write_tensor(Writer& w, const torch::Tensor& t) {
+  w.u8(t.defined() ? 1 : 0);
+  if (!t.defined()) return;
+  write_tensor_spec(w, t);
   const torch::Tensor host = t.to(torch::kCPU).contiguous();
   const uint64_t bytes = static_cast<uint64_t>(host.numel()) * host.element_size();
   w.u64(bytes);
@@ -201,23 +277,11 @@ torch::Tensor read_tensor(Reader& r, const char* field) {
   const uint8_t present = r.u8(field);
   if (present == 0) return torch::Tensor();
   if (present != 1) r.fail(field, "bad presence flag " + std::to_string(present));
-  const uint8_t code = r.u8(field);
-  torch::ScalarType type = torch::kFloat;
-  bool known = false;
-  for (const auto& [c, t] : dtype_codes)
-    if (c == code) type = t, known = true;
-  if (!known) r.fail(field, "unknown dtype code " + std::to_string(code));
-  const uint8_t rank = r.u8(field);
-  if (rank > max_rank) r.fail(field, "rank " + std::to_string(rank) + " exceeds " + std::to_string(max_rank));
-  std::vector<int64_t> sizes(rank);
+  const bulk::TensorSpec spec = read_tensor_spec(r, field);
+  const torch::ScalarType type = spec.dtype;
+  const std::vector<int64_t>& sizes = spec.sizes;
   uint64_t numel = 1;
-  for (auto& s : sizes) {
-    s = r.i64(field);
-    if (s < 0 || static_cast<uint64_t>(s) > runtime::wire::max_length) r.fail(field, "bad size " + std::to_string(s));
-    numel = s == 0 ? 0 : (numel > runtime::wire::max_length / static_cast<uint64_t>(s) ? runtime::wire::max_length + 1
-                                                                                         : numel * s);
-    if (numel > runtime::wire::max_length) r.fail(field, "shape holds more than 2^40 values");
-  }
+  for (const int64_t s : sizes) numel *= static_cast<uint64_t>(s);
   const uint64_t element = c10::elementSize(type);
   const uint64_t bytes = r.u64(field);
   if (bytes != numel * element)
@@ -248,7 +312,7 @@ void register_payload_codecs() {
         return std::shared_ptr<const RefLogprobs>(p);
       });
   register_payload_codec<PolicyUpdate>("PolicyUpdate", encode_update<PolicyUpdate>, decode_update<PolicyUpdate>);
-  register_payload_codec<WeightsUpdate>("WeightsUpdate", encode_update<WeightsUpdate>, decode_update<WeightsUpdate>);
+  register_payload_codec<WeightsUpdate>("WeightsUpdate", encode_weights, decode_weights);
 }
 
 }  // namespace qerl::actors

@@ -102,6 +102,9 @@ struct WeightsUpdate final : runtime::Payload {
   int64_t version = 0;
   WeightsFormat format = WeightsFormat::full;
   std::shared_ptr<const TensorMap> tensors;
+  // Crossing processes, the tensors move beside the message over a bulk
+  // link (NCCL between GPUs: bulk_transfer.hpp) instead of inside it.
+  bool beside = false;
   std::string type_name() const override { return "WeightsUpdate"; }
 };
 

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "actors/aqn.hpp"
+#include "actors/bulk_transfer.hpp"
 #include "actors/payloads.hpp"
 #include "actors/policy.hpp"
 #include "actors/sampling_batch.hpp"
@@ -27,6 +28,7 @@ class RolloutStage final : public runtime::Stage {
     spec_ = context.pipeline;
     replica_ = context.replica;
     const auto& stage = *context.stage;
+    bulk::note_device(stage_device(context));  // where weights sent over NCCL arrive
     engine_ = open_sampling_engine(*spec_, stage_device(context), /*with_aqn=*/true,
                                    replica_ == 0 ? context.logger : nullptr);
     tokens_ = std::make_unique<TokenizerInfo>(open_tokenizer(*spec_));

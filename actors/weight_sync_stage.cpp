@@ -1,17 +1,19 @@
 // Stage `weight_sync`: hands the learner's new parameters to rollout and
-// eval with their version. All stages of a run share one process, so the
-// transport is a reference to the learner's snapshot (no copy when
-// colocated; consumers on another device copy into their own model when
-// they apply it). It keeps the updates its back-edge consumers may still
-// need after a checkpoint (context.back_edge_history of them) in its state,
-// so a resumed rollout samples with the weights the uninterrupted run's
-// did. The learner picks the format (full, packed codes for QAT, LoRA-only
-// for adapters); NCCL between processes arrives with its issue, and asking
-// for it is a clear error.
+// eval with their version. In one process the message is a reference to
+// the learner's snapshot (no copy when colocated; consumers on another
+// device copy into their own model when they apply it). To another
+// process the tensors travel inside the message through the host, or with
+// transport = "nccl" GPU to GPU beside it (actors/bulk_transfer.hpp). It
+// keeps the updates its back-edge consumers may still need after a
+// checkpoint (context.back_edge_history of them) in its state, so a
+// resumed rollout samples with the weights the uninterrupted run's did.
+// The learner picks the format (full, packed codes for QAT, LoRA-only for
+// adapters).
 #include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "actors/bulk_transfer.hpp"
 #include "actors/payloads.hpp"
 #include "actors/stage_factories.hpp"
 #include "actors/stage_options.hpp"
@@ -28,9 +30,11 @@ class WeightSyncStage final : public runtime::Stage {
  public:
   void setup(const runtime::StageContext& context) override {
     const auto& stage = *context.stage;
-    if (stage.choice_option<SyncTransport>("transport") == SyncTransport::nccl)
-      throw Error("stage '" + stage.name + "': transport = \"nccl\" needs multi-process placement, which this "
-                  "build does not have yet; use \"auto\" or \"copy\"");
+    name_ = stage.name;
+    nccl_ = stage.choice_option<SyncTransport>("transport") == SyncTransport::nccl;
+    if (nccl_ && !bulk::available())
+      throw Error("stage '" + stage.name + "': transport = \"nccl\" needs a build with NCCL (QERL_CUDA on a host "
+                  "with NCCL); use \"auto\"");
     stage.choice_option<SyncFormat>("format");  // "auto" only: follows [quantization]
     history_ = context.back_edge_history;
   }
@@ -41,8 +45,15 @@ class WeightSyncStage final : public runtime::Stage {
     weights->version = params->version;
     weights->format = params->format;
     weights->tensors = params->tensors;
+    weights->beside = nccl_;
     double bytes = 0;
-    for (const auto& [name, t] : *params->tensors) bytes += static_cast<double>(t.numel() * t.element_size());
+    for (const auto& [name, t] : *params->tensors) {
+      if (nccl_ && !t.is_cuda())
+        throw Error("stage '" + name_ + "': transport = \"nccl\" moves GPU tensors; '" + name + "' is on " +
+                    t.device().str() + " (put weight_sync in the learner's process and the learner on a GPU, or use "
+                    "transport = \"auto\")");
+      bytes += static_cast<double>(t.numel() * t.element_size());
+    }
     if (history_ > 0) {
       recent_.push_back({input.step, weights});
       while (static_cast<int64_t>(recent_.size()) > history_) recent_.pop_front();
@@ -100,6 +111,8 @@ class WeightSyncStage final : public runtime::Stage {
  private:
   int64_t history_ = 0;
   std::deque<std::pair<int64_t, std::shared_ptr<const WeightsUpdate>>> recent_;
+  std::string name_;
+  bool nccl_ = false;
 };
 
 }  // namespace

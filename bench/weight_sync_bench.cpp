@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     int64_t received = -2;
     self->request(*remote, std::chrono::minutes(10), port_atom::value,
-                  PortMessage{"weights", 0, i, 1, update})
+                  PortMessage{"weights", 0, i, 1, update, {}})
         .receive([&](int64_t n) { received = n; }, [&](caf::error& e) { std::fprintf(stderr, "%s\n", system.render(e).c_str()); });
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (received != static_cast<int64_t>(update->tensors->size())) return 1;

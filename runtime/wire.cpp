@@ -25,7 +25,17 @@ Registry& registry() {
   return r;
 }
 
+thread_local std::string current_destination;
+
 }  // namespace
+
+DestinationScope::DestinationScope(std::string destination) : previous_(std::move(current_destination)) {
+  current_destination = std::move(destination);
+}
+
+DestinationScope::~DestinationScope() { current_destination = std::move(previous_); }
+
+const std::string& destination() { return current_destination; }
 
 void Writer::raw(const void* data, size_t size) {
   const auto* p = static_cast<const uint8_t*>(data);

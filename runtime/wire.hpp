@@ -91,6 +91,22 @@ void register_payload_codec(std::string name, std::function<void(const T&, Write
 }
 bool has_codec(std::type_index type);
 
+// The process that the message being encoded goes to (CAF's node id as
+// text), set by the stage actor around its encoding; "" outside that or
+// when unknown. Codecs that move bulk bytes beside the message
+// (actors/bulk_transfer.hpp) pick their link by it.
+class DestinationScope {
+ public:
+  explicit DestinationScope(std::string destination);
+  ~DestinationScope();
+  DestinationScope(const DestinationScope&) = delete;
+  DestinationScope& operator=(const DestinationScope&) = delete;
+
+ private:
+  std::string previous_;
+};
+const std::string& destination();
+
 // Whole messages. encode_payload throws qerl::Error when the payload's type
 // has no codec (it cannot leave its process).
 std::vector<uint8_t> encode_payload(const Payload& payload);

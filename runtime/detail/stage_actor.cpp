@@ -16,6 +16,11 @@ namespace {
 
 using Self = caf::stateful_actor<StageActorState>;
 
+// The consumer's process as text when it is not this one (PortMessage::destination).
+std::string destination_of(Self* self, const caf::actor& consumer) {
+  return consumer.node() == self->node() ? std::string() : caf::to_string(consumer.node());
+}
+
 // The driver's error is one line: a multi-line what() is joined with "; ".
 void report_failure(Self* self, std::string what) {
   auto& st = self->state;
@@ -166,7 +171,8 @@ bool fire(Self* self, int64_t t) {
   for (const Route& r : st.routes)
     for (const caf::actor& consumer : r.consumers)
       self->send(consumer, port_atom::value,
-                 PortMessage{r.consumer_port, replica, t, version, out.ports.at(r.producer_port)});
+                 PortMessage{r.consumer_port, replica, t, version, out.ports.at(r.producer_port),
+                             destination_of(self, consumer)});
   st.config.context.logger->debug("{} step {} end ({:.3f}s)", st.config.context.logger->name(), t, wall_s);
   return true;
 }
@@ -195,12 +201,15 @@ bool resend_restored(Self* self) {
   for (const Route& r : st.routes) {
     if (!r.staleness) continue;
     for (int64_t s = std::max<int64_t>(0, start - 1 - *r.staleness); s < start; ++s) {
-      PortMessage msg{r.consumer_port, replica, s, 0, nullptr};
+      PortMessage msg{r.consumer_port, replica, s, 0, nullptr, {}};
       for (const RestoredOutput& out : restored) {
         auto it = out.ports.find(r.producer_port);
         if (out.step == s && it != out.ports.end()) msg.payload = it->second, msg.weight_version = out.weight_version;
       }
-      for (const caf::actor& consumer : r.consumers) self->send(consumer, port_atom::value, msg);
+      for (const caf::actor& consumer : r.consumers) {
+        msg.destination = destination_of(self, consumer);
+        self->send(consumer, port_atom::value, msg);
+      }
     }
   }
   return true;

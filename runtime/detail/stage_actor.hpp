@@ -64,6 +64,9 @@ struct PortMessage {
   int64_t step = 0;
   int64_t weight_version = 0;
   PayloadPtr payload;  // null: the producer has no message for this step (resumed runs)
+  // Sender side only (never on the wire): the consumer's process, when it
+  // is another one (wire::destination() while the payload is encoded).
+  std::string destination;
 };
 
 // CAF inspection of a PortMessage, for messages that leave the process: the
@@ -75,6 +78,7 @@ typename Inspector::result_type inspect(Inspector& f, PortMessage& x) {
   std::vector<uint8_t> bytes;
   auto save = caf::meta::save_callback([&]() -> caf::error {
     try {
+      const wire::DestinationScope to(x.destination);
       if (x.payload) bytes = wire::encode_payload(*x.payload);
     } catch (const std::exception& e) {
       return caf::make_error(caf::sec::invalid_argument, std::string(e.what()));
