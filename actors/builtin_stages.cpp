@@ -143,7 +143,8 @@ StageTypeSchema weight_sync_stage() {
           "What travels follows [quantization]: "
           "the LoRA tensors only (train = \"lora\"), the packed codes of every quantized Linear "
           "(train = \"qat\" with a scheme; the rest dense), all parameters otherwise; metric "
-          "weight_sync/bytes.";
+          "weight_sync/bytes (with transport = \"nccl\", rollout reports weight_sync/transfer_s: how long "
+          "its end waited for the bytes).";
   s.inputs = {port<PolicyUpdate>("params", "learner output")};
   s.outputs = {port<WeightsUpdate>("weights", "weights for rollout (and eval)")};
   s.keys = {

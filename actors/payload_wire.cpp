@@ -1,6 +1,7 @@
 // Wire codecs of the RL payloads (see payload_wire.hpp).
 #include "actors/payload_wire.hpp"
 
+#include <chrono>
 #include <cstring>
 
 #include "actors/bulk_transfer.hpp"
@@ -216,6 +217,7 @@ std::shared_ptr<const WeightsUpdate> decode_weights(Reader& r) {
   }
   const bulk::Ticket ticket = bulk::read_ticket(r);
   std::vector<torch::Tensor> tensors;
+  const auto start = std::chrono::steady_clock::now();
   try {
     tensors = bulk::receive(ticket, specs);
   } catch (const std::exception& e) {
@@ -226,6 +228,7 @@ std::shared_ptr<const WeightsUpdate> decode_weights(Reader& r) {
     if (!map->emplace(std::move(names[i]), tensors[i]).second) r.fail("tensor name", "a name appears twice");
   u->tensors = std::move(map);
   u->beside = true;
+  u->transfer_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return u;
 }
 

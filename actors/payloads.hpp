@@ -105,6 +105,7 @@ struct WeightsUpdate final : runtime::Payload {
   // Crossing processes, the tensors move beside the message over a bulk
   // link (NCCL between GPUs: bulk_transfer.hpp) instead of inside it.
   bool beside = false;
+  double transfer_s = 0;  // receiving side: seconds its decode waited for those bytes
   std::string type_name() const override { return "WeightsUpdate"; }
 };
 

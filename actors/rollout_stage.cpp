@@ -56,6 +56,7 @@ class RolloutStage final : public runtime::Stage {
       if (update->version != version_) {
         engine_->load_update(update->format, *update->tensors);
         version_ = update->version;
+        if (update->beside) out.metrics["weight_sync/transfer_s"] = update->transfer_s;
       }
     }
     if (engine_->has_noise_targets()) add_noise(input.step, out.metrics);

@@ -158,6 +158,7 @@ TEST_CASE("bulk: weights beside the message arrive intact, decoded on several th
     REQUIRE(got[i]);
     check_same(*sent[i], *got[i]);
     CHECK(got[i]->beside);
+    CHECK(got[i]->transfer_s > 0.0);
   }
   // The same message again: its transfer was taken already.
   CHECK(error_of([&] { decode(messages[2]); }).find("transfer 2: already received (a repeated message)") !=
