@@ -4,7 +4,10 @@ issue 18). For each RUN_DIR:LOG (the run folder and the qerl-run output at
 --log-level debug): steps, wall seconds, median step seconds (elapsed_s
 between steps, from the second on), median weight-sync transfer seconds
 (weight_sync/transfer_s, reported by rollout when weights arrive over
-NCCL), final held-out accuracy, the largest per-step difference of
+NCCL), the median gap between weight_sync of step t ending and rollout of
+step t+1 starting (at staleness 0 the whole sync, plus any eval that
+takes the rollout's device first: read the median over many steps),
+final held-out accuracy, the largest per-step difference of
 critic/rewards/mean from the first run, and the share of rollout time
 that ran while the learner ran (from the driver's "ran step" lines:
 rollout of step t+1 against learner of step t).
@@ -47,13 +50,22 @@ def hidden_share(spans):
     return inside / total if total > 0 else None
 
 
+def sync_gaps(spans):
+    """Seconds from weight_sync of step t ending to rollout of step t+1 starting
+    (at staleness 0 the rollout waits only for those weights: the sync's
+    transfer, decode and dispatch)."""
+    rollout, sync = spans.get("rollout", {}), spans.get("weight_sync", {})
+    return [rollout[t + 1][0] - end for t, (_, end) in sync.items() if t + 1 in rollout]
+
+
 def main(args):
     if not args:
         print(__doc__, file=sys.stderr)
         return 2
     base = None
-    print("| run | steps | wall s | median step s | median transfer s | val/accuracy | max reward diff vs first | rollout hidden |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| run | steps | wall s | median step s | median transfer s | median sync gap s | val/accuracy |"
+          " max reward diff vs first | rollout hidden |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for arg in args:
         run_dir, _, log = arg.partition(":")
         try:
@@ -69,11 +81,14 @@ def main(args):
         steps = [b - a for a, b in zip(elapsed, elapsed[1:])]
         transfers = [r["weight_sync/transfer_s"] for r in rows if "weight_sync/transfer_s" in r]
         accuracy = next((r["val/accuracy"] for r in reversed(rows) if "val/accuracy" in r), None)
-        hidden = hidden_share(spans_of(log)) if log else None
+        spans = spans_of(log) if log else {}
+        hidden = hidden_share(spans) if spans else None
+        gaps = sync_gaps(spans)
         cells = [
             run_dir, str(len(rows)), f"{elapsed[-1]:.1f}" if elapsed else "-",
             f"{statistics.median(steps[1:] or steps):.3f}" if steps else "-",
             f"{statistics.median(transfers):.4f}" if transfers else "-",
+            f"{statistics.median(gaps):.4f}" if gaps else "-",
             f"{accuracy:.3f}" if accuracy is not None else "-",
             f"{max(diffs):.4f}" if diffs else "-",
             f"{hidden:.0%}" if hidden is not None else "-",
