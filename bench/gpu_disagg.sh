@@ -91,7 +91,7 @@ if want a27b; then
     extra=(); [ "$s" = 1 ] && extra=("${stale1[@]}")
     # shellcheck disable=SC2086
     timeout "${QERL_PIPELINE_TIMEOUT:-270}" $run pipelines/bench/a27b_lora_nvfp4.toml --out "runs/a27b_disagg$s" \
-      --overwrite --no-tensorboard --set run.steps="${QERL_A27B_STEPS:-3}" $gpus $procs "${extra[@]}" \
+      --overwrite --no-tensorboard --set run.steps="${QERL_A27B_STEPS:-3}" --set aqn.num_stages=1 $gpus $procs "${extra[@]}" \
       > "build-cuda/a27b_disagg$s.log" 2>&1 || { status=1; grep -E "error" "build-cuda/a27b_disagg$s.log" | head -5; }
   done
   python3 bench/disagg_table.py runs/a27b_disagg0:build-cuda/a27b_disagg0.log \
