@@ -39,8 +39,7 @@ class SendLink {
     std::thread([this] { loop(); }).detach();  // lives as long as the process
   }
 
-  Ticket push(std::vector<torch::Tensor> tensors) {
-    std::shared_ptr<void> ready = kind_->ready_marker(tensors);
+  Ticket push(std::vector<torch::Tensor> tensors, std::shared_ptr<void> ready) {
     const std::lock_guard<std::mutex> lock(mutex_);
     if (!error_.empty()) throw Error(link_name(id_, seq_) + ": the link failed earlier: " + error_);
     Ticket ticket{kind_->name(), id_, seq_, seq_ == 0 ? bootstrap_ : std::vector<uint8_t>()};
@@ -75,6 +74,7 @@ class SendLink {
         link->send(job.tensors, job.ready);
       } catch (const std::exception& e) {
         const std::lock_guard<std::mutex> lock(mutex_);
+        kept_ = std::move(job.tensors);  // the link may still be reading them
         error_ = e.what();
         log_warn(nullptr, link_name(id_, job.seq) + ": sending failed: " + error_);
         jobs_.clear();
@@ -91,6 +91,7 @@ class SendLink {
   std::deque<Job> jobs_;
   uint64_t seq_ = 0;
   std::string error_;
+  std::vector<torch::Tensor> kept_;
 };
 
 // One link this process receives on: whose turn it is, and the link once
@@ -101,6 +102,7 @@ struct ReceiveLink {
   uint64_t next = 0;
   std::unique_ptr<Link> link;
   std::string error;  // set: broken for good
+  std::vector<torch::Tensor> kept;  // of a failed transfer: the link may still be writing them
 };
 
 struct State {
@@ -108,6 +110,7 @@ struct State {
   std::shared_ptr<LinkKind> kind;
   bool kind_set = false;
   std::optional<torch::Device> device;
+  double receive_timeout_s = 120;
   std::map<std::string, std::unique_ptr<SendLink>> sending;  // by destination
   std::map<uint64_t, std::unique_ptr<ReceiveLink>> receiving;  // by link id
 };
@@ -182,7 +185,24 @@ std::optional<torch::Device> noted_device() {
   return s.device;
 }
 
-Ticket send(const std::string& destination, std::vector<torch::Tensor> tensors) {
+std::shared_ptr<void> mark_ready(const std::vector<torch::Tensor>& tensors) {
+  const std::shared_ptr<LinkKind> kind = link_kind();
+  return kind ? kind->ready_marker(tensors) : nullptr;
+}
+
+void set_receive_timeout_s(double seconds) {
+  State& s = state();
+  const std::lock_guard<std::mutex> lock(s.mutex);
+  s.receive_timeout_s = seconds;
+}
+
+double receive_timeout_s() {
+  State& s = state();
+  const std::lock_guard<std::mutex> lock(s.mutex);
+  return s.receive_timeout_s;
+}
+
+Ticket send(const std::string& destination, std::vector<torch::Tensor> tensors, std::shared_ptr<void> ready) {
   const std::shared_ptr<LinkKind> kind = link_kind();
   if (!kind) throw Error("bulk transfer: this build has no link for tensors beside messages (NCCL needs a QERL_CUDA build)");
   if (destination.empty()) throw Error("bulk transfer: no destination process");
@@ -194,10 +214,11 @@ Ticket send(const std::string& destination, std::vector<torch::Tensor> tensors) 
     if (!slot) slot = std::make_unique<SendLink>(kind);
     link = slot.get();
   }
-  return link->push(std::move(tensors));
+  return link->push(std::move(tensors), std::move(ready));
 }
 
-std::vector<torch::Tensor> receive(const Ticket& ticket, const std::vector<TensorSpec>& specs, double timeout_s) {
+std::vector<torch::Tensor> receive(const Ticket& ticket, const std::vector<TensorSpec>& specs) {
+  const double timeout_s = receive_timeout_s();
   const std::string where = link_name(ticket.link, ticket.seq);
   const std::shared_ptr<LinkKind> kind = link_kind();
   if (!kind || kind->name() != ticket.link_kind)
@@ -220,9 +241,13 @@ std::vector<torch::Tensor> receive(const Ticket& ticket, const std::vector<Tenso
   if (ticket.seq > link->next + max_seq_ahead)
     throw Error(where + ": " + std::to_string(ticket.seq - link->next) + " transfers ahead of the link, refused");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  if (!link->turn.wait_until(lock, deadline, [&] { return !link->error.empty() || link->next == ticket.seq; }))
-    throw Error(where + ": waited " + std::to_string(static_cast<int>(timeout_s)) + " s for transfer " +
-                std::to_string(link->next) + " of the link, which never arrived");
+  if (!link->turn.wait_until(lock, deadline, [&] { return !link->error.empty() || link->next == ticket.seq; })) {
+    // The sender is stuck on that transfer for good: nothing after it can pair.
+    link->error = "transfer " + std::to_string(link->next) + " never arrived (waited " +
+                  std::to_string(static_cast<int>(timeout_s)) + " s)";
+    link->turn.notify_all();
+    throw Error(where + ": " + link->error);
+  }
   if (!link->error.empty()) throw Error(where + ": the link failed earlier: " + link->error);
   // This ticket's turn: the others wait for `next` to move, so the link is ours.
   lock.unlock();
@@ -235,6 +260,7 @@ std::vector<torch::Tensor> receive(const Ticket& ticket, const std::vector<Tenso
     check_specs(specs, tensors);
   } catch (const std::exception& e) {
     lock.lock();
+    link->kept = std::move(tensors);
     link->error = e.what();
     link->turn.notify_all();
     throw Error(where + ": " + e.what());

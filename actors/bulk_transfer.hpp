@@ -81,15 +81,23 @@ bool available();
 void note_device(torch::Device device);
 std::optional<torch::Device> noted_device();
 
+// Producer side, where the tensors are final (weight_sync's run()): the
+// link kind's marker of the work they wait for; null without a link kind.
+std::shared_ptr<void> mark_ready(const std::vector<torch::Tensor>& tensors);
+
 // Sender side: starts moving `tensors` to process `destination` on that
-// link's thread and returns the ticket for the message at once. Throws
-// qerl::Error when no link kind is set or the link has failed.
-Ticket send(const std::string& destination, std::vector<torch::Tensor> tensors);
+// link's thread, after `ready` (mark_ready's), and returns the ticket for
+// the message at once. Throws qerl::Error when no link kind is set or the
+// link has failed.
+Ticket send(const std::string& destination, std::vector<torch::Tensor> tensors, std::shared_ptr<void> ready);
 
 // Receiver side: waits for the ticket's turn on its link (at most
-// `timeout_s`), allocates `specs` on the link kind's device and fills them.
-// Throws qerl::Error naming the link and transfer on any problem.
-std::vector<torch::Tensor> receive(const Ticket& ticket, const std::vector<TensorSpec>& specs,
-                                   double timeout_s = 120);
+// receive_timeout_s() for the transfer before it), allocates `specs` on the
+// link kind's device and fills them. Throws qerl::Error naming the link and
+// transfer on any problem; a transfer that never came breaks the link, so
+// the tickets after it fail at once.
+std::vector<torch::Tensor> receive(const Ticket& ticket, const std::vector<TensorSpec>& specs);
+void set_receive_timeout_s(double seconds);  // default 120
+double receive_timeout_s();
 
 }  // namespace qerl::actors::bulk

@@ -195,7 +195,7 @@ void encode_weights(const WeightsUpdate& u, Writer& w) {
     write_tensor_spec(w, t);
     tensors.push_back(t.contiguous());
   }
-  bulk::write_ticket(w, bulk::send(runtime::wire::destination(), std::move(tensors)));
+  bulk::write_ticket(w, bulk::send(runtime::wire::destination(), std::move(tensors), u.ready));
 }
 
 std::shared_ptr<const WeightsUpdate> decode_weights(Reader& r) {

@@ -106,6 +106,7 @@ struct WeightsUpdate final : runtime::Payload {
   // link (NCCL between GPUs: bulk_transfer.hpp) instead of inside it.
   bool beside = false;
   double transfer_s = 0;  // receiving side: seconds its decode waited for those bytes
+  std::shared_ptr<void> ready;  // sending side: the producer's work the bytes wait for (bulk::mark_ready)
   std::string type_name() const override { return "WeightsUpdate"; }
 };
 

@@ -47,13 +47,16 @@ class WeightSyncStage final : public runtime::Stage {
     weights->tensors = params->tensors;
     weights->beside = nccl_;
     double bytes = 0;
+    std::vector<torch::Tensor> list;
     for (const auto& [name, t] : *params->tensors) {
       if (nccl_ && !t.is_cuda())
         throw Error("stage '" + name_ + "': transport = \"nccl\" moves GPU tensors; '" + name + "' is on " +
                     t.device().str() + " (put weight_sync in the learner's process and the learner on a GPU, or use "
                     "transport = \"auto\")");
       bytes += static_cast<double>(t.numel() * t.element_size());
+      if (nccl_) list.push_back(t);
     }
+    if (nccl_) weights->ready = bulk::mark_ready(list);  // the learner's work on them ends here
     if (history_ > 0) {
       recent_.push_back({input.step, weights});
       while (static_cast<int64_t>(recent_.size()) > history_) recent_.pop_front();

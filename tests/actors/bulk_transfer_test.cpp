@@ -28,11 +28,13 @@ namespace wire = qerl::runtime::wire;
 
 namespace {
 
-// One in-memory link: what rank 0 sent, in order, for rank 1 to take.
+// One in-memory link: what rank 0 sent, in order, for rank 1 to take. A
+// send returns only once its receive took it, as NCCL's do.
 struct Pipe {
   std::mutex mutex;
   std::condition_variable ready;
   std::deque<std::vector<torch::Tensor>> sent;
+  uint64_t pushed = 0, taken = 0;
 };
 
 class MemoryLink final : public bulk::Link {
@@ -41,15 +43,19 @@ class MemoryLink final : public bulk::Link {
   void send(const std::vector<torch::Tensor>& tensors, const std::shared_ptr<void>&) override {
     std::vector<torch::Tensor> copies;
     for (const auto& t : tensors) copies.push_back(t.clone());
-    const std::lock_guard<std::mutex> lock(pipe_->mutex);
+    std::unique_lock<std::mutex> lock(pipe_->mutex);
     pipe_->sent.push_back(std::move(copies));
+    const uint64_t mine = ++pipe_->pushed;
     pipe_->ready.notify_all();
+    pipe_->ready.wait(lock, [&] { return pipe_->taken >= mine; });
   }
   void receive(const std::vector<torch::Tensor>& into) override {
     std::unique_lock<std::mutex> lock(pipe_->mutex);
     pipe_->ready.wait(lock, [&] { return !pipe_->sent.empty(); });
     std::vector<torch::Tensor> got = std::move(pipe_->sent.front());
     pipe_->sent.pop_front();
+    ++pipe_->taken;
+    pipe_->ready.notify_all();
     if (fail_) throw Error("the peer went away");
     REQUIRE(got.size() == into.size());
     for (size_t i = 0; i < got.size(); ++i) into[i].copy_(got[i]);
@@ -192,11 +198,12 @@ TEST_CASE("bulk: foreign, far-ahead and orphaned tickets are refused with one li
   CHECK(error_of([&] { bulk::receive({"memory", 12, 5000, {}}, specs); }).find("transfers ahead of the link, refused") !=
         std::string::npos);
   // A later transfer whose link's first transfer never comes: a timeout naming it.
+  bulk::set_receive_timeout_s(0.2);
   const auto start = std::chrono::steady_clock::now();
-  CHECK(error_of([&] { bulk::receive({"memory", 13, 1, {}}, specs, /*timeout_s=*/0.2); })
-            .find("bulk link 13, transfer 1: waited 0 s for transfer 0 of the link, which never arrived") !=
-        std::string::npos);
+  CHECK(error_of([&] { bulk::receive({"memory", 13, 1, {}}, specs); })
+            .find("bulk link 13, transfer 1: transfer 0 never arrived (waited 0 s)") != std::string::npos);
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  bulk::set_receive_timeout_s(120);
   // A ticket whose first transfer lacks the rendezvous, or a later one that has it.
   for (const auto& [seq, bootstrap] : std::vector<std::pair<uint64_t, std::vector<uint8_t>>>{{0, {}}, {1, {7}}}) {
     wire::Writer w;
@@ -215,5 +222,23 @@ TEST_CASE("bulk: a failed transfer breaks its link; later tickets name the first
   CHECK(error_of([&] { decode(first); }).find("transfer 0: the peer went away") != std::string::npos);
   CHECK(error_of([&] { decode(second); }).find("transfer 1: the link failed earlier: the peer went away") !=
         std::string::npos);
+  bulk::set_link_kind(nullptr);
+}
+
+TEST_CASE("bulk: a message lost on the way breaks its link after one timeout; the tickets after it fail at once") {
+  register_payload_codecs();
+  bulk::set_link_kind(std::make_shared<MemoryKind>());
+  std::vector<std::vector<uint8_t>> messages;
+  for (int i = 0; i < 4; ++i) messages.push_back(encode_to("node-d", *random_update(i + 1, 730 + i)));
+  check_same(*random_update(1, 730), *decode(messages[0]));
+  bulk::set_receive_timeout_s(0.3);
+  // messages[1] never arrives: the sender is stuck on it, nothing after it can pair.
+  CHECK(error_of([&] { decode(messages[2]); }).find("transfer 2: transfer 1 never arrived (waited 0 s)") !=
+        std::string::npos);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(error_of([&] { decode(messages[3]); }).find("transfer 3: the link failed earlier: transfer 1 never arrived") !=
+        std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(200));  // no second wait
+  bulk::set_receive_timeout_s(120);
   bulk::set_link_kind(nullptr);
 }
