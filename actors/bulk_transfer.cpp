@@ -247,8 +247,8 @@ std::vector<torch::Tensor> receive(const Ticket& ticket, const std::vector<Tenso
   lock.unlock();
   std::vector<torch::Tensor> tensors;
   try {
-    if (ticket.seq == 0) link->link = kind->join(ticket.bootstrap, /*rank=*/1, kind->receive_device());
     const torch::Device device = kind->receive_device();
+    if (ticket.seq == 0) link->link = kind->join(ticket.bootstrap, /*rank=*/1, device);
     for (const TensorSpec& spec : specs) tensors.push_back(torch::empty(spec.sizes, torch::dtype(spec.dtype).device(device)));
     link->link->receive(tensors);
   } catch (const std::exception& e) {
