@@ -49,6 +49,24 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   return out;
 }
 
+std::pair<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, const torch::Tensor& residual,
+                                                     const torch::Tensor& weight, double eps) {
+  check_bf16_cuda("add_rms_norm", x);
+  check_bf16_cuda("add_rms_norm residual", residual);
+  check_bf16_cuda("add_rms_norm weight", weight);
+  const int64_t dim = x.size(-1);
+  if (residual.sizes() != x.sizes() || weight.dim() != 1 || weight.size(0) != dim)
+    throw Error("add_rms_norm: x " + c10::str(x.sizes()) + ", residual " + c10::str(residual.sizes()) +
+                ", weight " + c10::str(weight.sizes()));
+  const c10::cuda::CUDAGuard guard(x.device());
+  const torch::Tensor a = aligned(x), b = aligned(residual), w = aligned(weight);
+  torch::Tensor sum = torch::empty_like(a), out = torch::empty_like(a);
+  check(add_rms_norm_bf16(bf16(a), bf16(b), bf16(w), static_cast<float>(eps), a.numel() / dim, dim, bf16(sum),
+                          bf16(out), c10::cuda::getCurrentCUDAStream()),
+        "add_rms_norm_bf16");
+  return {sum, out};
+}
+
 torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   check_bf16_cuda("rotary", x);
   check_bf16_cuda("rotary cos", cos);
@@ -63,6 +81,70 @@ torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const tor
   check(rotary_bf16(bf16(in), bf16(c), bf16(s), batch, seq, heads, dim, bf16(out), c10::cuda::getCurrentCUDAStream()),
         "rotary_bf16");
   return out;
+}
+
+namespace {
+
+// A 2-D [rows, cols] reading of t (cols = its last dim) with contiguous
+// columns: (t itself or a contiguous copy, its row stride).
+std::pair<torch::Tensor, int64_t> row_view(const torch::Tensor& t) {
+  const int64_t cols = t.size(-1);
+  if (t.dim() == 2 && (t.stride(1) == 1 || cols == 1)) return {t, t.stride(0)};
+  return {t.contiguous().view({-1, cols}), cols};
+}
+
+}  // namespace
+
+torch::Tensor silu_mul(const torch::Tensor& gate, const torch::Tensor& up) {
+  check_bf16_cuda("silu_mul gate", gate);
+  check_bf16_cuda("silu_mul up", up);
+  if (gate.sizes() != up.sizes() || gate.dim() < 1)
+    throw Error("silu_mul: gate " + c10::str(gate.sizes()) + " and up " + c10::str(up.sizes()) + " differ");
+  const c10::cuda::CUDAGuard guard(gate.device());
+  const auto [g, g_stride] = row_view(gate);
+  const auto [u, u_stride] = row_view(up);
+  torch::Tensor out = torch::empty(gate.sizes(), gate.options());
+  const int64_t cols = gate.size(-1);
+  check(silu_mul_bf16(bf16(g), g_stride, bf16(u), u_stride, cols == 0 ? 0 : gate.numel() / cols, cols, bf16(out),
+                      c10::cuda::getCurrentCUDAStream()),
+        "silu_mul_bf16");
+  return out;
+}
+
+torch::Tensor shared_expert_add(const torch::Tensor& moe, const torch::Tensor& gate, const torch::Tensor& shared) {
+  check_bf16_cuda("shared_expert_add moe", moe);
+  check_bf16_cuda("shared_expert_add gate", gate);
+  check_bf16_cuda("shared_expert_add shared", shared);
+  if (moe.dim() != 2 || shared.sizes() != moe.sizes() || gate.dim() != 2 || gate.size(0) != moe.size(0) ||
+      gate.size(1) != 1)
+    throw Error("shared_expert_add: moe " + c10::str(moe.sizes()) + ", gate " + c10::str(gate.sizes()) +
+                ", shared " + c10::str(shared.sizes()) + " (expected [T, H], [T, 1], [T, H])");
+  const c10::cuda::CUDAGuard guard(moe.device());
+  const torch::Tensor m = moe.contiguous(), s = shared.contiguous();
+  torch::Tensor out = torch::empty_like(m);
+  check(shared_expert_add_bf16(bf16(m), bf16(gate), gate.stride(0), bf16(s), m.size(0), m.size(1), bf16(out),
+                               c10::cuda::getCurrentCUDAStream()),
+        "shared_expert_add_bf16");
+  return out;
+}
+
+std::pair<torch::Tensor, torch::Tensor> moe_route(const torch::Tensor& logits, int64_t top_k, bool normalize,
+                                                  bool bf16_weights) {
+  check_bf16_cuda("moe_route logits", logits);
+  if (logits.dim() != 2 || logits.size(1) < 1 || logits.size(1) > route_max_experts || top_k < 1 ||
+      top_k > logits.size(1) || top_k > 32)
+    throw Error("moe_route: logits " + c10::str(logits.sizes()) + " with top-k " + std::to_string(top_k) +
+                " (experts 1.." + std::to_string(route_max_experts) + ", top-k 1..min(experts, 32))");
+  const c10::cuda::CUDAGuard guard(logits.device());
+  const torch::Tensor l = logits.contiguous();
+  const int64_t tokens = l.size(0);
+  torch::Tensor indices = torch::empty({tokens, top_k}, l.options().dtype(torch::kLong));
+  torch::Tensor weights =
+      torch::empty({tokens, top_k}, l.options().dtype(bf16_weights ? torch::kBFloat16 : torch::kFloat));
+  check(moe_route_bf16(bf16(l), tokens, l.size(1), top_k, normalize, indices.data_ptr<int64_t>(), weights.data_ptr(),
+                       bf16_weights, c10::cuda::getCurrentCUDAStream()),
+        "moe_route_bf16");
+  return {indices, weights};
 }
 
 }  // namespace qerl::kernels::cuda

@@ -6,13 +6,35 @@
 
 #include <torch/types.h>
 
+#include <utility>
+
 namespace qerl::kernels::cuda {
 
 // x: [..., dim] bf16, weight: [dim] bf16 -> RMSNorm(x) [..., dim] bf16.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
+// (x + residual, RMSNorm(x + residual)) in one kernel: x and residual of
+// one shape [..., dim] bf16, weight [dim] bf16.
+std::pair<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, const torch::Tensor& residual,
+                                                     const torch::Tensor& weight, double eps);
+
 // x: [B, S, H, D] bf16 (any strides); cos, sin: [B, S, D] bf16 ->
 // x * cos + rotate_half(x) * sin as [B, H, S, D] bf16, contiguous.
 torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+// torch::silu(gate) * up, rounded as those two ops: gate and up [..., cols]
+// bf16 of one shape (2-D views with contiguous columns are read in place,
+// e.g. the two halves of a fused gate/up output) -> [..., cols] contiguous.
+torch::Tensor silu_mul(const torch::Tensor& gate, const torch::Tensor& up);
+
+// moe + sigmoid(gate) * shared, rounded as those ops: moe and shared
+// [tokens, hidden] bf16, gate [tokens, 1] bf16 -> [tokens, hidden].
+torch::Tensor shared_expert_add(const torch::Tensor& moe, const torch::Tensor& gate, const torch::Tensor& shared);
+
+// The router's softmax and top-k (see moe_route_bf16): logits [tokens,
+// experts] bf16 -> (indices [tokens, top_k] int64, weights [tokens, top_k]
+// fp32, or bf16 when bf16_weights), normalized to sum 1 when normalize.
+std::pair<torch::Tensor, torch::Tensor> moe_route(const torch::Tensor& logits, int64_t top_k, bool normalize,
+                                                  bool bf16_weights);
 
 }  // namespace qerl::kernels::cuda

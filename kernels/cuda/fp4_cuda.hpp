@@ -80,10 +80,9 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
 
 // MoE top-k mixing: out[t, :] = sum_s weight[t, s] * y[position[t * top_k + s], :]
 // (fp32 sums, one rounding to bf16), y the expert outputs in sorted order.
-// round_products: round each weighted term to bf16 first (bf16 mixing
-// weights, as the CPU path multiplies in bf16). weights fp32 [T, top_k].
-cudaError_t moe_mix_bf16(const __nv_bfloat16* y, const int64_t* position, const float* weights, int64_t tokens,
-                         int64_t top_k, int64_t hidden, bool round_products, __nv_bfloat16* out,
-                         cudaStream_t stream);
+// weights [T, top_k]: fp32, or bf16 (bf16_weights), whose weighted terms
+// are each rounded to bf16 first, as the CPU path multiplies in bf16.
+cudaError_t moe_mix_bf16(const __nv_bfloat16* y, const int64_t* position, const void* weights, bool bf16_weights,
+                         int64_t tokens, int64_t top_k, int64_t hidden, __nv_bfloat16* out, cudaStream_t stream);
 
 }  // namespace qerl::kernels::cuda

@@ -11,6 +11,8 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "kernels/cuda/decoder_ops.hpp"
+#include "kernels/cuda/decoder_ops_torch.hpp"
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/nvfp4.hpp"
 
@@ -242,9 +244,23 @@ Fp4Experts quantize_experts(const torch::Tensor& w, bool nvfp4) {
 }
 
 ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts) {
-  const torch::Tensor flat = indices.reshape({-1}).to(torch::kLong);
+  const torch::Tensor flat = indices.reshape({-1}).to(torch::kLong).contiguous();
+  const int64_t top_k = indices.dim() == 2 ? indices.size(1) : 1;
   ExpertRouting r;
+  if (flat.is_cuda() && flat.numel() <= sort_max_assignments && experts <= route_max_experts) {
+    const c10::cuda::CUDAGuard guard(flat.device());
+    r.order = torch::empty_like(flat);
+    r.rows = torch::empty_like(flat);
+    r.position = torch::empty_like(flat);
+    r.offsets = torch::empty({experts + 1}, flat.options().dtype(torch::kInt));
+    check(moe_sort_by_expert(flat.data_ptr<int64_t>(), flat.numel(), experts, top_k, r.order.data_ptr<int64_t>(),
+                             r.rows.data_ptr<int64_t>(), r.offsets.data_ptr<int32_t>(), r.position.data_ptr<int64_t>(),
+                             stream()),
+          "moe_sort_by_expert");
+    return r;
+  }
   r.order = std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  r.rows = torch::floor_divide(r.order, top_k);
   const torch::Tensor counts = torch::zeros({experts}, flat.options()).scatter_add_(0, flat, torch::ones_like(flat));
   r.offsets = torch::cat({torch::zeros({1}, flat.options()), counts.cumsum(0)}).to(torch::kInt);
   r.position = torch::empty_like(r.order).scatter_(0, r.order, torch::arange(flat.numel(), flat.options()));
@@ -346,22 +362,22 @@ torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& i
   const int64_t T = x.size(0), H = x.size(1), top_k = indices.size(1);
   const int64_t E = experts.fp4() ? experts.gate_up.packed.size(0) : experts.gate_up_bf16.size(0);
   const ExpertRouting routing = sort_by_expert(indices, E);
-  const torch::Tensor x_sorted = x.index_select(0, torch::floor_divide(routing.order, top_k));
+  const torch::Tensor x_sorted = x.index_select(0, routing.rows);
   const int64_t hint = (2 * T * top_k + E - 1) / E;
   torch::Tensor h = grouped_projection(x_sorted, routing, experts.gate_up, experts.gate_up_bf16, hint);
   if (experts.gate_up_lora_a.defined())
     h = h + grouped_low_rank(x_sorted, routing, experts.gate_up_lora_a, experts.gate_up_lora_b);
   const int64_t I = h.size(1) / 2;
-  const torch::Tensor act = torch::silu(h.narrow(1, 0, I)) * h.narrow(1, I, I);
+  const torch::Tensor act = silu_mul(h.narrow(1, 0, I), h.narrow(1, I, I));
   torch::Tensor out_sorted = grouped_projection(act, routing, experts.down, experts.down_bf16, hint);
   if (experts.down_lora_a.defined())
     out_sorted = out_sorted + grouped_low_rank(act, routing, experts.down_lora_a, experts.down_lora_b);
   if (out_sorted.size(1) != H) throw Error("moe_experts_forward: down projection gives " + describe(out_sorted));
   torch::Tensor out = torch::empty({T, H}, x.options());
-  const torch::Tensor w = weights.to(torch::kFloat).contiguous();
-  check(moe_mix_bf16(bf16_ptr(out_sorted.contiguous()), routing.position.data_ptr<int64_t>(), w.data_ptr<float>(),
-                     T, top_k, H, weights.scalar_type() == torch::kBFloat16,
-                     reinterpret_cast<__nv_bfloat16*>(out.data_ptr()), stream()),
+  const bool bf16_weights = weights.scalar_type() == torch::kBFloat16;
+  const torch::Tensor w = (bf16_weights ? weights : weights.to(torch::kFloat)).contiguous();
+  check(moe_mix_bf16(bf16_ptr(out_sorted.contiguous()), routing.position.data_ptr<int64_t>(), w.data_ptr(),
+                     bf16_weights, T, top_k, H, reinterpret_cast<__nv_bfloat16*>(out.data_ptr()), stream()),
         "moe_mix_bf16");
   return out;
 }

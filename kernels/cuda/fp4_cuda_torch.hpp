@@ -51,10 +51,13 @@ Fp4Experts quantize_experts(const torch::Tensor& w, bool nvfp4);
 
 // Tokens sorted by expert, on the device, with no host read: for indices
 // [T, top_k] (int64): order [T * top_k] (flat assignment ids t * top_k + s,
-// stably sorted by expert), offsets [E + 1] int32, position [T * top_k]
-// (where each flat assignment sits in the sorted order).
+// stably sorted by expert), rows [T * top_k] (order / top_k, the token of
+// each sorted row), offsets [E + 1] int32, position [T * top_k] (where each
+// flat assignment sits in the sorted order). Decode-sized routings (up to
+// sort_max_assignments) take one kernel (moe_sort_by_expert), larger ones
+// LibTorch's sort, scatter and scan.
 struct ExpertRouting {
-  torch::Tensor order, offsets, position;
+  torch::Tensor order, rows, offsets, position;
 };
 ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts);
 

@@ -25,6 +25,7 @@
 #include "kernels/cuda/fp4_matmul_decode.cuh"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace qerl::kernels::cuda {
 namespace {
@@ -307,16 +308,22 @@ namespace qerl::kernels::cuda {
 namespace {
 
 // One thread per 8 hidden values of one token.
+__device__ inline float weight_at(const float* w, int64_t i) { return w[i]; }
+__device__ inline float weight_at(const __nv_bfloat16* w, int64_t i) { return __bfloat162float(w[i]); }
+
+// bf16 weights: each weighted term rounded to bf16, as a bf16 product is.
+template <typename Weight>
 __global__ void moe_mix_kernel(const __nv_bfloat16* __restrict__ y, const int64_t* __restrict__ position,
-                               const float* __restrict__ weights, int64_t tokens, int64_t top_k, int64_t hidden,
-                               bool round_products, __nv_bfloat16* __restrict__ out) {
+                               const Weight* __restrict__ weights, int64_t tokens, int64_t top_k, int64_t hidden,
+                               __nv_bfloat16* __restrict__ out) {
+  constexpr bool round_products = std::is_same_v<Weight, __nv_bfloat16>;
   const int64_t vecs = hidden / 8;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < tokens * vecs;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = i / vecs, h = (i % vecs) * 8;
     float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
     for (int64_t s = 0; s < top_k; ++s) {
-      const float w = weights[t * top_k + s];
+      const float w = weight_at(weights, t * top_k + s);
       const uint4 raw = *reinterpret_cast<const uint4*>(y + position[t * top_k + s] * hidden + h);
       const __nv_bfloat16* v = reinterpret_cast<const __nv_bfloat16*>(&raw);
 #pragma unroll
@@ -335,17 +342,21 @@ __global__ void moe_mix_kernel(const __nv_bfloat16* __restrict__ y, const int64_
 
 }  // namespace
 
-cudaError_t moe_mix_bf16(const __nv_bfloat16* y, const int64_t* position, const float* weights, int64_t tokens,
-                         int64_t top_k, int64_t hidden, bool round_products, __nv_bfloat16* out,
-                         cudaStream_t stream) {
+cudaError_t moe_mix_bf16(const __nv_bfloat16* y, const int64_t* position, const void* weights, bool bf16_weights,
+                         int64_t tokens, int64_t top_k, int64_t hidden, __nv_bfloat16* out, cudaStream_t stream) {
   if (hidden % 8 != 0) return cudaErrorInvalidValue;
   if (reinterpret_cast<uintptr_t>(y) % 16 != 0 || reinterpret_cast<uintptr_t>(out) % 16 != 0)
     return cudaErrorMisalignedAddress;
   const int64_t work = tokens * (hidden / 8);
   if (work == 0) return cudaSuccess;
   const int64_t blocks = (work + 255) / 256;
-  moe_mix_kernel<<<static_cast<unsigned>(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0, stream>>>(
-      y, position, weights, tokens, top_k, hidden, round_products, out);
+  const auto grid = static_cast<unsigned>(blocks < (1 << 20) ? blocks : (1 << 20));
+  if (bf16_weights)
+    moe_mix_kernel<<<grid, 256, 0, stream>>>(y, position, static_cast<const __nv_bfloat16*>(weights), tokens, top_k,
+                                             hidden, out);
+  else
+    moe_mix_kernel<<<grid, 256, 0, stream>>>(y, position, static_cast<const float*>(weights), tokens, top_k, hidden,
+                                             out);
   return cudaGetLastError();
 }
 

@@ -5,6 +5,8 @@
 #include <torch/nn/functional/linear.h>
 #include <torch/types.h>
 
+#include <limits>
+
 #include "common/error.hpp"
 #include "models/nn/layer_checkpoint.hpp"
 #include "models/nn/model_size.hpp"
@@ -119,6 +121,12 @@ ForwardOutput CausalLMImpl::forward(const ForwardArgs& args) {
   auto positions = args.position_ids.defined() ? args.position_ids : default_positions(real, cache);
   auto mask = build_attention_mask(real, cache, config_.sliding_window);
   auto hidden = model->embed_tokens->forward(input_ids);  // [B, S, hidden] model dtype
+  // Scaled-dot-product attention turns a boolean mask into an additive one
+  // (0 where allowed, -inf elsewhere, in the query's dtype) at every call:
+  // three kernels per layer on a GPU. The same conversion once per forward.
+  if (mask.is_cuda() && torch::isFloatingType(hidden.scalar_type()))
+    mask = torch::zeros(mask.sizes(), hidden.options())
+               .masked_fill_(mask.logical_not(), -std::numeric_limits<double>::infinity());
   auto rope = rotary_.tables(positions, hidden.scalar_type());
 
   const bool checkpointed = activation_checkpointing_ && cache == nullptr && torch::GradMode::is_enabled();

@@ -20,8 +20,8 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, int64_t layer_inde
 LayerOutput DecoderLayerImpl::forward(const torch::Tensor& hidden, const RopeTables& rope, const torch::Tensor& mask,
                                       KVCache* cache, const LayerRoute& route) {
   LayerOutput out;
-  auto h = hidden + self_attn->forward(input_layernorm->forward(hidden), rope, mask, cache);
-  auto normed = post_attention_layernorm->forward(h);
+  auto [h, normed] = post_attention_layernorm->forward_added(
+      hidden, self_attn->forward(input_layernorm->forward(hidden), rope, mask, cache));
   if (moe) {
     out.moe = moe->forward(normed.reshape({-1, normed.size(-1)}), route);
     out.hidden = h + out.moe.hidden.view(h.sizes());

@@ -26,4 +26,15 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return weight * x32.to(input_dtype);
 }
 
+std::pair<torch::Tensor, torch::Tensor> RMSNormImpl::forward_added(const torch::Tensor& x,
+                                                                   const torch::Tensor& residual) {
+#if QERL_CUDA
+  if (x.is_cuda() && x.scalar_type() == torch::kBFloat16 && residual.scalar_type() == torch::kBFloat16 &&
+      weight.scalar_type() == torch::kBFloat16 && x.sizes() == residual.sizes() && !torch::GradMode::is_enabled())
+    return kernels::cuda::add_rms_norm(x, residual, weight, eps_);
+#endif
+  torch::Tensor sum = x + residual;
+  return {sum, forward(sum)};
+}
+
 }  // namespace qerl::models

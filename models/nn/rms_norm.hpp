@@ -9,6 +9,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <utility>
+
 namespace qerl::models {
 
 class RMSNormImpl : public torch::nn::Module {
@@ -17,6 +19,10 @@ class RMSNormImpl : public torch::nn::Module {
 
   // x: [..., dim] any float dtype -> same shape and dtype
   torch::Tensor forward(const torch::Tensor& x);
+
+  // The residual sum and its norm: (x + residual, forward(x + residual)),
+  // one fused kernel where forward takes one.
+  std::pair<torch::Tensor, torch::Tensor> forward_added(const torch::Tensor& x, const torch::Tensor& residual);
 
   torch::Tensor weight;  // [dim], initialized to ones
 

@@ -6,12 +6,17 @@
 // W4A16 codes decoded in registers); with gradients through LibTorch's
 // differentiable grouped GEMM (grouped_with_gradients). Experts that do not
 // fit either take the loop. The CUDA paths are in sparse_moe_grouped.cpp.
+// Without gradients on the GPU the router's softmax and top-k are one
+// kernel and the shared expert's gated sum another
+// (kernels/cuda/decoder_ops.hpp), rounded as the composed ops below.
 #include "models/nn/sparse_moe.hpp"
 
 #include <torch/types.h>
 
 #include "common/error.hpp"
 #if QERL_CUDA
+#include "kernels/cuda/decoder_ops.hpp"
+#include "kernels/cuda/decoder_ops_torch.hpp"
 #include "kernels/cuda/fp4_cuda_torch.hpp"
 #endif
 
@@ -40,6 +45,20 @@ SparseMoeImpl::SparseMoeImpl(const ModelConfig& config)
 MoeOutput SparseMoeImpl::forward(const torch::Tensor& x, const LayerRoute& route) {
   // router_logits: [T, E] model dtype; probs: [T, E] float32
   auto router_logits = gate->forward(x);
+#if QERL_CUDA
+  if (fused_kernels(x) && route.mode != RoutingMode::replay && num_experts_ <= kernels::cuda::route_max_experts &&
+      top_k_ <= 32) {
+    MoeOutput out;
+    torch::Tensor weights;
+    std::tie(out.indices, weights) =
+        kernels::cuda::moe_route(router_logits, top_k_, norm_topk_prob_, !float32_mixing_weights_);
+    out.hidden = mix_experts(x, out.indices, weights);
+    if (shared_expert)
+      out.hidden = kernels::cuda::shared_expert_add(out.hidden, shared_expert_gate->forward(x),
+                                                    shared_expert->forward(x));
+    return out;
+  }
+#endif
   auto probs = torch::softmax(router_logits.to(torch::kFloat), -1);
   auto native_indices = std::get<1>(probs.topk(top_k_, -1));  // [T, K] int64
 
@@ -66,6 +85,11 @@ MoeOutput SparseMoeImpl::forward(const torch::Tensor& x, const LayerRoute& route
     out.hidden = out.hidden + shared;
   }
   return out;
+}
+
+bool SparseMoeImpl::fused_kernels(const torch::Tensor& x) const {
+  return x.is_cuda() && x.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled() &&
+         !expert_loop_forced_;
 }
 
 torch::Tensor SparseMoeImpl::mix_experts(const torch::Tensor& x, const torch::Tensor& indices,

@@ -54,8 +54,9 @@ class SparseMoeImpl : public torch::nn::Module {
   // replaying.
   bool grouped_on_device();
 
-  // Makes every forward take the per-expert loop (tests and benchmarks
-  // compare the grouped paths against it).
+  // Makes every forward take the per-expert loop and the composed router
+  // and shared-expert ops (tests and benchmarks compare the grouped paths
+  // and fused kernels against it).
   void force_expert_loop(bool on) { expert_loop_forced_ = on; }
 
   // The LoRA of one expert projection (gate, up or down) while it trains
@@ -68,6 +69,10 @@ class SparseMoeImpl : public torch::nn::Module {
   };
 
  private:
+  // Whether the router and the shared expert's sum take the fused CUDA
+  // kernels: bf16 on a CUDA device, without gradients, loop not forced.
+  bool fused_kernels(const torch::Tensor& x) const;
+
   // x: [T, H]; indices: [T, K] int64; weights: [T, K] -> [T, H] x's dtype
   torch::Tensor mix_experts(const torch::Tensor& x, const torch::Tensor& indices, const torch::Tensor& weights);
 

@@ -215,7 +215,7 @@ torch::Tensor SparseMoeImpl::grouped_with_gradients(const torch::Tensor& x, cons
         return {};
   const kernels::cuda::ExpertRouting routing = kernels::cuda::sort_by_expert(indices, num_experts_);
   const torch::Tensor ends = routing.offsets.narrow(0, 1, num_experts_);
-  const torch::Tensor rows = x.index_select(0, torch::floor_divide(routing.order, top_k_));  // [T*K, H] sorted
+  const torch::Tensor rows = x.index_select(0, routing.rows);  // [T*K, H] sorted
   // The base projections. Frozen bases (codes, or bf16 weights without
   // gradients) come from the stacked experts, kept in sync, so nothing is
   // copied per call; codes are decoded again in the backward rather than

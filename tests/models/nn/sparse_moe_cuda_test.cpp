@@ -2,7 +2,8 @@
 // as grouped launches with routing sorted on the device, without gradients
 // (the W4A16 kernels) and with them (differentiable grouped GEMMs), must
 // agree with the per-expert loop on the same GPU, for bf16 experts and for
-// NVFP4 codes, through a whole tiny model. Elsewhere the case says it was
+// NVFP4 codes, through a whole tiny model (and, routed natively, the fused
+// router and shared-expert kernels). Elsewhere the case says it was
 // skipped. Once stacked, the per-expert tensors are views of the stacked
 // ones (one copy of the experts), and updates in place or new tensors
 // reach the grouped path.
@@ -64,6 +65,21 @@ TEST_CASE("SparseMoe on CUDA: grouped device path == per-expert loop, bf16 exper
         args.routing = Routing::replay(reference.routing.indices);
         force_loop(false);  // gradients off: grouped launches
         grouped = lm->forward(args).logits.to(torch::kFloat).cpu();
+        // Routed by the model itself: the fused router (softmax + top-k)
+        // and shared-expert kernels. The routes must be the loop's but for
+        // near-ties; where all agree, so must the logits.
+        args.routing = Routing::capture();
+        const ForwardOutput fused = lm->forward(args);
+        const double agree =
+            fused.routing.indices.eq(reference.routing.indices).to(torch::kFloat).mean().item<double>();
+        MESSAGE(type << (codes ? " codes" : " bf16") << ": fused router agrees with the loop's on " << agree * 100
+                     << " % of routes");
+        CHECK(agree >= 0.97);
+        if (agree == 1.0) {
+          const torch::Tensor f = fused.logits.to(torch::kFloat).cpu();
+          CHECK((f - loop).norm().item<double>() / loop.norm().item<double>() < 2e-2);
+        }
+        args.routing = Routing::replay(reference.routing.indices);
       }
       {
         torch::AutoGradMode grad_on(true);  // gradients on: the differentiable grouped GEMMs
