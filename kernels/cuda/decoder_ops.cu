@@ -83,6 +83,36 @@ __global__ void rotary_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bf
 }
 
 
+// One thread per (b, h, d < D/2) pair of one new token: the rotated key
+// pair (rotary_kernel's arithmetic) and the value pair, both written at the
+// cache slot *slot (skipped if outside the capacity).
+__global__ void rotary_kv_cache_kernel(const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v,
+                                       const __nv_bfloat16* __restrict__ cos, const __nv_bfloat16* __restrict__ sin,
+                                       int64_t heads, int64_t dim, int64_t pairs, const int64_t* __restrict__ slot,
+                                       int64_t capacity, __nv_bfloat16* __restrict__ k_cache,
+                                       __nv_bfloat16* __restrict__ v_cache) {
+  const int64_t half = dim / 2;
+  const int64_t s = *slot;
+  if (s < 0 || s >= capacity) return;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < pairs;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t d = i % half;
+    const int64_t bh = i / half;  // b * heads + h
+    const int64_t b = bh / heads;
+    const __nv_bfloat16* in = k + bh * dim;
+    const __nv_bfloat16* c = cos + b * dim;
+    const __nv_bfloat16* n = sin + b * dim;
+    const int64_t at = (bh * capacity + s) * dim;
+    const float lo = __bfloat162float(in[d]), hi = __bfloat162float(in[d + half]);
+    k_cache[at + d] =
+        __float2bfloat16(round_bf16(lo * __bfloat162float(c[d])) + round_bf16(-hi * __bfloat162float(n[d])));
+    k_cache[at + d + half] = __float2bfloat16(round_bf16(hi * __bfloat162float(c[d + half])) +
+                                              round_bf16(lo * __bfloat162float(n[d + half])));
+    v_cache[at + d] = v[bh * dim + d];
+    v_cache[at + d + half] = v[bh * dim + d + half];
+  }
+}
+
 // One thread per value; silu as LibTorch's kernel computes it (fp32,
 // x / (1 + exp(-x))), rounded to bf16 before the product, as the two ops do.
 __global__ void silu_mul_kernel(const __nv_bfloat16* __restrict__ gate, int64_t gate_stride,
@@ -274,6 +304,19 @@ cudaError_t rotary_bf16(const __nv_bfloat16* x, const __nv_bfloat16* cos, const 
   const int64_t blocks = (pairs + 255) / 256;
   rotary_kernel<<<static_cast<unsigned>(blocks < (1 << 16) ? blocks : (1 << 16)), 256, 0, stream>>>(
       x, cos, sin, seq, heads, dim, pairs, out);
+  return cudaGetLastError();
+}
+
+cudaError_t rotary_kv_cache_bf16(const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* cos,
+                                const __nv_bfloat16* sin, int64_t batch, int64_t heads, int64_t dim,
+                                const int64_t* slot, int64_t capacity, __nv_bfloat16* k_cache,
+                                __nv_bfloat16* v_cache, cudaStream_t stream) {
+  if (dim % 2 != 0) return cudaErrorInvalidValue;
+  const int64_t pairs = batch * heads * (dim / 2);
+  if (pairs == 0) return cudaSuccess;
+  const int64_t blocks = (pairs + 255) / 256;
+  rotary_kv_cache_kernel<<<static_cast<unsigned>(blocks < (1 << 16) ? blocks : (1 << 16)), 256, 0, stream>>>(
+      k, v, cos, sin, heads, dim, pairs, slot, capacity, k_cache, v_cache);
   return cudaGetLastError();
 }
 

@@ -1,7 +1,7 @@
 // Fused CUDA kernels of the decoder's small operations, which as LibTorch
 // ops cost several launches each per layer (issue 16: a decode step is
 // ~60 small kernels per layer): RMSNorm (alone or after the residual
-// sum), the rotary embedding, SwiGLU's
+// sum), the rotary embedding (alone or with the KV cache write), SwiGLU's
 // silu(gate) * up, the shared expert's gated sum, and the MoE router's
 // softmax + top-k and its sort of assignments by expert. Raw
 // device pointers and a stream, as fp4_cuda.hpp; decoder_ops_torch.hpp
@@ -34,6 +34,16 @@ cudaError_t add_rms_norm_bf16(const __nv_bfloat16* x, const __nv_bfloat16* resid
 // bf16; cos, sin: [B, S, D] bf16. D even.
 cudaError_t rotary_bf16(const __nv_bfloat16* x, const __nv_bfloat16* cos, const __nv_bfloat16* sin, int64_t batch,
                         int64_t seq, int64_t heads, int64_t dim, __nv_bfloat16* out, cudaStream_t stream);
+
+// One decode token per row into a static KV cache: k and v [B, 1, H, D]
+// bf16 contiguous (projection outputs viewed per head), cos and sin [B, 1,
+// D]; the rotated k (as rotary_bf16) and v are written at slot *slot (a
+// device int64) of k_cache and v_cache [B, H, capacity, D]; a slot outside
+// [0, capacity) writes nothing.
+cudaError_t rotary_kv_cache_bf16(const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* cos,
+                                const __nv_bfloat16* sin, int64_t batch, int64_t heads, int64_t dim,
+                                const int64_t* slot, int64_t capacity, __nv_bfloat16* k_cache,
+                                __nv_bfloat16* v_cache, cudaStream_t stream);
 
 // out[r, c] = bf16(bf16(silu(gate[r, c])) * up[r, c]) as torch::silu(gate)
 // * up rounds: gate and up [rows, cols] bf16 with row strides (in values)

@@ -83,6 +83,34 @@ torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const tor
   return out;
 }
 
+void rotary_into_cache(const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& cos,
+                       const torch::Tensor& sin, const torch::Tensor& slot, const torch::Tensor& k_cache,
+                       const torch::Tensor& v_cache) {
+  for (const auto& [what, t] : {std::pair<const char*, const torch::Tensor*>{"rotary_into_cache k", &k},
+                                {"rotary_into_cache v", &v},
+                                {"rotary_into_cache cos", &cos},
+                                {"rotary_into_cache sin", &sin},
+                                {"rotary_into_cache k_cache", &k_cache},
+                                {"rotary_into_cache v_cache", &v_cache}})
+    check_bf16_cuda(what, *t);
+  const bool shapes = k.dim() == 4 && k.size(1) == 1 && v.sizes() == k.sizes() && cos.dim() == 3 &&
+                      cos.sizes() == sin.sizes() && cos.size(0) == k.size(0) && cos.size(1) == 1 &&
+                      cos.size(2) == k.size(3) && k_cache.dim() == 4 && k_cache.sizes() == v_cache.sizes() &&
+                      k_cache.size(0) == k.size(0) && k_cache.size(1) == k.size(2) && k_cache.size(3) == k.size(3) &&
+                      k_cache.is_contiguous() && v_cache.is_contiguous();
+  if (!shapes || !slot.is_cuda() || slot.scalar_type() != torch::kLong || slot.numel() != 1)
+    throw Error("rotary_into_cache: k " + c10::str(k.sizes()) + ", v " + c10::str(v.sizes()) + ", tables " +
+                c10::str(cos.sizes()) + ", caches " + c10::str(k_cache.sizes()) + " (contiguous: " +
+                std::to_string(k_cache.is_contiguous() && v_cache.is_contiguous()) + "), slot " +
+                c10::str(slot.sizes()) + " (expected [B, 1, H, D], [B, 1, D], [B, H, S, D], [1] int64 on the GPU)");
+  const c10::cuda::CUDAGuard guard(k.device());
+  const torch::Tensor kc = k.contiguous(), vc = v.contiguous(), c = cos.contiguous(), s = sin.contiguous();
+  check(rotary_kv_cache_bf16(bf16(kc), bf16(vc), bf16(c), bf16(s), k.size(0), k.size(2), k.size(3),
+                             slot.data_ptr<int64_t>(), k_cache.size(2), bf16(k_cache), bf16(v_cache),
+                             c10::cuda::getCurrentCUDAStream()),
+        "rotary_kv_cache_bf16");
+}
+
 namespace {
 
 // A 2-D [rows, cols] reading of t (cols = its last dim) with contiguous

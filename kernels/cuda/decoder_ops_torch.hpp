@@ -22,6 +22,16 @@ std::pair<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, con
 // x * cos + rotate_half(x) * sin as [B, H, S, D] bf16, contiguous.
 torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
+// A decode step's key and value written into a static cache: k, v [B, 1,
+// H, D] bf16, cos, sin [B, 1, D] bf16, slot [1] int64 on the device,
+// caches [B, H, capacity, D] bf16 contiguous. The same as
+// k_cache.index_copy_(2, slot, rotary(k, cos, sin)) and
+// v_cache.index_copy_(2, slot, v.transpose(1, 2)), in one kernel (the
+// caches are written in place).
+void rotary_into_cache(const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& cos,
+                       const torch::Tensor& sin, const torch::Tensor& slot, const torch::Tensor& k_cache,
+                       const torch::Tensor& v_cache);
+
 // torch::silu(gate) * up, rounded as those two ops: gate and up [..., cols]
 // bf16 of one shape (2-D views with contiguous columns are read in place,
 // e.g. the two halves of a fused gate/up output) -> [..., cols] contiguous.

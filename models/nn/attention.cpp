@@ -43,27 +43,38 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& hidden, const RopeTabl
     q = q_norm->forward(q);
     k = k_norm->forward(k);
   }
-  // [B, heads, S, D]; without gradients on the GPU one fused kernel each.
+  // [B, heads, S, D]; without gradients on the GPU one fused kernel each,
+  // and a decode step's key and value go into a static cache in one more.
+  bool fused = false, in_cache = false;
 #if QERL_CUDA
-  if (q.is_cuda() && q.scalar_type() == torch::kBFloat16 && rope.cos.scalar_type() == torch::kBFloat16 &&
-      !torch::GradMode::is_enabled()) {
+  fused = q.is_cuda() && q.scalar_type() == torch::kBFloat16 && rope.cos.scalar_type() == torch::kBFloat16 &&
+          !torch::GradMode::is_enabled();
+  if (fused && seq == 1 && cache != nullptr && cache->is_static() && cache->keys[layer_index_].is_contiguous() &&
+      cache->values[layer_index_].is_contiguous()) {
+    q = kernels::cuda::rotary(q, rope.cos, rope.sin);
+    kernels::cuda::rotary_into_cache(k, v, rope.cos, rope.sin, cache->slot, cache->keys[layer_index_],
+                                     cache->values[layer_index_]);
+    k = cache->keys[layer_index_];
+    v = cache->values[layer_index_];
+    in_cache = true;
+  } else if (fused) {
     q = kernels::cuda::rotary(q, rope.cos, rope.sin);
     k = kernels::cuda::rotary(k, rope.cos, rope.sin);
-  } else
+  }
 #endif
-  {
+  if (!fused) {
     q = apply_rotary(q.transpose(1, 2), rope);
     k = apply_rotary(k.transpose(1, 2), rope);
   }
-  v = v.transpose(1, 2);
-  if (cache != nullptr && cache->is_static()) {
+  if (!in_cache) v = v.transpose(1, 2);
+  if (!in_cache && cache != nullptr && cache->is_static()) {
     // One new slot per row at the device-side index; attention covers the
     // whole capacity under the mask.
     cache->keys[layer_index_].index_copy_(2, cache->slot, k);
     cache->values[layer_index_].index_copy_(2, cache->slot, v);
     k = cache->keys[layer_index_];
     v = cache->values[layer_index_];
-  } else if (cache != nullptr) {
+  } else if (!in_cache && cache != nullptr) {
     const int64_t start = cache->length;
     cache->keys[layer_index_].narrow(2, start, seq).copy_(k);
     cache->values[layer_index_].narrow(2, start, seq).copy_(v);

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -105,6 +106,39 @@ TEST_CASE("fused rotary embedding == the composed ops bit for bit, [B, S, H, D] 
   const torch::Tensor cos = torch::randn({2, 3, 32}, bf16), sin = torch::randn({2, 3, 32}, bf16);
   CHECK(torch::equal(qerl::kernels::cuda::rotary(x, cos, sin), composed_rotary(x.transpose(1, 2), cos, sin)));
   CHECK_THROWS_AS(qerl::kernels::cuda::rotary(x, cos.narrow(2, 0, 16), sin.narrow(2, 0, 16)), qerl::Error);
+}
+
+TEST_CASE("fused rotary + KV cache write == rotary, then index_copy_ of k and v at the slot") {
+  if (!gpu_visible()) return;
+  torch::manual_seed(67);
+  const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  for (const auto& [batch, heads, dim, capacity, slot] :
+       std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>>{
+           {32, 16, 128, 192, 70}, {3, 2, 8, 5, 0}, {5, 4, 64, 9, 8}}) {
+    CAPTURE(batch);
+    CAPTURE(heads);
+    CAPTURE(dim);
+    CAPTURE(slot);
+    const torch::Tensor k = torch::randn({batch, 1, heads, dim}, bf16) * 2, v = torch::randn({batch, 1, heads, dim}, bf16);
+    const torch::Tensor cos = torch::randn({batch, 1, dim}, bf16), sin = torch::randn({batch, 1, dim}, bf16);
+    torch::Tensor k_cache = torch::randn({batch, heads, capacity, dim}, bf16), v_cache = torch::randn_like(k_cache);
+    torch::Tensor k_expected = k_cache.clone(), v_expected = v_cache.clone();
+    const torch::Tensor at = torch::full({1}, slot, bf16.dtype(torch::kLong));
+    k_expected.index_copy_(2, at, qerl::kernels::cuda::rotary(k, cos, sin));
+    v_expected.index_copy_(2, at, v.transpose(1, 2));
+    qerl::kernels::cuda::rotary_into_cache(k, v, cos, sin, at, k_cache, v_cache);
+    CHECK(torch::equal(k_cache, k_expected));
+    CHECK(torch::equal(v_cache, v_expected));
+  }
+  torch::Tensor cache = torch::zeros({2, 2, 4, 8}, bf16), other = torch::zeros({2, 2, 4, 8}, bf16);
+  const torch::Tensor k = torch::randn({2, 1, 2, 8}, bf16), tables = torch::randn({2, 1, 8}, bf16);
+  // A slot past the capacity writes nothing; a wrong shape is refused.
+  qerl::kernels::cuda::rotary_into_cache(k, k, tables, tables, torch::full({1}, 4, bf16.dtype(torch::kLong)), cache,
+                                         other);
+  CHECK(cache.abs().sum().item<double>() == 0.0);
+  CHECK_THROWS_AS(qerl::kernels::cuda::rotary_into_cache(k, k, tables, tables, torch::zeros({1}, bf16.dtype(torch::kLong)),
+                                                         cache, cache.narrow(2, 0, 3)),
+                  qerl::Error);
 }
 
 namespace {
