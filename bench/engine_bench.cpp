@@ -9,6 +9,7 @@
 // here. Prints a markdown table. Built in QERL_CUDA builds.
 // usage: engine_bench [--config F] [--batches 32,128] [--prompt 64] [--new 128]
 //                     [--old-new 16] [--hf hf.json] [--profile bf16|nvfp4]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -162,6 +163,30 @@ int profile(const Options& o) {
   return 0;
 }
 
+// The weight sync of a full update into a packed rollout (QAT, or full
+// fine-tuning with 4-bit rollout): every packed Linear's bf16 weight
+// arrives and is packed on arrival (PackedBase::load_dense), timed three
+// times, best kept. One random tensor per shape stands in for the weights
+// (packing reads every value the same way whatever they are).
+void full_update_repack(PackedBase& base, double copy_gbs) {
+  std::map<std::pair<int64_t, int64_t>, torch::Tensor> by_shape;
+  TensorMap update;
+  double bytes = 0;
+  for (const auto& t : base.targets()) {
+    const std::pair<int64_t, int64_t> shape{t.linear->out_features(), t.linear->in_features()};
+    auto& w = by_shape[shape];
+    if (!w.defined())
+      w = torch::randn({shape.first, shape.second}, torch::dtype(torch::kBFloat16).device(torch::kCUDA)) * 0.02;
+    update[t.name + ".weight"] = w;
+    bytes += static_cast<double>(w.numel()) * 2;
+  }
+  double best = 1e30;
+  for (int i = 0; i < 3; ++i) best = std::min(best, seconds([&] { base.load_dense(update); }));
+  std::printf("full NVFP4 re-pack of a full update (%zu Linears, %.1f GB of bf16 packed on arrival): %.3f s best of "
+              "3 (%.0f GB/s read, %.1f %% of copy)\n",
+              base.targets().size(), bytes / 1e9, best, bytes / best / 1e9, bytes / best / 1e9 / copy_gbs * 100);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -190,6 +215,7 @@ int main(int argc, char** argv) {
   for (const std::string scheme : {"bf16", "nvfp4"}) {
     if (scheme == "nvfp4") {
       std::printf("packing NVFP4: %.1f s\n", seconds([&] { base = pack_nvfp4(*lm); }));
+      full_update_repack(*base, copy_gbs);
     }
     auto backend = make_cuda_generation(*lm);
     std::printf("%s: %s\n", scheme.c_str(), backend->describe().c_str());
