@@ -154,6 +154,8 @@ __device__ inline void store_weight(__nv_bfloat16* w, float v) { *w = __float2bf
 
 // One warp per token; lane l holds experts l, l + 32, ... (up to 8 each).
 // Probabilities are >= 0, so taken and absent experts are marked -1.
+// The order is descending with ties to the lower id; LibTorch's topk picks
+// the same set but may order tied values otherwise.
 template <typename Weight>
 __global__ void moe_route_kernel(const __nv_bfloat16* __restrict__ logits, int64_t tokens, int experts, int top_k,
                                  bool normalize, int64_t* __restrict__ indices, Weight* __restrict__ weights) {
@@ -179,8 +181,13 @@ __global__ void moe_route_kernel(const __nv_bfloat16* __restrict__ logits, int64
     sum += v[j];
   }
   sum = warp_sum(sum);
+  // A NaN probability (NaN logits) ranks below every number but above the
+  // taken and absent experts, so that ids stay valid; its weight is NaN.
 #pragma unroll
-  for (int j = 0; j < per_lane; ++j) v[j] = lane + 32 * j < experts ? v[j] / sum : -1.f;
+  for (int j = 0; j < per_lane; ++j) {
+    const float p = v[j] / sum;
+    v[j] = lane + 32 * j < experts ? (isnan(p) ? -0.5f : p) : -1.f;
+  }
   float mine = 0.f;  // lane k keeps the k-th pick
   int mine_index = 0;
   for (int k = 0; k < top_k; ++k) {
@@ -199,7 +206,7 @@ __global__ void moe_route_kernel(const __nv_bfloat16* __restrict__ logits, int64
       for (int j = 0; j < per_lane; ++j)
         if (j == best_index / 32) v[j] = -1.f;
     }
-    if (lane == k) mine = best, mine_index = best_index;
+    if (lane == k) mine = best == -0.5f ? NAN : best, mine_index = best_index;
   }
   if (normalize) mine /= warp_sum(lane < top_k ? mine : 0.f);
   if (lane < top_k) {
@@ -213,6 +220,8 @@ __global__ void moe_route_kernel(const __nv_bfloat16* __restrict__ logits, int64
 // buckets in turn and walks the ids 32 at a time, counting with a ballot,
 // then (after a scan of the counts) writing each match at its rank among
 // the bucket's earlier matches: a stable counting sort.
+static_assert(sort_max_assignments * sizeof(uint16_t) <= 40 * 1024, "moe_sort_kernel: ids must fit shared memory");
+
 __global__ void moe_sort_kernel(const int64_t* __restrict__ indices, int n, int experts, int top_k,
                                 int64_t* __restrict__ order, int64_t* __restrict__ rows,
                                 int32_t* __restrict__ offsets, int64_t* __restrict__ position) {

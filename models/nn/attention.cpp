@@ -105,7 +105,11 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& hidden, const RopeTabl
       grouped_query = false;
     }
   }
-  auto out = at::scaled_dot_product_attention(q, k, v, mask, /*dropout_p=*/0.0, /*is_causal=*/false,
+  // An additive mask (made once per forward, causal_lm.cpp) in q's dtype.
+  const torch::Tensor& attn_mask =
+      mask.defined() && mask.is_floating_point() && mask.scalar_type() != q.scalar_type() ? mask.to(q.scalar_type())
+                                                                                          : mask;
+  auto out = at::scaled_dot_product_attention(q, k, v, attn_mask, /*dropout_p=*/0.0, /*is_causal=*/false,
                                               /*scale=*/std::pow(static_cast<double>(head_dim_), -0.5),
                                               /*enable_gqa=*/grouped_query);
   // [B, S, heads * D]

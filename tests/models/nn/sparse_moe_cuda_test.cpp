@@ -66,19 +66,28 @@ TEST_CASE("SparseMoe on CUDA: grouped device path == per-expert loop, bf16 exper
         force_loop(false);  // gradients off: grouped launches
         grouped = lm->forward(args).logits.to(torch::kFloat).cpu();
         // Routed by the model itself: the fused router (softmax + top-k)
-        // and shared-expert kernels. The routes must be the loop's but for
-        // near-ties; where all agree, so must the logits.
+        // and shared-expert kernels. The first MoE layer sees the loop's
+        // inputs exactly, so its expert sets must be the loop's (one token
+        // may differ: a tie at the top-k boundary breaks to the lower id
+        // here). Replaying the fused routes through the composed router
+        // ops and shared-expert sum then gives the same logits.
         args.routing = Routing::capture();
         const ForwardOutput fused = lm->forward(args);
-        const double agree =
-            fused.routing.indices.eq(reference.routing.indices).to(torch::kFloat).mean().item<double>();
-        MESSAGE(type << (codes ? " codes" : " bf16") << ": fused router agrees with the loop's on " << agree * 100
-                     << " % of routes");
-        CHECK(agree >= 0.97);
-        if (agree == 1.0) {
-          const torch::Tensor f = fused.logits.to(torch::kFloat).cpu();
-          CHECK((f - loop).norm().item<double>() / loop.norm().item<double>() < 2e-2);
-        }
+        const auto first_layer_sets = [](const torch::Tensor& indices) {
+          return std::get<0>(indices.select(2, 0).to(torch::kLong).sort(-1));
+        };
+        const int64_t differing = first_layer_sets(fused.routing.indices)
+                                      .ne(first_layer_sets(reference.routing.indices))
+                                      .any(-1)
+                                      .sum()
+                                      .item<int64_t>();
+        CHECK(differing <= 1);
+        args.routing = Routing::replay(fused.routing.indices);
+        const torch::Tensor composed = lm->forward(args).logits.to(torch::kFloat).cpu();
+        const torch::Tensor f = fused.logits.to(torch::kFloat).cpu();
+        MESSAGE(type << (codes ? " codes" : " bf16") << ": fused router and shared sum vs composed, relative distance "
+                     << (f - composed).norm().item<double>() / composed.norm().item<double>());
+        CHECK((f - composed).norm().item<double>() / composed.norm().item<double>() < 5e-3);
         args.routing = Routing::replay(reference.routing.indices);
       }
       {
