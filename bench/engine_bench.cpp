@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/cuda_timing.hpp"
+#include "kernels/cuda/decoder_ops_torch.hpp"
 #include "models/engine/generation_backend.hpp"
 #include "models/generate/generator.hpp"
 #include "models/nn/model_config.hpp"
@@ -218,6 +219,7 @@ int main(int argc, char** argv) {
       full_update_repack(*base, copy_gbs);
     }
     auto backend = make_cuda_generation(*lm);
+    auto unfused = make_cuda_generation(*lm);
     std::printf("%s: %s\n", scheme.c_str(), backend->describe().c_str());
     for (const int64_t batch : o.batches) {
       const auto prompts = random_prompts(batch, o.prompt, config.vocab_size);
@@ -240,6 +242,28 @@ int main(int argc, char** argv) {
       std::snprintf(note, sizeof note, "prefill %.3f s; %.1f of %lld experts touched per layer", prefill_s, touched,
                     static_cast<long long>(config.num_experts));
       rows.push_back({scheme, "qerl CUDA engine", batch, step_ms, floor_ms, note});
+      // The same engine with the decode-path fusions off (kernels/cuda/
+      // decoder_ops_torch.hpp), its own graphs captured that way.
+      {
+        qerl::kernels::cuda::set_fused_decode(false);
+        gen.max_new_tokens = 4;
+        unfused->generate(*lm, prompts, gen);
+        gen.max_new_tokens = 1;
+        const double unfused_prefill_s = seconds([&] { unfused->generate(*lm, prompts, gen); });
+        gen.max_new_tokens = o.new_tokens;
+        std::vector<GeneratedSequence> plain;
+        const double unfused_s = seconds([&] { plain = unfused->generate(*lm, prompts, gen); });
+        qerl::kernels::cuda::set_fused_decode(true);
+        int64_t same = 0, compared = 0;
+        for (size_t i = 0; i < plain.size(); ++i)
+          for (size_t j = 0; j < plain[i].tokens.size() && j < out[i].tokens.size(); ++j, ++compared)
+            same += plain[i].tokens[j] == out[i].tokens[j];
+        std::snprintf(note, sizeof note, "decode fusions off; greedy tokens equal to the fused engine's: %.1f %%",
+                      100.0 * same / std::max<int64_t>(compared, 1));
+        rows.push_back({scheme, "qerl CUDA engine, fusions off", batch,
+                        (unfused_s - unfused_prefill_s) / static_cast<double>(o.new_tokens - 1) * 1e3, floor_ms,
+                        note});
+      }
       // models::generate on the same weights, fewer tokens (it is slow).
       gen.max_new_tokens = 1;
       const double old_prefill_s = seconds([&] { generate(*lm, prompts, gen); });
@@ -263,6 +287,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     backend->release();
+    unfused->release();
   }
 
   std::printf("\n| scheme | batch | engine | ms / decode step | tokens/s | x floor | HF step / this | notes |\n");
@@ -283,6 +308,13 @@ int main(int argc, char** argv) {
       if (r.batch == batch && r.engine == "qerl CUDA engine") (r.scheme == "bf16" ? bf16_ms : fp4_ms) = r.step_ms;
     std::printf("\nbatch %lld: NVFP4 W4A16 decode step %.2fx faster than bf16 (CUDA engine)", static_cast<long long>(batch),
                 bf16_ms / fp4_ms);
+  }
+  for (const Row& r : rows) {
+    if (r.engine != "qerl CUDA engine, fusions off") continue;
+    for (const Row& f : rows)
+      if (f.engine == "qerl CUDA engine" && f.scheme == r.scheme && f.batch == r.batch)
+        std::printf("\n%s batch %lld: decode fusions make the step %.2fx faster (%.2f -> %.2f ms)", r.scheme.c_str(),
+                    static_cast<long long>(r.batch), r.step_ms / f.step_ms, r.step_ms, f.step_ms);
   }
   std::printf("\n\nfloor: weight bytes a step reads (touched experts from the routes) / %.0f GB/s; the NVFP4 floor "
               "counts codes + E4M3 scales for the quantized Linears, bf16 for routers and lm_head.\n",

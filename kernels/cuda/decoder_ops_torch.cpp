@@ -4,6 +4,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <string>
 
 #include "common/error.hpp"
@@ -32,7 +34,18 @@ void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw Error(std::string(what) + ": " + cudaGetErrorString(status));
 }
 
+std::atomic<int>& fused_decode_flag() {
+  static std::atomic<int> flag{[] {
+    const char* env = std::getenv("QERL_FUSED_DECODE");
+    return env != nullptr && std::string(env) == "0" ? 0 : 1;
+  }()};
+  return flag;
+}
+
 }  // namespace
+
+bool fused_decode_enabled() { return fused_decode_flag().load() != 0; }
+void set_fused_decode(bool on) { fused_decode_flag().store(on ? 1 : 0); }
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   check_bf16_cuda("rms_norm", x);

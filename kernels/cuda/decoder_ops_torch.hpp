@@ -10,6 +10,15 @@
 
 namespace qerl::kernels::cuda {
 
+// Whether the models take the decode-path fusions (the router, the sort by
+// expert, silu * up, the shared expert's sum, the residual sum + RMSNorm,
+// the key's rotary + cache write, the mask converted once per forward):
+// on, unless the environment has QERL_FUSED_DECODE=0 at the first call;
+// benchmarks switch it to compare both in one run. RMSNorm and the rotary
+// embedding alone are fused either way.
+bool fused_decode_enabled();
+void set_fused_decode(bool on);
+
 // x: [..., dim] bf16, weight: [dim] bf16 -> RMSNorm(x) [..., dim] bf16.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 

@@ -247,7 +247,8 @@ ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts) {
   const torch::Tensor flat = indices.reshape({-1}).to(torch::kLong).contiguous();
   const int64_t top_k = indices.dim() == 2 ? indices.size(1) : 1;
   ExpertRouting r;
-  if (flat.is_cuda() && flat.numel() <= sort_max_assignments && experts <= route_max_experts) {
+  if (flat.is_cuda() && flat.numel() <= sort_max_assignments && experts <= route_max_experts &&
+      fused_decode_enabled()) {
     const c10::cuda::CUDAGuard guard(flat.device());
     r.order = torch::empty_like(flat);
     r.rows = torch::empty_like(flat);
@@ -368,7 +369,8 @@ torch::Tensor moe_experts_forward(const torch::Tensor& x, const torch::Tensor& i
   if (experts.gate_up_lora_a.defined())
     h = h + grouped_low_rank(x_sorted, routing, experts.gate_up_lora_a, experts.gate_up_lora_b);
   const int64_t I = h.size(1) / 2;
-  const torch::Tensor act = silu_mul(h.narrow(1, 0, I), h.narrow(1, I, I));
+  const torch::Tensor act = fused_decode_enabled() ? silu_mul(h.narrow(1, 0, I), h.narrow(1, I, I))
+                                                   : torch::silu(h.narrow(1, 0, I)) * h.narrow(1, I, I);
   torch::Tensor out_sorted = grouped_projection(act, routing, experts.down, experts.down_bf16, hint);
   if (experts.down_lora_a.defined())
     out_sorted = out_sorted + grouped_low_rank(act, routing, experts.down_lora_a, experts.down_lora_b);

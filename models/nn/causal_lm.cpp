@@ -10,6 +10,9 @@
 #include "common/error.hpp"
 #include "models/nn/layer_checkpoint.hpp"
 #include "models/nn/model_size.hpp"
+#if QERL_CUDA
+#include "kernels/cuda/decoder_ops_torch.hpp"
+#endif
 
 namespace qerl::models {
 
@@ -124,9 +127,11 @@ ForwardOutput CausalLMImpl::forward(const ForwardArgs& args) {
   // Scaled-dot-product attention turns a boolean mask into an additive one
   // (0 where allowed, -inf elsewhere, in the query's dtype) at every call:
   // three kernels per layer on a GPU. The same conversion once per forward.
-  if (mask.is_cuda() && torch::isFloatingType(hidden.scalar_type()))
+#if QERL_CUDA
+  if (mask.is_cuda() && torch::isFloatingType(hidden.scalar_type()) && kernels::cuda::fused_decode_enabled())
     mask = torch::zeros(mask.sizes(), hidden.options())
                .masked_fill_(mask.logical_not(), -std::numeric_limits<double>::infinity());
+#endif
   auto rope = rotary_.tables(positions, hidden.scalar_type());
 
   const bool checkpointed = activation_checkpointing_ && cache == nullptr && torch::GradMode::is_enabled();

@@ -30,7 +30,8 @@ std::pair<torch::Tensor, torch::Tensor> RMSNormImpl::forward_added(const torch::
                                                                    const torch::Tensor& residual) {
 #if QERL_CUDA
   if (x.is_cuda() && x.scalar_type() == torch::kBFloat16 && residual.scalar_type() == torch::kBFloat16 &&
-      weight.scalar_type() == torch::kBFloat16 && x.sizes() == residual.sizes() && !torch::GradMode::is_enabled())
+      weight.scalar_type() == torch::kBFloat16 && x.sizes() == residual.sizes() && !torch::GradMode::is_enabled() &&
+      kernels::cuda::fused_decode_enabled())
     return kernels::cuda::add_rms_norm(x, residual, weight, eps_);
 #endif
   torch::Tensor sum = x + residual;

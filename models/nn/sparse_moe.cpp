@@ -88,8 +88,13 @@ MoeOutput SparseMoeImpl::forward(const torch::Tensor& x, const LayerRoute& route
 }
 
 bool SparseMoeImpl::fused_kernels(const torch::Tensor& x) const {
+#if QERL_CUDA
   return x.is_cuda() && x.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled() &&
-         !expert_loop_forced_;
+         !expert_loop_forced_ && kernels::cuda::fused_decode_enabled();
+#else
+  (void)x;
+  return false;
+#endif
 }
 
 torch::Tensor SparseMoeImpl::mix_experts(const torch::Tensor& x, const torch::Tensor& indices,

@@ -17,7 +17,8 @@ SwiGLUImpl::SwiGLUImpl(int64_t hidden_size, int64_t intermediate_size, bool bias
 torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
 #if QERL_CUDA
   // Without gradients on the GPU, silu and the product are one kernel.
-  if (x.is_cuda() && x.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled())
+  if (x.is_cuda() && x.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled() &&
+      kernels::cuda::fused_decode_enabled())
     return down->forward(kernels::cuda::silu_mul(gate->forward(x), up->forward(x)));
 #endif
   return down->forward(torch::silu(gate->forward(x)) * up->forward(x));
