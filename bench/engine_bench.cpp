@@ -164,6 +164,36 @@ int profile(const Options& o) {
   return 0;
 }
 
+// One engine timed on a batch: a short warm-up run (which captures this
+// bucket's graph), a prefill alone, then new_tokens; the decode step is
+// the difference over new_tokens - 1 steps.
+struct EngineRun {
+  double prefill_s = 0, step_ms = 0;
+  std::vector<GeneratedSequence> out;
+};
+
+EngineRun time_engine(GenerationBackend& engine, CausalLMImpl& lm, const std::vector<std::vector<int64_t>>& prompts,
+                      GenerationConfig gen, int64_t new_tokens) {
+  EngineRun run;
+  gen.max_new_tokens = 4;
+  engine.generate(lm, prompts, gen);
+  gen.max_new_tokens = 1;
+  run.prefill_s = seconds([&] { engine.generate(lm, prompts, gen); });
+  gen.max_new_tokens = new_tokens;
+  const double full_s = seconds([&] { run.out = engine.generate(lm, prompts, gen); });
+  run.step_ms = (full_s - run.prefill_s) / static_cast<double>(new_tokens - 1) * 1e3;
+  return run;
+}
+
+// Share of token positions (over the shorter of each pair) where a and b agree, in %.
+double agreement_percent(const std::vector<GeneratedSequence>& a, const std::vector<GeneratedSequence>& b) {
+  int64_t same = 0, compared = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    for (size_t j = 0; j < a[i].tokens.size() && j < b[i].tokens.size(); ++j, ++compared)
+      same += a[i].tokens[j] == b[i].tokens[j];
+  return 100.0 * static_cast<double>(same) / static_cast<double>(std::max<int64_t>(compared, 1));
+}
+
 // The weight sync of a full update into a packed rollout (QAT, or full
 // fine-tuning with 4-bit rollout): every packed Linear's bf16 weight
 // arrives and is packed on arrival (PackedBase::load_dense), timed three
@@ -227,55 +257,30 @@ int main(int argc, char** argv) {
       gen.sampling.temperature = 0;
       gen.capture_routing = true;
       gen.pad_token_id = 0;
-      // CUDA engine: a short warm-up run captures this bucket's graph.
-      gen.max_new_tokens = 4;
-      backend->generate(*lm, prompts, gen);
-      gen.max_new_tokens = 1;
-      const double prefill_s = seconds([&] { backend->generate(*lm, prompts, gen); });
-      gen.max_new_tokens = o.new_tokens;
-      std::vector<GeneratedSequence> out;
-      const double full_s = seconds([&] { out = backend->generate(*lm, prompts, gen); });
-      const double step_ms = (full_s - prefill_s) / static_cast<double>(o.new_tokens - 1) * 1e3;
+      const EngineRun fused = time_engine(*backend, *lm, prompts, gen, o.new_tokens);
+      const std::vector<GeneratedSequence>& out = fused.out;
       const double touched = touched_experts(out, o.prompt, config.num_experts);
       const double floor_ms = step_weight_bytes(config, touched, scheme == "nvfp4") / (copy_gbs * 1e9) * 1e3;
       char note[160];
-      std::snprintf(note, sizeof note, "prefill %.3f s; %.1f of %lld experts touched per layer", prefill_s, touched,
-                    static_cast<long long>(config.num_experts));
-      rows.push_back({scheme, "qerl CUDA engine", batch, step_ms, floor_ms, note});
+      std::snprintf(note, sizeof note, "prefill %.3f s; %.1f of %lld experts touched per layer", fused.prefill_s,
+                    touched, static_cast<long long>(config.num_experts));
+      rows.push_back({scheme, "qerl CUDA engine", batch, fused.step_ms, floor_ms, note});
       // The same engine with the decode-path fusions off (kernels/cuda/
       // decoder_ops_torch.hpp), its own graphs captured that way.
-      {
-        qerl::kernels::cuda::set_fused_decode(false);
-        gen.max_new_tokens = 4;
-        unfused->generate(*lm, prompts, gen);
-        gen.max_new_tokens = 1;
-        const double unfused_prefill_s = seconds([&] { unfused->generate(*lm, prompts, gen); });
-        gen.max_new_tokens = o.new_tokens;
-        std::vector<GeneratedSequence> plain;
-        const double unfused_s = seconds([&] { plain = unfused->generate(*lm, prompts, gen); });
-        qerl::kernels::cuda::set_fused_decode(true);
-        int64_t same = 0, compared = 0;
-        for (size_t i = 0; i < plain.size(); ++i)
-          for (size_t j = 0; j < plain[i].tokens.size() && j < out[i].tokens.size(); ++j, ++compared)
-            same += plain[i].tokens[j] == out[i].tokens[j];
-        std::snprintf(note, sizeof note, "decode fusions off; greedy tokens equal to the fused engine's: %.1f %%",
-                      100.0 * same / std::max<int64_t>(compared, 1));
-        rows.push_back({scheme, "qerl CUDA engine, fusions off", batch,
-                        (unfused_s - unfused_prefill_s) / static_cast<double>(o.new_tokens - 1) * 1e3, floor_ms,
-                        note});
-      }
+      qerl::kernels::cuda::set_fused_decode(false);
+      const EngineRun plain = time_engine(*unfused, *lm, prompts, gen, o.new_tokens);
+      qerl::kernels::cuda::set_fused_decode(true);
+      std::snprintf(note, sizeof note, "decode fusions off; greedy tokens equal to the fused engine's: %.1f %%",
+                    agreement_percent(plain.out, out));
+      rows.push_back({scheme, "qerl CUDA engine, fusions off", batch, plain.step_ms, floor_ms, note});
       // models::generate on the same weights, fewer tokens (it is slow).
       gen.max_new_tokens = 1;
       const double old_prefill_s = seconds([&] { generate(*lm, prompts, gen); });
       gen.max_new_tokens = o.old_new_tokens;
       std::vector<GeneratedSequence> old;
       const double old_s = seconds([&] { old = generate(*lm, prompts, gen); });
-      int64_t same = 0, compared = 0;
-      for (size_t i = 0; i < old.size(); ++i)
-        for (size_t j = 0; j < old[i].tokens.size() && j < out[i].tokens.size(); ++j, ++compared)
-          same += old[i].tokens[j] == out[i].tokens[j];
       std::snprintf(note, sizeof note, "%lld tokens; greedy tokens equal to the CUDA engine's: %.1f %%",
-                    static_cast<long long>(o.old_new_tokens), 100.0 * same / std::max<int64_t>(compared, 1));
+                    static_cast<long long>(o.old_new_tokens), agreement_percent(old, out));
       rows.push_back({scheme, "qerl models::generate", batch,
                       (old_s - old_prefill_s) / static_cast<double>(o.old_new_tokens - 1) * 1e3, floor_ms, note});
       if (scheme == "bf16" && hf.contains(std::to_string(batch))) {
