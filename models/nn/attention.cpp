@@ -50,8 +50,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& hidden, const RopeTabl
   fused = q.is_cuda() && q.scalar_type() == torch::kBFloat16 && rope.cos.scalar_type() == torch::kBFloat16 &&
           !torch::GradMode::is_enabled();
   if (fused && seq == 1 && cache != nullptr && cache->is_static() && kernels::cuda::fused_decode_enabled() &&
-      cache->keys[layer_index_].is_contiguous() &&
-      cache->values[layer_index_].is_contiguous()) {
+      cache->keys[layer_index_].scalar_type() == torch::kBFloat16 && cache->keys[layer_index_].is_contiguous() &&
+      cache->values[layer_index_].scalar_type() == torch::kBFloat16 && cache->values[layer_index_].is_contiguous()) {
     q = kernels::cuda::rotary(q, rope.cos, rope.sin);
     kernels::cuda::rotary_into_cache(k, v, rope.cos, rope.sin, cache->slot, cache->keys[layer_index_],
                                      cache->values[layer_index_]);

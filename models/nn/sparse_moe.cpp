@@ -46,16 +46,20 @@ MoeOutput SparseMoeImpl::forward(const torch::Tensor& x, const LayerRoute& route
   // router_logits: [T, E] model dtype; probs: [T, E] float32
   auto router_logits = gate->forward(x);
 #if QERL_CUDA
-  if (fused_kernels(x) && route.mode != RoutingMode::replay && num_experts_ <= kernels::cuda::route_max_experts &&
-      top_k_ <= 32) {
+  if (fused_kernels(x) && router_logits.scalar_type() == torch::kBFloat16 && route.mode != RoutingMode::replay &&
+      num_experts_ <= kernels::cuda::route_max_experts && top_k_ <= 32) {
     MoeOutput out;
     torch::Tensor weights;
     std::tie(out.indices, weights) =
         kernels::cuda::moe_route(router_logits, top_k_, norm_topk_prob_, !float32_mixing_weights_);
     out.hidden = mix_experts(x, out.indices, weights);
-    if (shared_expert)
-      out.hidden = kernels::cuda::shared_expert_add(out.hidden, shared_expert_gate->forward(x),
-                                                    shared_expert->forward(x));
+    if (shared_expert) {
+      const torch::Tensor gate_logit = shared_expert_gate->forward(x), shared = shared_expert->forward(x);
+      out.hidden = gate_logit.scalar_type() == torch::kBFloat16 && shared.scalar_type() == torch::kBFloat16 &&
+                           out.hidden.scalar_type() == torch::kBFloat16
+                       ? kernels::cuda::shared_expert_add(out.hidden, gate_logit, shared)
+                       : out.hidden + torch::sigmoid(gate_logit) * shared;
+    }
     return out;
   }
 #endif
