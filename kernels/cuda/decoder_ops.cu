@@ -60,6 +60,16 @@ __global__ void rms_norm_kernel(const __nv_bfloat16* __restrict__ x, const __nv_
   }
 }
 
+// The rotate-half pair (lo, hi) = (x[d], x[d + D/2]) with cos/sin at d and
+// d + D/2: each product and the sum rounded to bf16, as the composed ops.
+__device__ inline void rotate_pair(const __nv_bfloat16* in, const __nv_bfloat16* c, const __nv_bfloat16* n,
+                                   int64_t d, int64_t half, __nv_bfloat16* o) {
+  const float lo = __bfloat162float(in[d]), hi = __bfloat162float(in[d + half]);
+  o[d] = __float2bfloat16(round_bf16(lo * __bfloat162float(c[d])) + round_bf16(-hi * __bfloat162float(n[d])));
+  o[d + half] = __float2bfloat16(round_bf16(hi * __bfloat162float(c[d + half])) +
+                                 round_bf16(lo * __bfloat162float(n[d + half])));
+}
+
 // One thread per (b, s, h, d < D/2) pair: out[d] and out[d + D/2].
 __global__ void rotary_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ cos,
                               const __nv_bfloat16* __restrict__ sin, int64_t seq, int64_t heads, int64_t dim,
@@ -74,17 +84,13 @@ __global__ void rotary_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bf
     const __nv_bfloat16* in = x + (bs * heads + h) * dim;
     const __nv_bfloat16* c = cos + bs * dim;
     const __nv_bfloat16* n = sin + bs * dim;
-    __nv_bfloat16* o = out + ((b * heads + h) * seq + s) * dim;
-    const float lo = __bfloat162float(in[d]), hi = __bfloat162float(in[d + half]);
-    o[d] = __float2bfloat16(round_bf16(lo * __bfloat162float(c[d])) + round_bf16(-hi * __bfloat162float(n[d])));
-    o[d + half] = __float2bfloat16(round_bf16(hi * __bfloat162float(c[d + half])) +
-                                   round_bf16(lo * __bfloat162float(n[d + half])));
+    rotate_pair(in, c, n, d, half, out + ((b * heads + h) * seq + s) * dim);
   }
 }
 
 
 // One thread per (b, h, d < D/2) pair of one new token: the rotated key
-// pair (rotary_kernel's arithmetic) and the value pair, both written at the
+// pair (rotate_pair, as rotary_kernel) and the value pair, both written at the
 // cache slot *slot (skipped if outside the capacity).
 __global__ void rotary_kv_cache_kernel(const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v,
                                        const __nv_bfloat16* __restrict__ cos, const __nv_bfloat16* __restrict__ sin,
@@ -103,11 +109,7 @@ __global__ void rotary_kv_cache_kernel(const __nv_bfloat16* __restrict__ k, cons
     const __nv_bfloat16* c = cos + b * dim;
     const __nv_bfloat16* n = sin + b * dim;
     const int64_t at = (bh * capacity + s) * dim;
-    const float lo = __bfloat162float(in[d]), hi = __bfloat162float(in[d + half]);
-    k_cache[at + d] =
-        __float2bfloat16(round_bf16(lo * __bfloat162float(c[d])) + round_bf16(-hi * __bfloat162float(n[d])));
-    k_cache[at + d + half] = __float2bfloat16(round_bf16(hi * __bfloat162float(c[d + half])) +
-                                              round_bf16(lo * __bfloat162float(n[d + half])));
+    rotate_pair(in, c, n, d, half, k_cache + at);
     v_cache[at + d] = v[bh * dim + d];
     v_cache[at + d + half] = v[bh * dim + d + half];
   }
@@ -271,6 +273,12 @@ __global__ void moe_sort_kernel(const int64_t* __restrict__ indices, int n, int 
 
 namespace {
 
+// Blocks for a grid-stride loop over `work` items (at most 65,536).
+unsigned grid_for(int64_t work, int threads) {
+  const int64_t blocks = (work + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < (1 << 16) ? blocks : (1 << 16));
+}
+
 cudaError_t launch_rms_norm(const __nv_bfloat16* x, const __nv_bfloat16* residual, const __nv_bfloat16* weight,
                             float eps, int64_t rows, int64_t dim, __nv_bfloat16* sum, __nv_bfloat16* out,
                             cudaStream_t stream) {
@@ -310,9 +318,7 @@ cudaError_t rotary_bf16(const __nv_bfloat16* x, const __nv_bfloat16* cos, const 
   if (dim % 2 != 0) return cudaErrorInvalidValue;
   const int64_t pairs = batch * seq * heads * (dim / 2);
   if (pairs == 0) return cudaSuccess;
-  const int64_t blocks = (pairs + 255) / 256;
-  rotary_kernel<<<static_cast<unsigned>(blocks < (1 << 16) ? blocks : (1 << 16)), 256, 0, stream>>>(
-      x, cos, sin, seq, heads, dim, pairs, out);
+  rotary_kernel<<<grid_for(pairs, 256), 256, 0, stream>>>(x, cos, sin, seq, heads, dim, pairs, out);
   return cudaGetLastError();
 }
 
@@ -323,20 +329,10 @@ cudaError_t rotary_kv_cache_bf16(const __nv_bfloat16* k, const __nv_bfloat16* v,
   if (dim % 2 != 0) return cudaErrorInvalidValue;
   const int64_t pairs = batch * heads * (dim / 2);
   if (pairs == 0) return cudaSuccess;
-  const int64_t blocks = (pairs + 255) / 256;
-  rotary_kv_cache_kernel<<<static_cast<unsigned>(blocks < (1 << 16) ? blocks : (1 << 16)), 256, 0, stream>>>(
-      k, v, cos, sin, heads, dim, pairs, slot, capacity, k_cache, v_cache);
+  rotary_kv_cache_kernel<<<grid_for(pairs, 256), 256, 0, stream>>>(k, v, cos, sin, heads, dim, pairs, slot,
+                                                                    capacity, k_cache, v_cache);
   return cudaGetLastError();
 }
-
-namespace {
-
-unsigned grid_for(int64_t work, int threads) {
-  const int64_t blocks = (work + threads - 1) / threads;
-  return static_cast<unsigned>(blocks < (1 << 16) ? blocks : (1 << 16));
-}
-
-}  // namespace
 
 cudaError_t silu_mul_bf16(const __nv_bfloat16* gate, int64_t gate_stride, const __nv_bfloat16* up, int64_t up_stride,
                           int64_t rows, int64_t cols, __nv_bfloat16* out, cudaStream_t stream) {
