@@ -74,6 +74,19 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
 // scales [experts, N, K / group] and global_scale [experts]. rows_hint (the
 // expected rows per expert, read on the host, never the device counts)
 // picks the tile height. Experts with no rows cost one empty block each.
+// W4A16 on the tensor cores, prefill shapes (fp4_matmul_prefill.cu): y =
+// x · dequant(W)ᵀ (+ bias) for any number of rows, W decoded in registers
+// from codes staged in shared memory, no dense copy of W written anywhere.
+// offsets null: one weight (experts = 1), rows [0, rows). offsets set
+// ([experts + 1] int32 on the device, rows sorted by expert): expert e's
+// codes multiply rows [offsets[e], offsets[e + 1]) in the same launch
+// (bias must then be null). K % 16 == 0 (NVFP4) or % 32 (MXFP4); x 16-byte
+// and codes 8-byte aligned; rows / 128 + experts <= 65535.
+cudaError_t fp4_prefill_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts, int64_t rows,
+                                    int64_t K, const uint8_t* packed, const uint8_t* scales,
+                                    const float* global_scale, int64_t N, const __nv_bfloat16* bias,
+                                    __nv_bfloat16* y, cudaStream_t stream);
+
 cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
                                     int64_t rows_hint, int64_t K, const uint8_t* packed, const uint8_t* scales,
                                     const float* global_scale, int64_t N, __nv_bfloat16* y, cudaStream_t stream);

@@ -8,6 +8,7 @@
 #include <torch/nn/functional/activation.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "common/error.hpp"
@@ -191,6 +192,19 @@ torch::Tensor mxfp4_dequantize(const torch::Tensor& packed, const torch::Tensor&
 
 torch::Tensor fp4_dequantize_bf16(const Fp4Weight& w) { return dequantize(w, torch::kBFloat16, "fp4_dequantize_bf16"); }
 
+namespace {
+PrefillPath initial_prefill_path() {
+  const char* v = std::getenv("QERL_FP4_PREFILL");
+  if (v == nullptr || std::string(v).empty() || std::string(v) == "in_register") return PrefillPath::in_register;
+  if (std::string(v) == "dequantize") return PrefillPath::dequantize;
+  throw Error(std::string("QERL_FP4_PREFILL: expected in_register or dequantize, got '") + v + "'");
+}
+PrefillPath chosen_prefill_path = initial_prefill_path();
+}  // namespace
+
+void set_prefill_path(PrefillPath path) { chosen_prefill_path = path; }
+PrefillPath prefill_path() { return chosen_prefill_path; }
+
 torch::Tensor fp4_linear_bf16(const torch::Tensor& x, const Fp4Weight& w, const torch::Tensor& bias) {
   check_fp4_weight(w);
   if (!w.packed.is_cuda() || x.scalar_type() != torch::kBFloat16 || x.device() != w.packed.device())
@@ -213,17 +227,23 @@ torch::Tensor fp4_linear_bf16(const torch::Tensor& x, const Fp4Weight& w, const 
   auto shape = x.sizes().vec();
   shape.back() = N;
   const torch::Tensor b = bias.defined() ? bias.to(torch::kBFloat16).contiguous() : torch::Tensor();
-  if (M > decode_rows_max) {
+  if (M > decode_rows_max && prefill_path() == PrefillPath::dequantize) {
     const torch::Tensor dense = fp4_dequantize_bf16(w);
     return (b.defined() ? torch::addmm(b, rows, dense.t()) : torch::mm(rows, dense.t())).reshape(shape);
   }
   torch::Tensor y = torch::empty({M, N}, x.options());
   const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.contiguous();
   const torch::Tensor global = w.nvfp4() ? w.global_scale.to(torch::kFloat).contiguous() : torch::Tensor();
-  check(fp4_matmul_bf16(bf16_ptr(rows), M, K, bytes(packed), bytes(scale),
-                        w.nvfp4() ? global.data_ptr<float>() : nullptr, N, b.defined() ? bf16_ptr(b) : nullptr,
-                        reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), stream()),
-        "fp4_matmul_bf16");
+  const float* global_ptr = w.nvfp4() ? global.data_ptr<float>() : nullptr;
+  const __nv_bfloat16* bias_ptr = b.defined() ? bf16_ptr(b) : nullptr;
+  auto* out = reinterpret_cast<__nv_bfloat16*>(y.data_ptr());
+  if (M > decode_rows_max)
+    check(fp4_prefill_matmul_bf16(bf16_ptr(rows), nullptr, 1, M, K, bytes(packed), bytes(scale), global_ptr, N,
+                                  bias_ptr, out, stream()),
+          "fp4_prefill_matmul_bf16");
+  else
+    check(fp4_matmul_bf16(bf16_ptr(rows), M, K, bytes(packed), bytes(scale), global_ptr, N, bias_ptr, out, stream()),
+          "fp4_matmul_bf16");
   return y.reshape(shape);
 }
 
@@ -275,13 +295,20 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
     throw Error("fp4_grouped_linear: x " + describe(x_sorted) + " does not match experts of in = " +
                 std::to_string(K));
   const c10::cuda::CUDAGuard guard(x_sorted.device());
-  const torch::Tensor x = x_sorted.contiguous();
+  torch::Tensor x = x_sorted.contiguous();
+  if (reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 != 0) x = x.clone();
   torch::Tensor y = torch::empty({x.size(0), N}, x.options());
   const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.contiguous();
-  check(fp4_grouped_matmul_bf16(bf16_ptr(x), routing.offsets.data_ptr<int32_t>(), E, rows_hint, K, bytes(packed),
-                                bytes(scale), w.nvfp4() ? w.global_scale.data_ptr<float>() : nullptr, N,
-                                reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), stream()),
-        "fp4_grouped_matmul_bf16");
+  const float* global_ptr = w.nvfp4() ? w.global_scale.data_ptr<float>() : nullptr;
+  auto* out = reinterpret_cast<__nv_bfloat16*>(y.data_ptr());
+  if (rows_hint > decode_rows_max)
+    check(fp4_prefill_matmul_bf16(bf16_ptr(x), routing.offsets.data_ptr<int32_t>(), E, x.size(0), K, bytes(packed),
+                                  bytes(scale), global_ptr, N, nullptr, out, stream()),
+          "fp4_prefill_matmul_bf16");
+  else
+    check(fp4_grouped_matmul_bf16(bf16_ptr(x), routing.offsets.data_ptr<int32_t>(), E, rows_hint, K, bytes(packed),
+                                  bytes(scale), global_ptr, N, out, stream()),
+          "fp4_grouped_matmul_bf16");
   return y;
 }
 
@@ -298,14 +325,15 @@ torch::Tensor dequantize_experts_bf16(const Fp4Experts& w) {
 namespace {
 
 // One grouped projection of the sorted rows: the W4A16 decode kernel while
-// experts get few rows each; past decode_rows_max rows per expert, where
-// that kernel would re-read each expert's codes once per 64 rows, the
-// experts are dequantized once and multiplied by LibTorch's grouped GEMM.
+// experts get few rows each; past decode_rows_max rows per expert the
+// prefill path (fp4_grouped_linear's prefill kernel, or with
+// PrefillPath::dequantize the experts dequantized once for LibTorch's
+// grouped GEMM).
 torch::Tensor grouped_projection(const torch::Tensor& rows, const ExpertRouting& routing, const Fp4Experts& codes,
                                  const torch::Tensor& dense, int64_t hint) {
   const int64_t E = routing.offsets.size(0) - 1;
   if (dense.defined()) return at::_grouped_mm(rows, dense.transpose(1, 2), routing.offsets.narrow(0, 1, E));
-  if (hint > decode_rows_max)
+  if (hint > decode_rows_max && prefill_path() == PrefillPath::dequantize)
     return at::_grouped_mm(rows, dequantize_experts_bf16(codes).transpose(1, 2), routing.offsets.narrow(0, 1, E));
   return fp4_grouped_linear(rows, routing, codes, hint);
 }

@@ -29,11 +29,21 @@ torch::Tensor mxfp4_dequantize(const torch::Tensor& packed, const torch::Tensor&
 torch::Tensor fp4_dequantize_bf16(const Fp4Weight& w);
 
 // y = x · dequant(W)ᵀ + b for bf16 x [..., in] on W's device. Up to
-// `decode_rows_max` rows of x: the W4A16 tensor-core kernel (W decoded in
-// registers). More rows: W is dequantized into a temporary bf16 [out, in]
-// and cuBLAS multiplies (the in-register prefill kernel is not written yet).
-// Differentiable in x and bias (backward: dy · dequant(W) through cuBLAS).
+// `decode_rows_max` rows of x: the W4A16 decode kernels (W decoded in
+// registers). More rows: the prefill path (below). Differentiable in x and
+// bias (backward: dy · dequant(W) through cuBLAS).
 inline constexpr int64_t decode_rows_max = 64;
+
+// How the quantized Linear and the MoE experts multiply more than
+// decode_rows_max rows (per expert): in_register (the default) is
+// fp4_prefill_matmul_bf16, codes decoded in registers, no dense copy of W;
+// dequantize writes W (all experts of the projection) into a bf16
+// temporary and multiplies with cuBLAS / _grouped_mm (faster where the
+// tensor cores' wgmma path matters more than the copy: bench/NOTES.md).
+// QERL_FP4_PREFILL=dequantize in the environment selects it at start.
+enum class PrefillPath { in_register, dequantize };
+void set_prefill_path(PrefillPath path);
+PrefillPath prefill_path();
 torch::Tensor fp4_linear_bf16(const torch::Tensor& x, const Fp4Weight& w, const torch::Tensor& bias);
 
 // --- MoE experts ---
@@ -71,8 +81,8 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
 // gate_up [E, 2I, H] (gate rows first) and down [E, H, I], as bf16 tensors
 // (grouped through LibTorch's _grouped_mm) or fp4 codes (the grouped W4A16
 // kernel while experts get at most decode_rows_max rows on average; past
-// that, prefill-sized batches, the codes are dequantized once into a bf16
-// temporary for _grouped_mm). -> [T, H] bf16.
+// that, prefill-sized batches, the prefill path of set_prefill_path).
+// -> [T, H] bf16.
 struct MoeExperts {
   torch::Tensor gate_up_bf16, down_bf16;  // bf16 experts, or
   Fp4Experts gate_up, down;               // their codes

@@ -165,6 +165,52 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
   }
 }
 
+TEST_CASE("CUDA W4A16 prefill kernel: in-register decode vs fp32 x · dequant(W)^T, ragged M, N and K") {
+  if (!gpu()) return;
+  uint64_t seed = 820;
+  // K tails past the last 64-wide stage of 16 (80, NVFP4 only), 32 (96,
+  // 2080) and none (4096); N not a multiple of the 128-row tile, odd (77:
+  // scalar stores) or one row past it (129).
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{77, 80}, {129, 96}, {200, 2080}, {256, 4096}};
+  for (const bool nvfp4 : {true, false}) {
+    for (const int64_t M : {65, 127, 128, 129, 300, 1100}) {
+      for (const auto& [N, K] : shapes) {
+        if (!nvfp4 && K % 32 != 0) continue;
+        CAPTURE(nvfp4);
+        CAPTURE(M);
+        CAPTURE(N);
+        CAPTURE(K);
+        torch::manual_seed(++seed);
+        const Fp4Weight cpu = quantized(weight(N, K, torch::kFloat) * 4, nvfp4);
+        const torch::Tensor x = torch::randn({M, K}).to(torch::kBFloat16);
+        const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
+        const torch::Tensor reference =
+            torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
+        for (const auto path : {cuda::PrefillPath::in_register, cuda::PrefillPath::dequantize}) {
+          CAPTURE(static_cast<int>(path));
+          cuda::set_prefill_path(path);
+          const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
+          cuda::set_prefill_path(cuda::PrefillPath::in_register);
+          REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
+          CHECK_FALSE(torch::isnan(y).any().item<bool>());
+          CHECK(relative_error(y, reference) < 1e-2);
+          CHECK(worst_error(y, reference) < 1e-2);
+        }
+      }
+    }
+  }
+  // Straight through the launcher: a misaligned x is refused, not read.
+  const Fp4Weight w = quantized(torch::randn({8, 64}), true).to(torch::kCUDA);
+  const torch::Tensor x = torch::randn({130, 64}, torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA));
+  torch::Tensor y = torch::empty({129, 8}, x.options());
+  const auto* misaligned = reinterpret_cast<const __nv_bfloat16*>(x.data_ptr()) + 1;
+  CHECK(cuda::fp4_prefill_matmul_bf16(misaligned, nullptr, 1, 129, 64, reinterpret_cast<const uint8_t*>(w.packed.data_ptr()),
+                                      reinterpret_cast<const uint8_t*>(w.scale.data_ptr()),
+                                      w.global_scale.data_ptr<float>(), 8, nullptr,
+                                      reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), nullptr) ==
+        cudaErrorMisalignedAddress);
+}
+
 TEST_CASE("CUDA W4A16 linear: K an odd multiple of 16 (NVFP4), 3-D input, gradient to x and bias") {
   if (!gpu()) return;
   torch::manual_seed(850);
@@ -236,11 +282,13 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     // Rows hint 4: the decode kernel (expert 3's 70 rows in 9 passes of 8),
     // its wide variant, then the general one; hint 12: 5 passes of 16; hint
     // 28 (automatic): the decode kernel in passes of 16; hint 48: the
-    // general kernel.
+    // general kernel; hint 80: the prefill kernel (expert 3's 70 rows and
+    // the others' in one 128-row tile each, empty experts no tile).
     using cuda::DecodeKernel;
     const std::vector<std::pair<DecodeKernel, int64_t>> kernels = {
         {DecodeKernel::narrow, 4},     {DecodeKernel::wide, 4},       {DecodeKernel::general, 4},
-        {DecodeKernel::narrow, 12},    {DecodeKernel::automatic, 28}, {DecodeKernel::automatic, 48}};
+        {DecodeKernel::narrow, 12},    {DecodeKernel::automatic, 28}, {DecodeKernel::automatic, 48},
+        {DecodeKernel::automatic, 80}};
     for (const auto& [kernel, rows_hint] : kernels) {
       CAPTURE(static_cast<int>(kernel));
       CAPTURE(rows_hint);
@@ -267,7 +315,7 @@ TEST_CASE("CUDA MoE experts forward (sorted on the device, grouped gate/up and d
   if (!gpu()) return;
   uint64_t seed = 950;
   for (const int mode : {0, 1, 2}) {  // bf16 (_grouped_mm), NVFP4, MXFP4
-    for (const int64_t T : {1, 9, 300}) {
+    for (const int64_t T : {1, 9, 300, 700}) {  // 700: ~233 rows per expert, two prefill tiles each
       CAPTURE(mode);
       CAPTURE(T);
       torch::manual_seed(++seed);

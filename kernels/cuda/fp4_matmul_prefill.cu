@@ -1,0 +1,290 @@
+// W4A16 on the tensor cores for prefill shapes (see fp4_cuda.hpp,
+// fp4_prefill_matmul_bf16): y = x · dequant(W)ᵀ for many rows of x, with
+// W's codes decoded in registers; no dense copy of W exists anywhere.
+//
+// Tiling: a block of 8 warps owns a 128 x 128 tile of y (128 rows of x,
+// 128 rows of W) and walks K in 64-wide stages. Each stage's x tile
+// (128 x 64 bf16) and codes tile (128 x 32 bytes) are copied global ->
+// shared by cp.async, kStages - 1 stages ahead of the one being multiplied
+// (zero-filled past the ends of M, N and K), so the tensor cores never wait
+// on DRAM once the pipeline is full. The block scales (1 byte per 16 or 32
+// values, rows not 4-byte aligned in general) are read by each thread from
+// global memory one stage ahead into a register.
+//
+// Warps sit 2 (rows of x) x 4 (rows of W); a warp's 64 x 32 tile is 4 x 4
+// mma.sync m16n8k16 tiles (fp32 accumulators). K order inside a stage:
+// lane (g = lane / 4, q = lane % 4) owns values [16q, 16q + 16) of the
+// stage for its x rows and its W rows, and in sub-step s its fragment slots
+// {2q, 2q + 1} hold k = 16q + 4s + {0, 1}, slots {2q + 8, 2q + 9} hold
+// k = 16q + 4s + {2, 3}. Any order works when x and W use the same one;
+// this one gives a lane its W values as 8 contiguous bytes of codes (one
+// NVFP4 group: one scale) and its x values as 32 contiguous bytes, both
+// read from shared memory without bank conflicts (x rows padded to 144
+// bytes).
+//
+// Values: code x block scale is exact in bf16 (as in fp4_matmul.cu), so the
+// tensor cores see dequant(W) * G exactly and NVFP4's 1 / G scales the fp32
+// sums.
+//
+// Groups of rows (MoE experts, rows sorted by expert, offsets on the
+// device): blockIdx.y enumerates the 128-row tiles of every expert in turn;
+// the grid has ceil(rows / 128) + experts of them (an upper bound read from
+// nothing but the host's row count), and a block past the last tile exits.
+#include "kernels/cuda/fp4_cuda.hpp"
+#include "kernels/cuda/fp4_device.cuh"
+
+namespace qerl::kernels::cuda {
+namespace {
+
+using namespace device;
+
+constexpr int kBM = 128, kBN = 128, kBK = 64, kStages = 4, kThreads = 256;
+constexpr int kXPitch = kBK + 8;        // bf16 per x row in shared memory (144 bytes: no bank conflicts)
+constexpr int kCodePitch = kBK / 2;     // bytes per W row of codes per stage
+constexpr int kStageBytes = kBM * kXPitch * 2 + kBN * kCodePitch;
+constexpr int kSmemBytes = kStages * kStageBytes;
+
+struct PrefillArgs {
+  const __nv_bfloat16* x;     // [rows, K]
+  int64_t K, N;
+  const uint8_t* packed;      // [E, N, K / 2]
+  const uint8_t* scales;      // [E, N, K / group]
+  const float* global_scale;  // [E] (NVFP4) or null (MXFP4)
+  const __nv_bfloat16* bias;  // [N] or null
+  const int32_t* offsets;     // [E + 1] or null: one group of rows [0, M)
+  int64_t experts, M;
+  __nv_bfloat16* y;           // [rows, N]
+};
+
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// cp.async of 16 (x) or 8 (codes) bytes, zero-filled when !valid (the
+// source is then not read; `src` must still be a mapped address).
+template <int kBytes>
+__device__ __forceinline__ void copy_async(uint32_t dst, const void* src, bool valid) {
+  const int src_bytes = valid ? kBytes : 0;
+  if constexpr (kBytes == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void copy_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void copy_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+__device__ __forceinline__ __nv_bfloat162 scale_pair(uint32_t raw, bool nvfp4) {
+  // E4M3 is exact in bf16 (4 significant bits); E8M0 is bf16's exponent field (code 0: 2^-127).
+  const __nv_bfloat16 v =
+      nvfp4 ? __float2bfloat16_rn(e4m3_value(static_cast<uint8_t>(raw)))
+            : __ushort_as_bfloat16(static_cast<unsigned short>(raw == 0 ? 0x0040u : raw << 7));
+  return __halves2bfloat162(v, v);
+}
+
+// Which 128-row tile of which group of rows this block owns: false when
+// the block is past the last tile.
+__device__ __forceinline__ bool find_tile(const PrefillArgs& a, int64_t& e, int64_t& row_begin, int64_t& row_end) {
+  int64_t tile = blockIdx.y;
+  if (a.offsets == nullptr) {
+    e = 0;
+    row_begin = tile * kBM;
+    row_end = a.M;
+    return row_begin < row_end;
+  }
+  for (e = 0; e < a.experts; ++e) {
+    const int64_t begin = a.offsets[e], end = a.offsets[e + 1];
+    const int64_t tiles = end > begin ? (end - begin + kBM - 1) / kBM : 0;
+    if (tile < tiles) {
+      row_begin = begin + tile * kBM;
+      row_end = end;
+      return true;
+    }
+    tile -= tiles;
+  }
+  return false;
+}
+
+template <bool kNvfp4>
+__global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a) {
+  int64_t e, row_begin, row_end;
+  if (!find_tile(a, e, row_begin, row_end)) return;
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, q = lane % 4;
+  const int warp_m = warp / 4, warp_n = warp % 4;
+  const int64_t K = a.K, N = a.N, n_base = static_cast<int64_t>(blockIdx.x) * kBN;
+  constexpr int group = kNvfp4 ? 16 : 32;
+  const int64_t stages = (K + kBK - 1) / kBK;
+  const uint8_t* codes = a.packed + e * N * (K / 2);
+  const uint8_t* scales = a.scales + e * N * (K / group);
+
+  // Copy assignments, fixed per thread: x chunks of 16 bytes (rows
+  // tid / 8 + 32 i, chunk tid % 8), code chunks of 8 bytes (W rows
+  // tid / 4 + 64 i, chunk tid % 4); bit i of a mask says the row exists.
+  constexpr int kXCopies = kBM * kBK / 8 / kThreads, kCodeCopies = kBN * kCodePitch / 8 / kThreads;
+  const int x_row = tid / 8, x_chunk = tid % 8, code_row = tid / 4, code_chunk = tid % 4;
+  const __nv_bfloat16* x_src = a.x + (row_begin + x_row) * K + 8 * x_chunk;
+  const uint8_t* code_src = codes + (n_base + code_row) * (K / 2) + 8 * code_chunk;
+  uint32_t x_rows = 0, code_rows = 0;
+#pragma unroll
+  for (int i = 0; i < kXCopies; ++i) x_rows |= (row_begin + x_row + 32 * i < row_end ? 1u : 0u) << i;
+#pragma unroll
+  for (int i = 0; i < kCodeCopies; ++i) code_rows |= (n_base + code_row + 64 * i < N ? 1u : 0u) << i;
+  const uint32_t x_dst = smem_address(smem) + (x_row * kXPitch + 8 * x_chunk) * 2;
+  const uint32_t code_dst = smem_address(smem) + kBM * kXPitch * 2 + code_row * kCodePitch + 8 * code_chunk;
+  auto issue_stage = [&](int64_t stage) {
+    const uint32_t slot = static_cast<uint32_t>(stage % kStages) * kStageBytes;
+    const int64_t k0 = stage * kBK;
+    const bool x_k = k0 + 8 * x_chunk < K, code_k = k0 + 16 * code_chunk < K;
+#pragma unroll
+    for (int i = 0; i < kXCopies; ++i) {
+      const bool valid = x_k && (x_rows >> i & 1u);
+      copy_async<16>(x_dst + slot + i * 32 * kXPitch * 2, valid ? x_src + i * 32 * K + k0 : a.x, valid);
+    }
+#pragma unroll
+    for (int i = 0; i < kCodeCopies; ++i) {
+      const bool valid = code_k && (code_rows >> i & 1u);
+      copy_async<8>(code_dst + slot + i * 64 * kCodePitch, valid ? code_src + i * 64 * (K / 2) + k0 / 2 : codes,
+                    valid);
+    }
+  };
+  // The lane's 4 scale bytes of a stage (one per 8-row W tile), packed in a word.
+  const int64_t scale_stride = K / group;
+  const uint8_t* scale_src = scales + (n_base + warp_n * 32 + g) * scale_stride + q * 16 / group;
+  const int64_t rows_left = N - (n_base + warp_n * 32 + g);
+  auto load_scales = [&](int64_t stage) {
+    uint32_t word = 0;
+    const int64_t k = stage * kBK + 16 * q;
+    if (stage < stages && k < K) {
+      const uint8_t* p = scale_src + stage * (kBK / group);
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+        if (nt * 8 < rows_left) word |= static_cast<uint32_t>(__ldg(p + nt * 8 * scale_stride)) << (8 * nt);
+    }
+    return word;
+  };
+
+  float acc[4][4][4];
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[mt][nt][c] = 0.f;
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < stages) issue_stage(s);
+    copy_commit();
+  }
+  uint32_t scale_word = load_scales(0);
+  // Rows of this warp's x tile that hold rows of the group (a warp wholly
+  // past row_end skips its multiplies, not its share of the copies).
+  const bool warp_active = row_begin + warp_m * 64 < row_end;
+
+  for (int64_t stage = 0; stage < stages; ++stage) {
+    copy_wait<kStages - 2>();
+    __syncthreads();  // stage's tiles visible to all; the slot refilled below was consumed by all
+    if (stage + kStages - 1 < stages) issue_stage(stage + kStages - 1);
+    copy_commit();
+    const uint32_t next_scales = load_scales(stage + 1);
+    if (warp_active) {
+      const uint8_t* base = smem + (stage % kStages) * kStageBytes;
+      const __nv_bfloat16* xs = reinterpret_cast<const __nv_bfloat16*>(base) + (warp_m * 64 + g) * kXPitch + 16 * q;
+      const uint8_t* ws = base + kBM * kXPitch * 2 + (warp_n * 32 + g) * kCodePitch + 8 * q;
+      uint2 code[4];
+      __nv_bfloat162 scale[4];
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        code[nt] = *reinterpret_cast<const uint2*>(ws + nt * 8 * kCodePitch);
+        scale[nt] = scale_pair((scale_word >> (8 * nt)) & 0xFFu, kNvfp4);
+      }
+      // Two halves: codes word h holds the lane's values 8h .. 8h + 7, the
+      // second 16-byte x load of a row the same values.
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        uint32_t b[4][4];
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+          e2m1x8_to_bf16x8(h == 0 ? code[nt].x : code[nt].y, b[nt]);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) b[nt][i] = bf16x2_mul(b[nt][i], scale[nt]);
+        }
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt) {
+          const uint4 x0 = *reinterpret_cast<const uint4*>(xs + mt * 16 * kXPitch + 8 * h);
+          const uint4 x1 = *reinterpret_cast<const uint4*>(xs + (mt * 16 + 8) * kXPitch + 8 * h);
+          const uint32_t a0[4] = {x0.x, x1.x, x0.y, x1.y}, a1[4] = {x0.z, x1.z, x0.w, x1.w};
+#pragma unroll
+          for (int nt = 0; nt < 4; ++nt) {
+            mma_bf16_16816(acc[mt][nt], a0, b[nt][0], b[nt][1]);
+            mma_bf16_16816(acc[mt][nt], a1, b[nt][2], b[nt][3]);
+          }
+        }
+      }
+    }
+    scale_word = next_scales;
+  }
+  copy_wait<0>();
+
+  if (!warp_active) return;
+  const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
+#pragma unroll
+  for (int nt = 0; nt < 4; ++nt) {
+    const int64_t n = n_base + warp_n * 32 + nt * 8 + 2 * q;
+    if (n >= N) continue;
+    const bool pair = n + 1 < N;
+    const float bias0 = a.bias ? __bfloat162float(a.bias[n]) : 0.f;
+    const float bias1 = a.bias && pair ? __bfloat162float(a.bias[n + 1]) : 0.f;
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t row = row_begin + warp_m * 64 + mt * 16 + g + 8 * h;
+        if (row >= row_end) continue;
+        const float v0 = acc[mt][nt][2 * h] * inv_global + bias0;
+        const float v1 = acc[mt][nt][2 * h + 1] * inv_global + bias1;
+        __nv_bfloat16* out = a.y + row * N + n;
+        if (pair && N % 2 == 0) {
+          *reinterpret_cast<__nv_bfloat162*>(out) = __floats2bfloat162_rn(v0, v1);
+        } else {
+          out[0] = __float2bfloat16_rn(v0);
+          if (pair) out[1] = __float2bfloat16_rn(v1);
+        }
+      }
+  }
+}
+
+template <bool kNvfp4>
+cudaError_t launch(const PrefillArgs& a, int64_t tiles, cudaStream_t stream) {
+  const auto kernel = fp4_prefill_kernel<kNvfp4>;
+  // More than the 48 KB default of dynamic shared memory (set per call: the attribute is per device).
+  if (const cudaError_t bad = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+      bad != cudaSuccess)
+    return bad;
+  const dim3 grid(static_cast<unsigned>((a.N + kBN - 1) / kBN), static_cast<unsigned>(tiles));
+  kernel<<<grid, kThreads, kSmemBytes, stream>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t fp4_prefill_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts, int64_t rows,
+                                    int64_t K, const uint8_t* packed, const uint8_t* scales,
+                                    const float* global_scale, int64_t N, const __nv_bfloat16* bias,
+                                    __nv_bfloat16* y, cudaStream_t stream) {
+  const bool nvfp4 = global_scale != nullptr;
+  if (K % (nvfp4 ? 16 : 32) != 0 || experts < 1) return cudaErrorInvalidValue;
+  // 8-byte copies of codes (row stride K / 2, a multiple of 8), 16-byte copies of x (row stride 2K).
+  if (reinterpret_cast<uintptr_t>(packed) % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
+    return cudaErrorMisalignedAddress;
+  if (rows <= 0 || N <= 0) return cudaSuccess;
+  const int64_t tiles = (rows + kBM - 1) / kBM + (offsets ? experts : 0);
+  if (tiles > 65535) return cudaErrorInvalidValue;
+  const PrefillArgs a{x, K, N, packed, scales, global_scale, bias, offsets, experts, rows, y};
+  return nvfp4 ? launch<true>(a, tiles, stream) : launch<false>(a, tiles, stream);
+}
+
+}  // namespace qerl::kernels::cuda
