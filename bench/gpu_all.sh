@@ -48,6 +48,17 @@ echo "== build: $(( $(date +%s) - t0 )) s"
 export LD_LIBRARY_PATH="$(cd "$debs" && pwd)/prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
+# The prefill kernel first: if it fails its test, everything after runs on
+# the dequantize path (QERL_FP4_PREFILL) so the other figures stay valid.
+part prefill_test 20 build-cuda/tests/kernels/qerl_kernels_cuda_tests -tc="*prefill*"
+if ! grep -q "Status: SUCCESS" "$logs/prefill_test.log" 2> /dev/null; then
+  export QERL_FP4_PREFILL=dequantize
+  echo "== prefill kernel test did not pass: QERL_FP4_PREFILL=dequantize from here on"
+  grep -E "ERROR|test cases|assertions" "$logs/prefill_test.log" | head -8
+fi
+part prefill_memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 9 \
+  build-cuda/tests/kernels/qerl_kernels_cuda_tests -tc="*prefill*"
+[ -f "$logs/prefill_memcheck.log" ] && grep -E "ERROR SUMMARY|test cases" "$logs/prefill_memcheck.log" | head -3
 part kernels_cuda_tests 20 build-cuda/tests/kernels/qerl_kernels_cuda_tests
 part nn_cuda_tests 20 build-cuda/tests/models/nn/qerl_nn_tests -s -tc="*CUDA*"
 part rl_gpu_tests 20 build-cuda/tests/rl/qerl_rl_tests -tc="*GPU*,*CUDA*"
