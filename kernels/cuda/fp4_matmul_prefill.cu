@@ -33,6 +33,8 @@
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_device.cuh"
 
+#include <atomic>
+
 namespace qerl::kernels::cuda {
 namespace {
 
@@ -260,10 +262,19 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a)
 template <bool kNvfp4>
 cudaError_t launch(const PrefillArgs& a, int64_t tiles, cudaStream_t stream) {
   const auto kernel = fp4_prefill_kernel<kNvfp4>;
-  // More than the 48 KB default of dynamic shared memory (set per call: the attribute is per device).
-  if (const cudaError_t bad = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-      bad != cudaSuccess)
-    return bad;
+  // More than the 48 KB default of dynamic shared memory: set once per
+  // device (the attribute is per device), on the first, uncaptured call, so
+  // that calls inside a CUDA graph capture make no such API call.
+  static std::atomic<uint64_t> devices_set{0};
+  int device = 0;
+  if (const cudaError_t bad = cudaGetDevice(&device); bad != cudaSuccess) return bad;
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit == 0 || (devices_set.load() & bit) == 0) {
+    if (const cudaError_t bad = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+        bad != cudaSuccess)
+      return bad;
+    devices_set.fetch_or(bit);
+  }
   const dim3 grid(static_cast<unsigned>((a.N + kBN - 1) / kBN), static_cast<unsigned>(tiles));
   kernel<<<grid, kThreads, kSmemBytes, stream>>>(a);
   return cudaGetLastError();
