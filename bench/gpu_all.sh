@@ -8,6 +8,8 @@
 #   3. bench/gpu_pipeline.sh: the shipped pipeline, 60 steps;
 #   4. bench/gpu_a27b.sh: the A2.7B RL step (2 steps);
 #   5. fp4_bench (bench/gpu_bench.sh's tables).
+# QERL_ALL_PARTS="a27b fp4_bench" runs only the named parts (a second call
+# on a warm machine, whose build is kept).
 # A part starts only if the budget left covers its usual length; each
 # part's output goes to build-cuda/all/<part>.log (and to $OUT when set,
 # as on the device machine), a summary line per part to stdout.
@@ -29,6 +31,9 @@ keep() { [ -n "${OUT:-}" ] && cp "$@" "$OUT"/ 2> /dev/null; return 0; }
 part() {
   local name=$1 needed=$2
   shift 2
+  if [ -n "${QERL_ALL_PARTS:-}" ] && [[ " $QERL_ALL_PARTS " != *" $name "* ]]; then
+    return 0
+  fi
   if [ "$(left)" -lt "$needed" ]; then
     echo "== $name: skipped ($(left) s left, needs ~$needed s)"
     return 0
