@@ -89,9 +89,9 @@ void matmuls(double copy_gbs, double tflops) {
   std::printf("\n## W4A16 matmul vs bf16 torch::matmul (cuBLAS)\n\n");
   std::printf("GPU time per call (CUDA graph replay, weights rotated over copies that exceed L2 three times); "
               "'eager' is the same NVFP4 call timed back to back without a graph (host dispatch included).\n\n");
-  std::printf("NVFP4 and MXFP4: the default kernel choice; at M <= 16 the same NVFP4 call also through the "
-              "general tile kernel (v4) and the decode kernel's narrow (8 warps, 4 K steps in flight each) and, "
-              "at M <= 8, wide (12 warps of <= 85 registers) variants; at M > 64 (the prefill kernel, codes "
+  std::printf("NVFP4 and MXFP4: the default kernel choice; at M <= 32 the same NVFP4 call also through the "
+              "general tile kernel (v4) and the decode kernel's narrow (8 warps, 4 K steps in flight each; at "
+              "M = 32 two passes of 16) and, at M <= 8, wide (12 warps of <= 85 registers) variants; at M > 64 (the prefill kernel, codes "
               "decoded in registers) also the dequantize path: W written to a bf16 temporary, then cuBLAS.\n\n");
   std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | NVFP4 narrow (us) | "
               "NVFP4 wide (us) | NVFP4 dequant + cuBLAS (us) | speed-up | NVFP4 eager (us) | NVFP4 %% of BW floor | "
@@ -112,14 +112,14 @@ void matmuls(double copy_gbs, double tflops) {
       mxs.push_back(clone(mx));
     }
     const auto n_ws = ws.size(), n_fp4 = nvs.size();
-    for (const int64_t M : {1, 4, 16, 64, 256, 1024, 4096}) {
+    for (const int64_t M : {1, 4, 16, 32, 64, 256, 1024, 4096}) {
       const torch::Tensor x = torch::randn({M, K}, bf16_cuda());
       const torch::Tensor none;
       const double t_bf16 = graph_us([&](int i) { torch::matmul(x, ws[i % n_ws].t()); });
       const double t_nv = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
       const double t_mx = graph_us([&](int i) { fp4_linear(x, mxs[i % n_fp4], none); });
       const double t_eager = eager_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
-      // The same call through a given kernel (M <= 16 only; "-" beyond).
+      // The same call through a given kernel (up to max_rows; "-" beyond).
       auto through = [&](cuda::DecodeKernel kernel, int64_t max_rows) {
         if (M > max_rows) return std::nan("");
         cuda::fp4_select_decode_kernel(kernel);
@@ -127,7 +127,7 @@ void matmuls(double copy_gbs, double tflops) {
         cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
         return t;
       };
-      const double t_v4 = through(cuda::DecodeKernel::general, 16), t_narrow = through(cuda::DecodeKernel::narrow, 16),
+      const double t_v4 = through(cuda::DecodeKernel::general, 32), t_narrow = through(cuda::DecodeKernel::narrow, 32),
                    t_wide = through(cuda::DecodeKernel::wide, 8);
       double t_dequant = std::nan("");
       if (M > cuda::decode_rows_max) {

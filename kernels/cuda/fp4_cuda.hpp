@@ -51,8 +51,9 @@ cudaError_t fp4_dequantize(const uint8_t* packed, const uint8_t* scales, const f
 // default): the decode kernel (W as the MMA's A operand), in its wide
 // variant (12 warps of <= 85 registers) for a plain Linear of at most 8 rows
 // and its narrow one (8 warps, 4 K steps in flight each) otherwise, as
-// measured fastest (bench/NOTES.md); narrow / wide: that variant (wide only
-// up to 8 rows); general: the general tile kernel.
+// measured fastest (bench/NOTES.md); a plain Linear of 17-32 rows in two
+// passes of 16; narrow / wide: that variant (wide only up to 8 rows);
+// general: the general tile kernel.
 enum class DecodeKernel { automatic, narrow, wide, general };
 void fp4_select_decode_kernel(DecodeKernel kernel);
 
@@ -81,11 +82,17 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
 // ([experts + 1] int32 on the device, rows sorted by expert): expert e's
 // codes multiply rows [offsets[e], offsets[e + 1]) in the same launch
 // (bias must then be null). K % 16 == 0 (NVFP4) or % 32 (MXFP4); x 16-byte
-// and codes 8-byte aligned; rows / 128 + experts <= 65535.
+// and codes 8-byte aligned; rows / 128 + experts <= 65535. splits > 1
+// (one weight only; fp4_prefill_splits says how many): K is split over
+// that many blocks per tile, which add fp32 sums into split_k_workspace
+// ([rows, N], zeroed by the caller) before one more kernel writes y (for
+// grids of tiles too small to fill the GPU: a few hundred rows).
 cudaError_t fp4_prefill_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts, int64_t rows,
                                     int64_t K, const uint8_t* packed, const uint8_t* scales,
                                     const float* global_scale, int64_t N, const __nv_bfloat16* bias,
-                                    __nv_bfloat16* y, cudaStream_t stream);
+                                    __nv_bfloat16* y, cudaStream_t stream, float* split_k_workspace = nullptr,
+                                    int splits = 1);
+int fp4_prefill_splits(int64_t rows, int64_t K, int64_t N);
 
 cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
                                     int64_t rows_hint, int64_t K, const uint8_t* packed, const uint8_t* scales,

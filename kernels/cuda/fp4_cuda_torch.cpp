@@ -237,13 +237,18 @@ torch::Tensor fp4_linear_bf16(const torch::Tensor& x, const Fp4Weight& w, const 
   const float* global_ptr = w.nvfp4() ? global.data_ptr<float>() : nullptr;
   const __nv_bfloat16* bias_ptr = b.defined() ? bf16_ptr(b) : nullptr;
   auto* out = reinterpret_cast<__nv_bfloat16*>(y.data_ptr());
-  if (M > decode_rows_max)
+  if (M > decode_rows_max) {
+    const int splits = fp4_prefill_splits(M, K, N);
+    const torch::Tensor workspace =
+        splits > 1 ? torch::zeros({M, N}, rows.options().dtype(torch::kFloat)) : torch::Tensor();
     check(fp4_prefill_matmul_bf16(bf16_ptr(rows), nullptr, 1, M, K, bytes(packed), bytes(scale), global_ptr, N,
-                                  bias_ptr, out, stream()),
+                                  bias_ptr, out, stream(), splits > 1 ? workspace.data_ptr<float>() : nullptr,
+                                  splits),
           "fp4_prefill_matmul_bf16");
-  else
+  } else {
     check(fp4_matmul_bf16(bf16_ptr(rows), M, K, bytes(packed), bytes(scale), global_ptr, N, bias_ptr, out, stream()),
           "fp4_matmul_bf16");
+  }
   return y.reshape(shape);
 }
 

@@ -268,11 +268,14 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
   if (const cudaError_t bad = check_args(x, K, packed); bad != cudaSuccess) return bad;
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (M <= 0 || N <= 0) return cudaSuccess;
+  // Up to 32 rows the decode kernel, past 16 rows in passes of 16 whose
+  // codes the second pass reads from L2 (as for the experts below).
+  const int64_t decode_rows = M <= 32 ? std::min<int64_t>(M, 16) : M;
   if (decode_kernel != DecodeKernel::general &&
-      detail::fp4_decode_fits(M, K, N, x, packed, scales, global_scale != nullptr)) {
+      detail::fp4_decode_fits(decode_rows, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                bias, nullptr, static_cast<int>(M), y};
-    return detail::fp4_decode_matmul(d, M, 1, decode_kernel != DecodeKernel::narrow, stream);
+    return detail::fp4_decode_matmul(d, decode_rows, 1, decode_kernel != DecodeKernel::narrow, stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, bias, nullptr, M, y};
   const int mt = fp4_mma_tiles(M);

@@ -33,6 +33,7 @@
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_device.cuh"
 
+#include <algorithm>
 #include <atomic>
 
 namespace qerl::kernels::cuda {
@@ -56,6 +57,11 @@ struct PrefillArgs {
   const int32_t* offsets;     // [E + 1] or null: one group of rows [0, M)
   int64_t experts, M;
   __nv_bfloat16* y;           // [rows, N]
+  // Split-K (one group of rows only): blockIdx.z sums stages
+  // [z * stages / splits, (z + 1) * stages / splits) into partial
+  // ([rows, N] fp32, zeroed) with atomics; finish_split_k writes y.
+  float* partial;
+  int splits;
 };
 
 __device__ __forceinline__ uint32_t smem_address(const void* p) {
@@ -119,6 +125,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a)
   const int64_t K = a.K, N = a.N, n_base = static_cast<int64_t>(blockIdx.x) * kBN;
   constexpr int group = kNvfp4 ? 16 : 32;
   const int64_t stages = (K + kBK - 1) / kBK;
+  const int64_t stage_begin = stages * blockIdx.z / a.splits, stage_end = stages * (blockIdx.z + 1) / a.splits;
   const uint8_t* codes = a.packed + e * N * (K / 2);
   const uint8_t* scales = a.scales + e * N * (K / group);
 
@@ -159,7 +166,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a)
   auto load_scales = [&](int64_t stage) {
     uint32_t word = 0;
     const int64_t k = stage * kBK + 16 * q;
-    if (stage < stages && k < K) {
+    if (stage < stage_end && k < K) {
       const uint8_t* p = scale_src + stage * (kBK / group);
 #pragma unroll
       for (int nt = 0; nt < 4; ++nt)
@@ -178,18 +185,18 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a)
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < stages) issue_stage(s);
+    if (stage_begin + s < stage_end) issue_stage(stage_begin + s);
     copy_commit();
   }
-  uint32_t scale_word = load_scales(0);
+  uint32_t scale_word = load_scales(stage_begin);
   // Rows of this warp's x tile that hold rows of the group (a warp wholly
   // past row_end skips its multiplies, not its share of the copies).
   const bool warp_active = row_begin + warp_m * 64 < row_end;
 
-  for (int64_t stage = 0; stage < stages; ++stage) {
+  for (int64_t stage = stage_begin; stage < stage_end; ++stage) {
     copy_wait<kStages - 2>();
     __syncthreads();  // stage's tiles visible to all; the slot refilled below was consumed by all
-    if (stage + kStages - 1 < stages) issue_stage(stage + kStages - 1);
+    if (stage + kStages - 1 < stage_end) issue_stage(stage + kStages - 1);
     copy_commit();
     const uint32_t next_scales = load_scales(stage + 1);
     if (warp_active) {
@@ -232,6 +239,22 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a)
   copy_wait<0>();
 
   if (!warp_active) return;
+  if (a.partial != nullptr) {
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      const int64_t n = n_base + warp_n * 32 + nt * 8 + 2 * q;
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int64_t row = row_begin + warp_m * 64 + mt * 16 + g + 8 * h;
+          if (row >= row_end) continue;
+          if (n < N) atomicAdd(a.partial + row * N + n, acc[mt][nt][2 * h]);
+          if (n + 1 < N) atomicAdd(a.partial + row * N + n + 1, acc[mt][nt][2 * h + 1]);
+        }
+    }
+    return;
+  }
   const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt) {
@@ -259,6 +282,16 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a)
   }
 }
 
+// y = partial * (1 / G) + bias after a split-K launch.
+__global__ void finish_split_k(const float* __restrict__ partial, int64_t rows, int64_t N,
+                               const float* __restrict__ global_scale, const __nv_bfloat16* __restrict__ bias,
+                               __nv_bfloat16* __restrict__ y) {
+  const float inv_global = global_scale ? 1.0f / global_scale[0] : 1.0f;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < rows * N;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = __float2bfloat16_rn(partial[i] * inv_global + (bias ? __bfloat162float(bias[i % N]) : 0.f));
+}
+
 template <bool kNvfp4>
 cudaError_t launch(const PrefillArgs& a, int64_t tiles, cudaStream_t stream) {
   const auto kernel = fp4_prefill_kernel<kNvfp4>;
@@ -275,26 +308,48 @@ cudaError_t launch(const PrefillArgs& a, int64_t tiles, cudaStream_t stream) {
       return bad;
     devices_set.fetch_or(bit);
   }
-  const dim3 grid(static_cast<unsigned>((a.N + kBN - 1) / kBN), static_cast<unsigned>(tiles));
+  const dim3 grid(static_cast<unsigned>((a.N + kBN - 1) / kBN), static_cast<unsigned>(tiles),
+                  static_cast<unsigned>(a.splits));
   kernel<<<grid, kThreads, kSmemBytes, stream>>>(a);
+  if (const cudaError_t bad = cudaGetLastError(); bad != cudaSuccess || a.partial == nullptr) return bad;
+  const int64_t blocks = std::min<int64_t>((a.M * a.N + 255) / 256, 1 << 16);
+  finish_split_k<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(a.partial, a.M, a.N, a.global_scale, a.bias,
+                                                                    a.y);
   return cudaGetLastError();
 }
 
 }  // namespace
 
+int fp4_prefill_splits(int64_t rows, int64_t K, int64_t N) {
+  // Split K while the 128 x 128 tiles would fill less than one wave (one
+  // block per SM), keeping at least 4 stages of 64 per split.
+  static const int sms = [] {
+    int device = 0, count = 132;
+    if (cudaGetDevice(&device) == cudaSuccess)
+      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
+    return count;
+  }();
+  const int64_t tiles = ((rows + kBM - 1) / kBM) * ((N + kBN - 1) / kBN);
+  const int64_t stages = (K + kBK - 1) / kBK;
+  if (tiles >= sms) return 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({(sms + tiles - 1) / tiles, stages / 4, 16})));
+}
+
 cudaError_t fp4_prefill_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts, int64_t rows,
                                     int64_t K, const uint8_t* packed, const uint8_t* scales,
                                     const float* global_scale, int64_t N, const __nv_bfloat16* bias,
-                                    __nv_bfloat16* y, cudaStream_t stream) {
+                                    __nv_bfloat16* y, cudaStream_t stream, float* split_k_workspace, int splits) {
   const bool nvfp4 = global_scale != nullptr;
-  if (K % (nvfp4 ? 16 : 32) != 0 || experts < 1) return cudaErrorInvalidValue;
+  if (K % (nvfp4 ? 16 : 32) != 0 || experts < 1 || splits < 1) return cudaErrorInvalidValue;
+  if (splits > 1 && (offsets != nullptr || split_k_workspace == nullptr)) return cudaErrorInvalidValue;
   // 8-byte copies of codes (row stride K / 2, a multiple of 8), 16-byte copies of x (row stride 2K).
   if (reinterpret_cast<uintptr_t>(packed) % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
     return cudaErrorMisalignedAddress;
   if (rows <= 0 || N <= 0) return cudaSuccess;
   const int64_t tiles = (rows + kBM - 1) / kBM + (offsets ? experts : 0);
   if (tiles > 65535) return cudaErrorInvalidValue;
-  const PrefillArgs a{x, K, N, packed, scales, global_scale, bias, offsets, experts, rows, y};
+  const PrefillArgs a{x,       K,    N, packed, scales, global_scale, bias, offsets, experts, rows, y,
+                      splits > 1 ? split_k_workspace : nullptr, splits};
   return nvfp4 ? launch<true>(a, tiles, stream) : launch<false>(a, tiles, stream);
 }
 

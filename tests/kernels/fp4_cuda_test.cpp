@@ -133,10 +133,11 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{5, 32},    {131, 416},  {40, 320},  {17, 224},
                                                            {1000, 2080}, {256, 4096}, {24, 8320}};
   for (const bool nvfp4 : {true, false}) {
-    for (const int64_t M : {1, 2, 5, 8, 9, 16, 17, 33, 64, 65, 300}) {
+    for (const int64_t M : {1, 2, 5, 8, 9, 16, 17, 32, 33, 64, 65, 300}) {
       for (const auto& [N, K] : shapes) {
-        // Rows <= 16 go to the decode kernel (both variants at <= 8 rows);
-        // the general kernel is checked on them too.
+        // Rows <= 32 go to the decode kernel (both variants at <= 8 rows,
+        // two passes of 16 past 16); the general kernel is checked on rows
+        // <= 16 too; past 64 rows the prefill kernel.
         using cuda::DecodeKernel;
         for (const DecodeKernel kernel : {DecodeKernel::narrow, DecodeKernel::wide, DecodeKernel::general}) {
           if ((kernel == DecodeKernel::wide && M > 8) || (kernel == DecodeKernel::general && M > 16)) continue;
@@ -170,8 +171,10 @@ TEST_CASE("CUDA W4A16 prefill kernel: in-register decode vs fp32 x · dequant(W)
   uint64_t seed = 820;
   // K tails past the last 64-wide stage of 16 (80, NVFP4 only), 32 (96,
   // 2080) and none (4096); N not a multiple of the 128-row tile, odd (77:
-  // scalar stores) or one row past it (129).
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{77, 80}, {129, 96}, {200, 2080}, {256, 4096}};
+  // scalar stores) or one row past it (129). Small grids of tiles with
+  // K >= 512 are split over K (fp4_prefill_splits: 200 x 2080, 256 x
+  // 4096); 2000 x 160 is one split.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{77, 80}, {129, 96}, {200, 2080}, {256, 4096}, {2000, 160}};
   for (const bool nvfp4 : {true, false}) {
     for (const int64_t M : {65, 127, 128, 129, 300, 1100}) {
       for (const auto& [N, K] : shapes) {
