@@ -61,6 +61,13 @@ if ! grep -q "Status: SUCCESS" "$logs/prefill_test.log" 2> /dev/null; then
   echo "== prefill kernel test did not pass: QERL_FP4_PREFILL=dequantize from here on"
   grep -E "ERROR|test cases|assertions" "$logs/prefill_test.log" | head -8
 fi
+# Likewise the decode-path fusions (QERL_FUSED_DECODE=0 on failure).
+part fused_test 20 build-cuda/tests/kernels/qerl_kernels_cuda_tests -tc="fused*"
+if ! grep -q "Status: SUCCESS" "$logs/fused_test.log" 2> /dev/null; then
+  export QERL_FUSED_DECODE=0
+  echo "== fused decode kernels' tests did not pass: QERL_FUSED_DECODE=0 from here on"
+  grep -E "ERROR|test cases|assertions" "$logs/fused_test.log" | head -8
+fi
 part prefill_memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 9 \
   build-cuda/tests/kernels/qerl_kernels_cuda_tests -tc="*prefill*"
 [ -f "$logs/prefill_memcheck.log" ] && grep -E "ERROR SUMMARY|test cases" "$logs/prefill_memcheck.log" | head -3
