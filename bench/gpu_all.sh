@@ -5,9 +5,9 @@
 #   1. the CUDA tests (kernels, nn, rl, generation);
 #   2. bench/gpu_engine.sh: A2.7B decode steps (fused and unfused, NVFP4 and
 #      bf16) against HF generate and the floor, plus the full re-pack sync;
-#   3. bench/gpu_pipeline.sh: the shipped pipeline, 60 steps;
-#   4. bench/gpu_a27b.sh: the A2.7B RL step (2 steps);
-#   5. fp4_bench (bench/gpu_bench.sh's tables).
+#   3. fp4_bench (bench/gpu_bench.sh's tables);
+#   4. bench/gpu_pipeline.sh: the shipped pipeline, 60 steps;
+#   5. bench/gpu_a27b.sh: the A2.7B RL step (2 steps).
 # QERL_ALL_PARTS="a27b fp4_bench" runs only the named parts (a second call
 # on a warm machine, whose build is kept).
 # A part starts only if the budget left covers its usual length; each
@@ -79,11 +79,11 @@ for t in kernels_cuda_tests nn_cuda_tests rl_gpu_tests; do
 done
 part engine 150 bash bench/gpu_engine.sh "$debs"
 [ -f "$logs/engine.log" ] && sed -n '/== engine_bench/,$p' "$logs/engine.log"
+part fp4_bench 60 build-cuda/bench/fp4_bench
+[ -f "$logs/fp4_bench.log" ] && grep -E '^\| (4096x4096|14336x4096|2816x2048) |^\| [0-9]+ \| [0-9]+ \||^#|Ceilings' "$logs/fp4_bench.log"
 QERL_PIPELINE_TIMEOUT=120 part pipeline 60 bash bench/gpu_pipeline.sh "$debs"
 [ -f "$logs/pipeline.log" ] && tail -14 "$logs/pipeline.log"
 QERL_PIPELINE_TIMEOUT=$(( $(left) > 60 ? $(left) - 30 : 30 )) QERL_A27B_STEPS=2 \
   part a27b 200 bash bench/gpu_a27b.sh "$debs" --set aqn.num_stages=1
 [ -f "$logs/a27b.log" ] && tail -16 "$logs/a27b.log"
-part fp4_bench 60 build-cuda/bench/fp4_bench
-[ -f "$logs/fp4_bench.log" ] && tail -40 "$logs/fp4_bench.log"
 echo "== total: $(( $(date +%s) - t0 )) s"
