@@ -93,6 +93,12 @@ cudaError_t fp4_prefill_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
                                     __nv_bfloat16* y, cudaStream_t stream, float* split_k_workspace = nullptr,
                                     int splits = 1);
 int fp4_prefill_splits(int64_t rows, int64_t K, int64_t N);
+// Which prefill kernel fp4_prefill_matmul_bf16 runs (for benchmarks and
+// tests comparing them): mma_sync (v1: mma.sync m16n8k16, any sm_90),
+// wgmma (v2: Hopper's warpgroup MMA, W decoded into its A registers, x
+// read by the tensor cores from shared memory); automatic: mma_sync.
+enum class PrefillKernel { automatic, mma_sync, wgmma };
+void fp4_select_prefill_kernel(PrefillKernel kernel);
 
 cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
                                     int64_t rows_hint, int64_t K, const uint8_t* packed, const uint8_t* scales,

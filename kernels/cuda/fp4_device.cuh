@@ -97,6 +97,13 @@ __device__ __forceinline__ uint8_t mxfp4_scale_code(float amax, bool ocp) {
   return static_cast<uint8_t>(min(max(biased - 2, 0), 255));
 }
 
+// Bytes of {a, b} picked by the selector's nibbles (PTX prmt).
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(selector));
+  return r;
+}
+
 // Eight E2M1 codes (one 32-bit word, element 0 in the low nibble) -> eight
 // bf16 values as four bf16x2 words (element 2i low half of out[i]): the
 // magnitudes' bf16 high and low bytes are looked up with byte permutes

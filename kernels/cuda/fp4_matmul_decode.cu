@@ -62,12 +62,6 @@ __device__ __forceinline__ void load_scales_if(uint32_t& v, const void* p, bool 
         : "l"(p), "r"(static_cast<int>(pred)));
 }
 
-__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
-  uint32_t r;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(selector));
-  return r;
-}
-
 // One warp's share of W for one K step: the lane's 32 codes of rows g and
 // g + 8 and the raw bits of their block scales.
 struct Slot {

@@ -189,11 +189,14 @@ TEST_CASE("CUDA W4A16 prefill kernel: in-register decode vs fp32 x · dequant(W)
         const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
         const torch::Tensor reference =
             torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
-        for (const auto path : {cuda::PrefillPath::in_register, cuda::PrefillPath::dequantize}) {
-          CAPTURE(static_cast<int>(path));
-          cuda::set_prefill_path(path);
+        // The in-register path through both kernels (mma.sync, wgmma), then the dequantize path.
+        for (const int variant : {0, 1, 2}) {
+          CAPTURE(variant);
+          cuda::set_prefill_path(variant == 2 ? cuda::PrefillPath::dequantize : cuda::PrefillPath::in_register);
+          cuda::fp4_select_prefill_kernel(variant == 1 ? cuda::PrefillKernel::wgmma : cuda::PrefillKernel::mma_sync);
           const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
           cuda::set_prefill_path(cuda::PrefillPath::in_register);
+          cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
           REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
           CHECK_FALSE(torch::isnan(y).any().item<bool>());
           CHECK(relative_error(y, reference) < 1e-2);
@@ -285,19 +288,30 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     // Rows hint 4: the decode kernel (expert 3's 70 rows in 9 passes of 8),
     // its wide variant, then the general one; hint 12: 5 passes of 16; hint
     // 28 (automatic): the decode kernel in passes of 16; hint 48: the
-    // general kernel; hint 80: the prefill kernel (expert 3's 70 rows and
-    // the others' in one 128-row tile each, empty experts no tile).
+    // general kernel; hint 80: the prefill kernel, mma.sync and wgmma
+    // (expert 3's rows and the others' in one 128-row tile each, empty
+    // experts no tile).
     using cuda::DecodeKernel;
-    const std::vector<std::pair<DecodeKernel, int64_t>> kernels = {
-        {DecodeKernel::narrow, 4},     {DecodeKernel::wide, 4},       {DecodeKernel::general, 4},
-        {DecodeKernel::narrow, 12},    {DecodeKernel::automatic, 28}, {DecodeKernel::automatic, 48},
-        {DecodeKernel::automatic, 80}};
-    for (const auto& [kernel, rows_hint] : kernels) {
-      CAPTURE(static_cast<int>(kernel));
-      CAPTURE(rows_hint);
-      cuda::fp4_select_decode_kernel(kernel);
-      const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, rows_hint).cpu();
+    using cuda::PrefillKernel;
+    struct Choice {
+      DecodeKernel decode;
+      int64_t rows_hint;
+      PrefillKernel prefill;
+    };
+    const std::vector<Choice> choices_of_kernel = {
+        {DecodeKernel::narrow, 4, PrefillKernel::automatic},     {DecodeKernel::wide, 4, PrefillKernel::automatic},
+        {DecodeKernel::general, 4, PrefillKernel::automatic},    {DecodeKernel::narrow, 12, PrefillKernel::automatic},
+        {DecodeKernel::automatic, 28, PrefillKernel::automatic}, {DecodeKernel::automatic, 48, PrefillKernel::automatic},
+        {DecodeKernel::automatic, 80, PrefillKernel::mma_sync},  {DecodeKernel::automatic, 80, PrefillKernel::wgmma}};
+    for (const Choice& choice : choices_of_kernel) {
+      CAPTURE(static_cast<int>(choice.decode));
+      CAPTURE(choice.rows_hint);
+      CAPTURE(static_cast<int>(choice.prefill));
+      cuda::fp4_select_decode_kernel(choice.decode);
+      cuda::fp4_select_prefill_kernel(choice.prefill);
+      const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, choice.rows_hint).cpu();
       cuda::fp4_select_decode_kernel(DecodeKernel::automatic);
+      cuda::fp4_select_prefill_kernel(PrefillKernel::automatic);
       for (int64_t r = 0; r < T * top_k; ++r) {
         const int64_t e = sorted_experts[r].item<int64_t>();
         const torch::Tensor expected =
@@ -355,6 +369,12 @@ TEST_CASE("CUDA MoE experts forward (sorted on the device, grouped gate/up and d
       }
       CHECK(out.sizes() == expected.sizes());
       CHECK(relative_error(out, expected) < 2e-2);
+      if (mode != 0 && T >= 300) {  // past 64 rows per expert: the wgmma prefill kernel too
+        cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::wgmma);
+        const torch::Tensor out_wgmma = cuda::moe_experts_forward(x.cuda(), indices.cuda(), weights.cuda(), experts);
+        cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
+        CHECK(relative_error(out_wgmma, expected) < 2e-2);
+      }
     }
   }
 }
