@@ -449,7 +449,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_wgmma_kernel(PrefillA
   float acc[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-  uint32_t frag[2][4][4];
+  uint32_t frag[2][4][4] = {};
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
