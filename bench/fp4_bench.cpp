@@ -92,17 +92,28 @@ bool wgmma_runs() {
   return skip == nullptr || std::string(skip) != "1";
 }
 
+// GPU time of fn (graph replay) with the in-register prefill path and the given kernel.
+double in_register_us(cuda::PrefillKernel kernel, const std::function<void(int)>& fn, int calls = 20) {
+  const cuda::PrefillPath before = cuda::prefill_path();
+  cuda::set_prefill_path(cuda::PrefillPath::in_register);
+  cuda::fp4_select_prefill_kernel(kernel);
+  const double us = graph_us(fn, calls);
+  cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
+  cuda::set_prefill_path(before);
+  return us;
+}
+
 void matmuls(double copy_gbs, double tflops) {
   std::printf("\n## W4A16 matmul vs bf16 torch::matmul (cuBLAS)\n\n");
   std::printf("GPU time per call (CUDA graph replay, weights rotated over copies that exceed L2 three times); "
               "'eager' is the same NVFP4 call timed back to back without a graph (host dispatch included).\n\n");
   std::printf("NVFP4 and MXFP4: the default kernel choice; at M <= 32 the same NVFP4 call also through the "
               "general tile kernel (v4) and the decode kernel's narrow (8 warps, 4 K steps in flight each; at "
-              "M = 32 two passes of 16) and, at M <= 8, wide (12 warps of <= 85 registers) variants; at M > 64 "
-              "(the prefill kernel v1, mma.sync, codes decoded in registers) also the prefill kernel v2 (wgmma) "
-              "and the dequantize path: W written to a bf16 temporary, then cuBLAS.\n\n");
+              "M = 32 two passes of 16) and, at M <= 8, wide (12 warps of <= 85 registers) variants. At M > 64 the "
+              "default is the dequantize path (W written to a bf16 temporary, then cuBLAS); the in-register "
+              "prefill kernels, v2 (wgmma) and v1 (mma.sync), are timed beside it.\n\n");
   std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | NVFP4 narrow (us) | "
-              "NVFP4 wide (us) | NVFP4 wgmma (us) | speed-up | NVFP4 dequant + cuBLAS (us) | speed-up | "
+              "NVFP4 wide (us) | NVFP4 prefill v2 wgmma (us) | speed-up | NVFP4 prefill v1 mma.sync (us) | speed-up | "
               "NVFP4 eager (us) | NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {2816, 2048}, {2048, 1408}};
@@ -137,23 +148,18 @@ void matmuls(double copy_gbs, double tflops) {
       };
       const double t_v4 = through(cuda::DecodeKernel::general, 32), t_narrow = through(cuda::DecodeKernel::narrow, 32),
                    t_wide = through(cuda::DecodeKernel::wide, 8);
-      double t_dequant = std::nan(""), t_wgmma = std::nan("");
+      double t_v1 = std::nan(""), t_wgmma = std::nan("");
       if (M > cuda::decode_rows_max) {
-        cuda::set_prefill_path(cuda::PrefillPath::dequantize);
-        t_dequant = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
-        cuda::set_prefill_path(cuda::PrefillPath::in_register);
-        if (wgmma_runs()) {
-          cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::wgmma);
-          t_wgmma = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
-          cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
-        }
+        t_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
+        if (wgmma_runs())
+          t_wgmma = in_register_us(cuda::PrefillKernel::wgmma, [&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
       }
       const double floor_us = (static_cast<double>(nv.bytes()) + 2.0 * M * (K + N)) / copy_gbs / 1e3;
       const double flops_us = 2.0 * M * N * K / tflops / 1e6;
       std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.1f | %.1f | %.2fx | %.1f | "
                   "%.2fx | %.1f | %.0f %% | %.0f %% |\n",
                   (long long)N, (long long)K, (long long)M, t_bf16, t_nv, t_bf16 / t_nv, t_mx, t_bf16 / t_mx, t_v4,
-                  t_narrow, t_wide, t_wgmma, t_bf16 / t_wgmma, t_dequant, t_bf16 / t_dequant, t_eager,
+                  t_narrow, t_wide, t_wgmma, t_bf16 / t_wgmma, t_v1, t_bf16 / t_v1, t_eager,
                   100 * floor_us / t_nv, 100 * flops_us / t_nv);
     }
   }
@@ -168,7 +174,7 @@ void moe(double copy_gbs) {
               "call in a CUDA graph replay.\n\n");
   std::printf("| tokens | experts touched | per-expert loop bf16, eager (us) | grouped bf16, eager | "
               "grouped W4A16 NVFP4, eager | grouped bf16, graph | grouped W4A16, graph | same, decode kernel wide | "
-              "same, wgmma prefill | same, dequantize + _grouped_mm | loop / grouped bf16 (eager) | "
+              "same, prefill v2 wgmma | same, prefill v1 mma.sync | loop / grouped bf16 (eager) | "
               "bf16 / W4A16 (graph) | bf16 %% of floor | W4A16 %% of floor |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const int64_t E = 60, H = 2048, I = 1408, S = 5632, top_k = 4;
@@ -241,15 +247,10 @@ void moe(double copy_gbs) {
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::wide);  // experts' rows <= 8: the wide variant
     const double t_fp4_wide = graph_us([&](int) { grouped_fp4(); }, 5);
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
-    cuda::set_prefill_path(cuda::PrefillPath::dequantize);  // changes the experts' path past 64 rows per expert
-    const double t_fp4_dequant = graph_us([&](int) { grouped_fp4(); }, 5);
-    cuda::set_prefill_path(cuda::PrefillPath::in_register);
-    double t_fp4_wgmma = std::nan("");
-    if (wgmma_runs()) {
-      cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::wgmma);  // changes the path past 64 rows per expert
-      t_fp4_wgmma = graph_us([&](int) { grouped_fp4(); }, 5);
-      cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
-    }
+    // The in-register prefill kernels change the experts' path past 64 rows per expert.
+    const double t_fp4_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int) { grouped_fp4(); }, 5);
+    const double t_fp4_wgmma =
+        wgmma_runs() ? in_register_us(cuda::PrefillKernel::wgmma, [&](int) { grouped_fp4(); }, 5) : std::nan("");
     const int64_t touched = std::get<0>(at::_unique(route().second.reshape({-1}))).numel();
     const double expert_bf16 = 3.0 * I * H * 2, shared_bytes = 3.0 * S * H * 2;
     const double floor_bf16 = (touched * expert_bf16 + shared_bytes) / copy_gbs / 1e3;
@@ -257,7 +258,7 @@ void moe(double copy_gbs) {
     std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f %% | "
                 "%.0f %% |\n",
                 (long long)T, (long long)touched, t_loop, t_bf16_eager, t_fp4_eager, t_bf16, t_fp4, t_fp4_wide,
-                t_fp4_wgmma, t_fp4_dequant, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
+                t_fp4_wgmma, t_fp4_v1, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
                 100 * floor_fp4 / t_fp4);
   }
 }
@@ -269,6 +270,7 @@ void moe(double copy_gbs) {
 int profile() {
   torch::manual_seed(4);
   {  // The two prefill kernels first, once each (ncu --launch-count 2 takes them).
+    cuda::set_prefill_path(cuda::PrefillPath::in_register);
     const Nvfp4Weight q = nvfp4_quantize(torch::randn({4096, 4096}, bf16_cuda()) * 0.02);
     const Fp4Weight nv{q.packed, q.block_scale, q.global_scale};
     const torch::Tensor x = torch::randn({4096, 4096}, bf16_cuda());
@@ -277,6 +279,7 @@ int profile() {
       fp4_linear(x, nv, torch::Tensor());
     }
     cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
+    cuda::set_prefill_path(cuda::PrefillPath::dequantize);
   }
   const torch::Tensor big = torch::randn({4096, 14336}, bf16_cuda()) * 0.02;
   const float g = nvfp4_global_scale(big);
@@ -294,7 +297,7 @@ int profile() {
       for (int i = 0; i < 2; ++i) fp4_linear(x, nv, torch::Tensor());
     }
   }
-  // The A2.7B experts at 32 tokens (decode kernel) and 2048 (prefill kernel).
+  // The A2.7B experts at 32 tokens (decode kernel) and 2048 (the default prefill path).
   const int64_t E = 60, H = 2048, I = 1408, top_k = 4;
   cuda::MoeExperts experts;
   experts.gate_up = cuda::quantize_experts(torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02, true);

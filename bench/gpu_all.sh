@@ -53,16 +53,10 @@ echo "== build: $(( $(date +%s) - t0 )) s"
 export LD_LIBRARY_PATH="$(cd "$debs" && pwd)/prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
-# The prefill kernels first, each in a process of its own: if v1 (the
-# default) fails its test, everything after runs on the dequantize path
-# (QERL_FP4_PREFILL) so the other figures stay valid; if v2 (wgmma) fails,
-# fp4_bench leaves out its columns.
+# The in-register prefill kernels first, each in a process of its own (not
+# the default path; if v2, wgmma, fails, fp4_bench leaves out its columns).
 part prefill_test 20 build-cuda/tests/kernels/qerl_kernels_cuda_tests -tc="*mma.sync kernel*"
-if ! grep -q "Status: SUCCESS" "$logs/prefill_test.log" 2> /dev/null; then
-  export QERL_FP4_PREFILL=dequantize
-  echo "== prefill kernel v1 test did not pass: QERL_FP4_PREFILL=dequantize from here on"
-  grep -E "ERROR|test cases|assertions" "$logs/prefill_test.log" | head -8
-fi
+grep -E "ERROR|test cases|assertions" "$logs/prefill_test.log" 2> /dev/null | head -8
 part wgmma_test 20 build-cuda/tests/kernels/qerl_kernels_cuda_tests -tc="*wgmma kernel*"
 if ! grep -q "Status: SUCCESS" "$logs/wgmma_test.log" 2> /dev/null; then
   export QERL_BENCH_SKIP_WGMMA=1

@@ -96,7 +96,8 @@ int fp4_prefill_splits(int64_t rows, int64_t K, int64_t N);
 // Which prefill kernel fp4_prefill_matmul_bf16 runs (for benchmarks and
 // tests comparing them): mma_sync (v1: mma.sync m16n8k16, any sm_90),
 // wgmma (v2: Hopper's warpgroup MMA, W decoded into its A registers, x
-// read by the tensor cores from shared memory); automatic: mma_sync.
+// read by the tensor cores from shared memory); automatic: wgmma (measured
+// faster: bench/NOTES.md).
 enum class PrefillKernel { automatic, mma_sync, wgmma };
 void fp4_select_prefill_kernel(PrefillKernel kernel);
 

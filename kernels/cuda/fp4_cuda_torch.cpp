@@ -195,8 +195,8 @@ torch::Tensor fp4_dequantize_bf16(const Fp4Weight& w) { return dequantize(w, tor
 namespace {
 PrefillPath initial_prefill_path() {
   const char* v = std::getenv("QERL_FP4_PREFILL");
-  if (v == nullptr || std::string(v).empty() || std::string(v) == "in_register") return PrefillPath::in_register;
-  if (std::string(v) == "dequantize") return PrefillPath::dequantize;
+  if (v == nullptr || std::string(v).empty() || std::string(v) == "dequantize") return PrefillPath::dequantize;
+  if (std::string(v) == "in_register") return PrefillPath::in_register;
   throw Error(std::string("QERL_FP4_PREFILL: expected in_register or dequantize, got '") + v + "'");
 }
 PrefillPath chosen_prefill_path = initial_prefill_path();

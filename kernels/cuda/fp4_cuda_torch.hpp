@@ -35,12 +35,13 @@ torch::Tensor fp4_dequantize_bf16(const Fp4Weight& w);
 inline constexpr int64_t decode_rows_max = 64;
 
 // How the quantized Linear and the MoE experts multiply more than
-// decode_rows_max rows (per expert): in_register (the default) is
-// fp4_prefill_matmul_bf16, codes decoded in registers, no dense copy of W;
-// dequantize writes W (all experts of the projection) into a bf16
-// temporary and multiplies with cuBLAS / _grouped_mm (faster where the
-// tensor cores' wgmma path matters more than the copy: bench/NOTES.md).
-// QERL_FP4_PREFILL=dequantize in the environment selects it at start.
+// decode_rows_max rows (per expert): dequantize (the default) writes W
+// (all experts of the projection) into a bf16 temporary and multiplies
+// with cuBLAS / _grouped_mm; in_register is fp4_prefill_matmul_bf16, codes
+// decoded in registers, no dense copy of W, measured 3.7-4.3x slower than
+// the dequantize path at M >= 1024 on an H100 (bench/NOTES.md), so not the
+// default. QERL_FP4_PREFILL=in_register in the environment selects it at
+// start.
 enum class PrefillPath { in_register, dequantize };
 void set_prefill_path(PrefillPath path);
 PrefillPath prefill_path();

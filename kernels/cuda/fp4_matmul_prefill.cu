@@ -551,7 +551,7 @@ cudaError_t launch(const PrefillArgs& a, int64_t tiles, cudaStream_t stream) {
   static std::atomic<uint64_t> mma_set{0}, wgmma_set{0};
   const dim3 grid(static_cast<unsigned>((a.N + kBN - 1) / kBN), static_cast<unsigned>(tiles),
                   static_cast<unsigned>(a.splits));
-  if (prefill_kernel == PrefillKernel::wgmma) {
+  if (prefill_kernel != PrefillKernel::mma_sync) {
     const auto kernel = fp4_prefill_wgmma_kernel<kNvfp4>;
     if (const cudaError_t bad = allow_shared_memory(kernel, kWgSmemBytes, wgmma_set); bad != cudaSuccess) return bad;
     kernel<<<grid, kThreads, kWgSmemBytes, stream>>>(a);

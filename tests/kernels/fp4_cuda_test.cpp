@@ -190,10 +190,11 @@ void check_prefill(cuda::PrefillPath path, cuda::PrefillKernel kernel, uint64_t 
         const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
         const torch::Tensor reference =
             torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
+        const cuda::PrefillPath before = cuda::prefill_path();
         cuda::set_prefill_path(path);
         cuda::fp4_select_prefill_kernel(kernel);
         const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
-        cuda::set_prefill_path(cuda::PrefillPath::in_register);
+        cuda::set_prefill_path(before);
         cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
         REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
         CHECK_FALSE(torch::isnan(y).any().item<bool>());
