@@ -8,7 +8,7 @@
 // touch, counted from the captured routes) over the copy bandwidth measured
 // here. Prints a markdown table. Built in QERL_CUDA builds.
 // usage: engine_bench [--config F] [--batches 32,128] [--prompt 64] [--new 128]
-//                     [--old-new 16] [--hf hf.json] [--profile bf16|nvfp4]
+//                     [--old-new 16] [--hf hf.json] [--profile bf16|nvfp4] [--repack-only 1]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -41,6 +41,7 @@ struct Options {
   int64_t prompt = 64, new_tokens = 128, old_new_tokens = 16;
   std::string hf_json;
   std::string profile;  // bf16 or nvfp4: one replayed decode step at the first batch, for ncu
+  bool repack_only = false;  // --repack-only 1: the full re-pack figure and nothing else
 };
 
 Options parse(int argc, char** argv) {
@@ -53,6 +54,7 @@ Options parse(int argc, char** argv) {
     else if (key == "--old-new") o.old_new_tokens = std::stoll(value);
     else if (key == "--hf") o.hf_json = value;
     else if (key == "--profile") o.profile = value;
+    else if (key == "--repack-only") o.repack_only = value == "1";
     else if (key == "--batches") {
       o.batches.clear();
       std::stringstream list(value);
@@ -244,9 +246,11 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   std::unique_ptr<PackedBase> base;
   for (const std::string scheme : {"bf16", "nvfp4"}) {
+    if (o.repack_only && scheme == "bf16") continue;
     if (scheme == "nvfp4") {
       std::printf("packing NVFP4: %.1f s\n", seconds([&] { base = pack_nvfp4(*lm); }));
       full_update_repack(*base, copy_gbs);
+      if (o.repack_only) return 0;
     }
     auto backend = make_cuda_generation(*lm);
     auto unfused = make_cuda_generation(*lm);

@@ -53,6 +53,16 @@ torch::Tensor fp4_dequantize(const Fp4Weight& w, torch::ScalarType dtype) {
   return dense.to(w.packed.device(), dtype);
 }
 
+torch::Tensor fp4_error_sums(const torch::Tensor& w, const Fp4Weight& codes) {
+  torch::NoGradGuard no_grad;
+#if QERL_CUDA
+  if (w.is_cuda()) return cuda::fp4_error_sums(w, codes);
+#endif
+  const torch::Tensor w64 = w.to(torch::kDouble);
+  const torch::Tensor dequantized = fp4_dequantize(codes, w.scalar_type()).to(w.device(), torch::kDouble);
+  return torch::stack({w64.square().sum(), (w64 - dequantized).square().sum()});
+}
+
 torch::Tensor fp4_linear(const torch::Tensor& x, const Fp4Weight& w, const torch::Tensor& bias) {
   if (x.size(-1) != w.in_features())
     throw Error("fp4_linear: input " + sizes_of(x) + " has " + std::to_string(x.size(-1)) +

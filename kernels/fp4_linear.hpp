@@ -42,6 +42,12 @@ void check_fp4_weight(const Fp4Weight& w);
 // float32 come straight from the reference; other dtypes via float32.
 torch::Tensor fp4_dequantize(const Fp4Weight& w, torch::ScalarType dtype);
 
+// [sum of w^2, sum of (w - dequant(W))^2] as a float64 tensor [2] on w's
+// device, dequant(W) in w's dtype (fp4_dequantize): the quantization error
+// of codes W of w (float32 or bfloat16 [out, in]). On a CUDA device one
+// kernel, no dense temporary and no host read.
+torch::Tensor fp4_error_sums(const torch::Tensor& w, const Fp4Weight& codes);
+
 // x: [..., in] floating; bias: [out] or undefined. -> [..., out] in x's
 // dtype, differentiable in x (and bias); W gets no gradient (frozen codes).
 torch::Tensor fp4_linear(const torch::Tensor& x, const Fp4Weight& w, const torch::Tensor& bias);

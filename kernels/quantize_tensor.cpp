@@ -6,6 +6,8 @@
 // same bytes on the device.
 #include "kernels/quantize_tensor.hpp"
 
+#include <algorithm>
+
 #include <cmath>
 #include <sstream>
 #include <string>
@@ -94,6 +96,21 @@ float nvfp4_global_scale(const torch::Tensor& w) {
 #endif
   const torch::Tensor x = as_cpu_float(w);
   return nvfp4_global_scale(x.data_ptr<float>(), x.numel(), weight_dtype(w));
+}
+
+std::vector<float> nvfp4_global_scales(const std::vector<torch::Tensor>& ws) {
+#if QERL_CUDA
+  const bool all_cuda = !ws.empty() && std::all_of(ws.begin(), ws.end(), [&](const torch::Tensor& w) {
+    return w.defined() && w.is_cuda() && w.device() == ws.front().device();
+  });
+  if (all_cuda) {
+    for (const torch::Tensor& w : ws) check_weight("nvfp4_global_scales", w, nvfp4_group_size);
+    return cuda::nvfp4_global_scales(ws);
+  }
+#endif
+  std::vector<float> out;
+  for (const torch::Tensor& w : ws) out.push_back(nvfp4_global_scale(w));
+  return out;
 }
 
 Nvfp4Weight nvfp4_quantize(const torch::Tensor& w, std::optional<float> global_scale) {

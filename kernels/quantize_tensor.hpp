@@ -6,6 +6,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -30,6 +31,9 @@ struct Mxfp4Weight {
 // all-zero w). Fused siblings (q/k/v, gate/up) pass the minimum G of the
 // group to nvfp4_quantize.
 float nvfp4_global_scale(const torch::Tensor& w);
+// nvfp4_global_scale of each weight, with one host read for all of them
+// when they are on a CUDA device (a full weight update packs thousands).
+std::vector<float> nvfp4_global_scales(const std::vector<torch::Tensor>& ws);
 
 // w: [out, in] float32 or bfloat16, in % 16 == 0. global_scale: the G to use
 // (finite, > 0), or nullopt for nvfp4_global_scale(w).

@@ -46,6 +46,14 @@ cudaError_t mxfp4_quantize(const void* w, bool bf16, int64_t rows, int64_t cols,
 cudaError_t fp4_dequantize(const uint8_t* packed, const uint8_t* scales, const float* global_scale, int64_t batch,
                            int64_t rows, int64_t cols, bool out_bf16, void* out, cudaStream_t stream);
 
+// sums[0] += sum of w^2, sums[1] += sum of (w - dequant(W))^2 in fp64, for
+// w [rows, cols] (bf16 or fp32, 16-byte aligned) and its codes (NVFP4 when
+// global_scale, one value on the device, is set; else MXFP4), dequant
+// rounded to w's dtype as fp4_dequantize writes it: a weight's
+// quantization error without a dense temporary or a host read.
+cudaError_t fp4_quant_error(const void* w, bool bf16, const uint8_t* packed, const uint8_t* scales,
+                            const float* global_scale, int64_t rows, int64_t cols, double* sums, cudaStream_t stream);
+
 // Which kernel fp4_matmul_bf16 / fp4_grouped_matmul_bf16 use for groups of
 // at most 16 rows (for benchmarks and tests comparing them). automatic (the
 // default): the decode kernel (W as the MMA's A operand), in its wide

@@ -128,6 +128,45 @@ float nvfp4_global_scale(const torch::Tensor& w) {
                                      c.scalar_type() == torch::kBFloat16 ? WeightDtype::bf16 : WeightDtype::f32);
 }
 
+std::vector<float> nvfp4_global_scales(const std::vector<torch::Tensor>& ws) {
+  if (ws.empty()) return {};
+  const c10::cuda::CUDAGuard guard(ws.front().device());
+  torch::Tensor bits = torch::zeros({static_cast<int64_t>(ws.size())},
+                                    ws.front().options().dtype(torch::kInt));
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const torch::Tensor c = checked_weight("nvfp4_global_scales", ws[i], kernels::nvfp4_group_size);
+    if (c.device() != bits.device())
+      throw Error("nvfp4_global_scales: weights on " + bits.device().str() + " and " + c.device().str());
+    check(fp4_amax(c.data_ptr(), c.scalar_type() == torch::kBFloat16, 1, c.numel(),
+                   reinterpret_cast<uint32_t*>(bits.data_ptr<int32_t>()) + i, stream()),
+          "fp4_amax");
+  }
+  const torch::Tensor host = bits.cpu();
+  std::vector<float> out;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const float amax = c10::bit_cast<float>(static_cast<uint32_t>(host.data_ptr<int32_t>()[i]));
+    out.push_back(kernels::nvfp4_global_scale(
+        &amax, 1, ws[i].scalar_type() == torch::kBFloat16 ? WeightDtype::bf16 : WeightDtype::f32));
+  }
+  return out;
+}
+
+torch::Tensor fp4_error_sums(const torch::Tensor& w, const Fp4Weight& codes) {
+  const torch::Tensor c = checked_weight("fp4_error_sums", w, codes.nvfp4() ? 16 : 32);
+  check_fp4_weight(codes);
+  if (codes.packed.device() != c.device() || codes.out_features() != c.size(0) || codes.in_features() != c.size(1))
+    throw Error("fp4_error_sums: weight " + describe(c) + " and codes " + describe(codes.packed) + " do not match");
+  const c10::cuda::CUDAGuard guard(c.device());
+  torch::Tensor sums = torch::zeros({2}, c.options().dtype(torch::kDouble));
+  const torch::Tensor packed = codes.packed.contiguous(), scale = codes.scale.contiguous();
+  const torch::Tensor global = codes.nvfp4() ? codes.global_scale.to(torch::kFloat).contiguous() : torch::Tensor();
+  check(fp4_quant_error(c.data_ptr(), c.scalar_type() == torch::kBFloat16, bytes(packed), bytes(scale),
+                        codes.nvfp4() ? global.data_ptr<float>() : nullptr, c.size(0), c.size(1),
+                        sums.data_ptr<double>(), stream()),
+        "fp4_quant_error");
+  return sums;
+}
+
 Nvfp4Weight nvfp4_quantize(const torch::Tensor& w, std::optional<float> global_scale) {
   const torch::Tensor c = checked_weight("nvfp4_quantize", w, kernels::nvfp4_group_size);
   NvResult r = nvfp4_run(c, 1, global_scale, false);

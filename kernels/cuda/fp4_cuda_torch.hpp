@@ -6,6 +6,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -16,6 +17,8 @@ namespace qerl::kernels::cuda {
 
 // --- formats: same contracts as kernels/quantize_tensor.hpp, on the GPU ---
 float nvfp4_global_scale(const torch::Tensor& w);  // one host read (the value)
+std::vector<float> nvfp4_global_scales(const std::vector<torch::Tensor>& ws);  // one host read for all
+torch::Tensor fp4_error_sums(const torch::Tensor& w, const Fp4Weight& codes);
 Nvfp4Weight nvfp4_quantize(const torch::Tensor& w, std::optional<float> global_scale);
 torch::Tensor nvfp4_fake_quantize(const torch::Tensor& w, std::optional<float> global_scale);
 torch::Tensor nvfp4_dequantize(const torch::Tensor& packed, const torch::Tensor& block_scale,

@@ -205,6 +205,52 @@ __global__ void dequantize_kernel(const uint8_t* __restrict__ packed, const uint
   }
 }
 
+// Sums of w^2 and (w - dequant(W))^2 in fp64 (dequant rounded to T, as
+// dequantize_kernel writes it), one thread per 16 values, a block's sums
+// added to sums[0], sums[1] with one atomic each.
+template <typename T, bool kNvfp4>
+__global__ void quant_error_kernel(const T* __restrict__ w, const uint8_t* __restrict__ packed,
+                                   const uint8_t* __restrict__ scales, const float* __restrict__ global_scale,
+                                   int64_t chunks, double* __restrict__ sums) {
+  double signal = 0, noise = 0;
+  for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c < chunks;
+       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float scale = kNvfp4 ? e4m3_value(scales[c]) / global_scale[0] : e8m0_value(scales[c / 2]);
+    const uint2 codes = reinterpret_cast<const uint2*>(packed)[c];
+    float v[16];
+    load_group<T, 16>(w + c * 16, v);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const uint32_t word = i < 8 ? codes.x : codes.y;
+      const double x = v[i];
+      const double dq = to_float(from_float<T>(e2m1_value(word >> (4 * (i % 8))) * scale));
+      signal += x * x;
+      noise += (x - dq) * (x - dq);
+    }
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    signal += __shfl_down_sync(0xffffffffu, signal, offset);
+    noise += __shfl_down_sync(0xffffffffu, noise, offset);
+  }
+  __shared__ double partial[2][kThreads / 32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) {
+    partial[0][warp] = signal;
+    partial[1][warp] = noise;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double s = 0, n = 0;
+    for (int i = 0; i < kThreads / 32; ++i) {
+      s += partial[0][i];
+      n += partial[1][i];
+    }
+    atomicAdd(sums, s);
+    atomicAdd(sums + 1, n);
+  }
+}
+
 template <typename T>
 cudaError_t amax_t(const T* w, int64_t batch, int64_t per_batch, uint32_t* amax_bits, cudaStream_t stream) {
   constexpr int per_vec = 16 / sizeof(T);
@@ -278,6 +324,35 @@ cudaError_t mxfp4_quantize(const void* w, bool bf16, int64_t rows, int64_t cols,
     else
       mxfp4_quantize_kernel<float, false><<<blocks, kThreads, 0, stream>>>(in, groups, ocp, packed, scales,
                                                                            nullptr);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t fp4_quant_error(const void* w, bool bf16, const uint8_t* packed, const uint8_t* scales,
+                            const float* global_scale, int64_t rows, int64_t cols, double* sums, cudaStream_t stream) {
+  const bool nvfp4 = global_scale != nullptr;
+  if (cols % (nvfp4 ? 16 : 32) != 0) return cudaErrorInvalidValue;
+  if (reinterpret_cast<uintptr_t>(packed) % 8 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
+    return cudaErrorMisalignedAddress;
+  const int64_t chunks = rows * cols / 16;
+  if (chunks == 0) return cudaSuccess;
+  int blocks = grid_for(chunks);
+  blocks = blocks > 1024 ? 1024 : blocks;
+  if (bf16) {
+    auto* in = static_cast<const __nv_bfloat16*>(w);
+    if (nvfp4)
+      quant_error_kernel<__nv_bfloat16, true><<<blocks, kThreads, 0, stream>>>(in, packed, scales, global_scale,
+                                                                               chunks, sums);
+    else
+      quant_error_kernel<__nv_bfloat16, false><<<blocks, kThreads, 0, stream>>>(in, packed, scales, nullptr,
+                                                                                chunks, sums);
+  } else {
+    auto* in = static_cast<const float*>(w);
+    if (nvfp4)
+      quant_error_kernel<float, true><<<blocks, kThreads, 0, stream>>>(in, packed, scales, global_scale, chunks,
+                                                                       sums);
+    else
+      quant_error_kernel<float, false><<<blocks, kThreads, 0, stream>>>(in, packed, scales, nullptr, chunks, sums);
   }
   return cudaGetLastError();
 }

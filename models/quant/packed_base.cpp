@@ -6,6 +6,7 @@
 
 #include <map>
 #include <set>
+#include <vector>
 
 #include "common/error.hpp"
 
@@ -180,12 +181,13 @@ void PackedBase::install(size_t i, torch::Tensor packed, torch::Tensor scale, to
 void PackedBase::pack_from(const std::vector<size_t>& members, const std::vector<torch::Tensor>& weights) {
   torch::NoGradGuard no_grad;
   std::map<std::string, float> scales;  // each fusion group's min G over the given members
-  if (spec_.scheme == QuantScheme::nvfp4)
+  if (spec_.scheme == QuantScheme::nvfp4) {
+    const std::vector<float> gs = kernels::nvfp4_global_scales(weights);  // one host read on a GPU
     for (size_t k = 0; k < members.size(); ++k) {
-      const float g = kernels::nvfp4_global_scale(weights[k]);
-      auto [it, fresh] = scales.emplace(targets_[members[k]].fusion_group, g);
-      if (!fresh) it->second = std::min(it->second, g);
+      auto [it, fresh] = scales.emplace(targets_[members[k]].fusion_group, gs[k]);
+      if (!fresh) it->second = std::min(it->second, gs[k]);
     }
+  }
   for (size_t k = 0; k < members.size(); ++k) {
     const size_t i = members[k];
     const torch::Tensor& w = weights[k];
@@ -194,10 +196,7 @@ void PackedBase::pack_from(const std::vector<size_t>& members, const std::vector
     pack_one(w, spec_, g, packed, scale, global);
     install(i, packed, scale, global);
     Packed& p = *packed_[i];
-    const torch::Tensor w64 = w.to(torch::kDouble);
-    const torch::Tensor dequantized = kernels::fp4_dequantize(*p.codes, w.scalar_type());
-    p.signal = w64.square().sum().item<double>();
-    p.noise = (w64 - dequantized.to(w.device(), torch::kDouble)).square().sum().item<double>();
+    p.error = kernels::fp4_error_sums(w, *p.codes);  // on the device: read once, by sqnr_db
     p.loaded = false;
   }
 }
@@ -330,11 +329,17 @@ void PackedBase::load_input_scales(const TensorMap& packed) {
 }
 
 std::optional<double> PackedBase::sqnr_db() const {
-  double signal = 0, noise = 0;
+  // Stacked and summed per device, then read: one host read per device.
+  std::map<std::string, std::vector<torch::Tensor>> per_device;
   for (const auto& p : packed_) {
-    if (p->loaded) return std::nullopt;
-    signal += p->signal;
-    noise += p->noise;
+    if (p->loaded || !p->error.defined()) return std::nullopt;
+    per_device[p->error.device().str()].push_back(p->error);
+  }
+  double signal = 0, noise = 0;
+  for (const auto& [device, errors] : per_device) {
+    const torch::Tensor host = torch::stack(errors).sum(0).cpu();
+    signal += host[0].item<double>();
+    noise += host[1].item<double>();
   }
   return noise > 0 ? 10 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
 }

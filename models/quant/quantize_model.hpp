@@ -142,8 +142,8 @@ class PackedBase {
   struct Packed {
     std::shared_ptr<const kernels::Fp4Weight> codes;  // on the weight's device; the Linear holds them too
     int64_t version = -1;       // the dense weight's version counter when packed or loaded
-    double signal = 0, noise = 0;
-    bool loaded = false;        // codes from load_packed: signal/noise unknown
+    torch::Tensor error;        // [sum w^2, sum (w - dequant)^2] float64, on the weight's device
+    bool loaded = false;        // codes from load_packed: error unknown
   };
   // Target i computes with these codes (moved to its device).
   void install(size_t i, torch::Tensor packed, torch::Tensor scale, torch::Tensor global);

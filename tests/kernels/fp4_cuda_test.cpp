@@ -113,6 +113,29 @@ TEST_CASE("CUDA MXFP4 pack and fake-quant: bit-exact with the CPU reference, bot
   }
 }
 
+TEST_CASE("CUDA quantization error sums and batched global scales == the CPU path") {
+  if (!gpu()) return;
+  torch::manual_seed(870);
+  std::vector<torch::Tensor> ws, ws_cuda;
+  for (const bool nvfp4 : {true, false}) {
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      CAPTURE(nvfp4);
+      const torch::Tensor w = weight(37, 96, dtype);
+      const Fp4Weight codes = quantized(w, nvfp4);
+      const torch::Tensor cpu = fp4_error_sums(w, codes);
+      const torch::Tensor gpu_sums = fp4_error_sums(w.cuda(), codes.to(torch::kCUDA));
+      CHECK(gpu_sums.is_cuda());
+      CHECK(gpu_sums[0].item<double>() == doctest::Approx(cpu[0].item<double>()).epsilon(1e-12));
+      CHECK(gpu_sums[1].item<double>() == doctest::Approx(cpu[1].item<double>()).epsilon(1e-12));
+      ws.push_back(w);
+      ws_cuda.push_back(w.cuda());
+    }
+  }
+  const std::vector<float> gs = nvfp4_global_scales(ws_cuda);
+  REQUIRE(gs.size() == ws.size());
+  for (size_t i = 0; i < ws.size(); ++i) CHECK(gs[i] == nvfp4_global_scale(ws[i]));
+}
+
 TEST_CASE("CUDA straight-through fake-quant: the CPU value, identity gradient") {
   if (!gpu()) return;
   torch::manual_seed(670);

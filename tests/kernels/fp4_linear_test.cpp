@@ -107,3 +107,37 @@ TEST_CASE("fp4 weights: bytes, and one-line errors for mismatched codes") {
   }
   CHECK_THROWS_AS(fp4_linear(torch::randn({2, 32}), nv, torch::Tensor()), qerl::Error);  // 32 features, W takes 64
 }
+
+TEST_CASE("fp4_error_sums: sum of w^2 and of (w - dequant(W))^2, against a per-value loop") {
+  for (const bool nvfp4 : {true, false}) {
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      CAPTURE(nvfp4);
+      torch::manual_seed(nvfp4 ? 70 : 71);
+      const torch::Tensor w = (torch::randn({9, 64}) * 0.3).to(dtype);
+      const Fp4Weight codes = test::quantized(w, nvfp4);
+      const torch::Tensor sums = fp4_error_sums(w, codes);
+      REQUIRE((sums.sizes() == torch::IntArrayRef{2}));
+      CHECK((sums.scalar_type() == torch::kDouble));
+      // Independent: value by value in double, dequant rounded to w's dtype.
+      const torch::Tensor x = w.to(torch::kDouble).contiguous(), dq = fp4_dequantize(codes, dtype).to(torch::kDouble);
+      double signal = 0, noise = 0;
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const double v = x.view(-1)[i].item<double>(), d = dq.view(-1)[i].item<double>();
+        signal += v * v;
+        noise += (v - d) * (v - d);
+      }
+      CHECK(sums[0].item<double>() == doctest::Approx(signal).epsilon(1e-12));
+      CHECK(sums[1].item<double>() == doctest::Approx(noise).epsilon(1e-12));
+      CHECK(noise > 0);
+    }
+  }
+}
+
+TEST_CASE("nvfp4_global_scales: each weight's nvfp4_global_scale") {
+  torch::manual_seed(72);
+  const std::vector<torch::Tensor> ws = {torch::randn({4, 32}), torch::randn({2, 16}).to(torch::kBFloat16) * 9,
+                                         torch::zeros({3, 16})};
+  const std::vector<float> gs = nvfp4_global_scales(ws);
+  REQUIRE(gs.size() == ws.size());
+  for (size_t i = 0; i < ws.size(); ++i) CHECK(gs[i] == nvfp4_global_scale(ws[i]));
+}
