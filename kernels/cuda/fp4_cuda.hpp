@@ -59,8 +59,8 @@ cudaError_t fp4_quant_error(const void* w, bool bf16, const uint8_t* packed, con
 // default): the decode kernel (W as the MMA's A operand), in its wide
 // variant (12 warps of <= 85 registers) for a plain Linear of at most 8 rows
 // and its narrow one (8 warps, 4 K steps in flight each) otherwise, as
-// measured fastest (bench/NOTES.md); a plain Linear of 17-32 rows in two
-// passes of 16; narrow / wide: that variant (wide only up to 8 rows);
+// measured fastest (bench/NOTES.md); a plain Linear of 17-32 rows in one
+// pass of four 8-row x tiles; narrow / wide: that variant (wide only up to 8 rows);
 // general: the general tile kernel.
 enum class DecodeKernel { automatic, narrow, wide, general };
 void fp4_select_decode_kernel(DecodeKernel kernel);

@@ -268,9 +268,9 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
   if (const cudaError_t bad = check_args(x, K, packed); bad != cudaSuccess) return bad;
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (M <= 0 || N <= 0) return cudaSuccess;
-  // Up to 32 rows the decode kernel, past 16 rows in passes of 16 whose
-  // codes the second pass reads from L2 (as for the experts below).
-  const int64_t decode_rows = M <= 32 ? std::min<int64_t>(M, 16) : M;
+  // Up to 32 rows the decode kernel, in one pass (four 8-row x tiles per
+  // decoded W fragment past 16 rows).
+  const int64_t decode_rows = M;
   if (decode_kernel != DecodeKernel::general &&
       detail::fp4_decode_fits(decode_rows, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
@@ -289,9 +289,10 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
   if (global_scale == nullptr && K % 32 != 0) return cudaErrorInvalidValue;
   if (experts <= 0 || N <= 0 || experts > 65535) return experts > 65535 ? cudaErrorInvalidValue : cudaSuccess;
   // Experts get uneven row counts around the hint: up to a hint of 32 the
-  // decode kernel takes them, an expert past 16 rows in passes of 16 whose
-  // codes the second pass reads from L2 (the general kernel is slower there:
-  // engine_bench, bench/NOTES.md).
+  // decode kernel takes them, in passes of 16 rows whose codes a second
+  // pass reads from L2 (the general kernel is slower there: engine_bench,
+  // bench/NOTES.md); a pass of 32 would leave most of its x tiles empty
+  // for the experts below the hint.
   const int64_t decode_rows = rows_hint <= 32 ? std::min<int64_t>(rows_hint, 16) : rows_hint;
   if (decode_kernel != DecodeKernel::general &&
       detail::fp4_decode_fits(decode_rows, K, N, x, packed, scales, global_scale != nullptr)) {

@@ -274,7 +274,7 @@ cudaError_t launch(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
 bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const uint8_t* packed,
                      const uint8_t* scales, bool nvfp4) {
   constexpr int64_t int_max = 0x7fffffff;
-  return rows_per_group <= 16 && K % 32 == 0 && K * 2 < int_max && N < int_max &&
+  return rows_per_group <= 32 && K % 32 == 0 && K * 2 < int_max && N < int_max &&
          reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(packed) % 16 == 0 &&
          (!nvfp4 || reinterpret_cast<uintptr_t>(scales) % 2 == 0);
 }
@@ -285,7 +285,11 @@ cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64
   // SM instead of 16, 2 steps in flight per warp instead of 4.
   if (rows_per_group <= 8)
     return wide ? launch<1, 12, 2, false>(a, experts, stream) : launch<1, 8, 4, true>(a, experts, stream);
-  return launch<2, 8, 2, true>(a, experts, stream);
+  if (rows_per_group <= 16) return launch<2, 8, 2, true>(a, experts, stream);
+  // 17-32 rows: four 8-row x tiles per pass, so each decoded W fragment
+  // feeds four MMAs (two passes of 16 decoded every W value twice); x is
+  // loaded per codes word (registers).
+  return launch<4, 8, 2, false>(a, experts, stream);
 }
 
 }  // namespace qerl::kernels::cuda::detail

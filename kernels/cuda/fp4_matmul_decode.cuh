@@ -1,5 +1,5 @@
 // Internal to kernels/cuda: the W4A16 kernel for the few-row case (decode,
-// at most 16 rows of x per group of rows), called by fp4_matmul.cu when
+// at most 32 rows of x per pass of a group of rows), called by fp4_matmul.cu when
 // fp4_decode_fits says it can take the shapes and pointers.
 #pragma once
 
@@ -28,8 +28,9 @@ struct DecodeArgs {
 bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const uint8_t* packed,
                      const uint8_t* scales, bool nvfp4);
 
-// y = x · dequant(W)ᵀ for groups of at most 16 rows (more rows loop over W
-// again); wide: the variant with more, smaller warps for at most 8 rows.
+// y = x · dequant(W)ᵀ in passes of rows_per_group (at most 32) rows (more
+// rows loop over W again); wide: the variant with more, smaller warps for
+// at most 8 rows.
 cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, bool wide,
                               cudaStream_t stream);
 
