@@ -109,13 +109,15 @@ void matmuls(double copy_gbs, double tflops) {
               "'eager' is the same NVFP4 call timed back to back without a graph (host dispatch included).\n\n");
   std::printf("NVFP4 and MXFP4: the default kernel choice; at M <= 32 the same NVFP4 call also through the "
               "general tile kernel (v4) and the decode kernel's narrow (8 warps, 4 K steps in flight each; at "
-              "M = 32 two passes of 16) and, at M <= 8, wide (12 warps of <= 85 registers) variants. At M > 64 the "
+              "M = 32 one pass of four x tiles), wide (M <= 8: 12 warps of <= 85 registers) and compact (M <= 16: "
+              "4 warps, 4 blocks per SM) variants. At M > 64 the "
               "default is the dequantize path (W written to a bf16 temporary, then cuBLAS); the in-register "
               "prefill kernels, v2 (wgmma) and v1 (mma.sync), are timed beside it.\n\n");
-  std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | NVFP4 narrow (us) | "
-              "NVFP4 wide (us) | NVFP4 prefill v2 wgmma (us) | speed-up | NVFP4 prefill v1 mma.sync (us) | speed-up | "
+  std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | "
+              "NVFP4 narrow (us) | NVFP4 wide (us) | NVFP4 compact (us) | NVFP4 prefill v2 wgmma (us) | speed-up | "
+              "NVFP4 prefill v1 mma.sync (us) | speed-up | "
               "NVFP4 eager (us) | NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {2816, 2048}, {2048, 1408}};
   for (const auto& [N, K] : shapes) {
     torch::manual_seed(2);
@@ -147,7 +149,7 @@ void matmuls(double copy_gbs, double tflops) {
         return t;
       };
       const double t_v4 = through(cuda::DecodeKernel::general, 32), t_narrow = through(cuda::DecodeKernel::narrow, 32),
-                   t_wide = through(cuda::DecodeKernel::wide, 8);
+                   t_wide = through(cuda::DecodeKernel::wide, 8), t_compact = through(cuda::DecodeKernel::compact, 16);
       double t_v1 = std::nan(""), t_wgmma = std::nan("");
       if (M > cuda::decode_rows_max) {
         t_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
@@ -156,10 +158,10 @@ void matmuls(double copy_gbs, double tflops) {
       }
       const double floor_us = (static_cast<double>(nv.bytes()) + 2.0 * M * (K + N)) / copy_gbs / 1e3;
       const double flops_us = 2.0 * M * N * K / tflops / 1e6;
-      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.1f | %.1f | %.2fx | %.1f | "
-                  "%.2fx | %.1f | %.0f %% | %.0f %% |\n",
+      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.1f | %.1f | %.1f | %.2fx | "
+                  "%.1f | %.2fx | %.1f | %.0f %% | %.0f %% |\n",
                   (long long)N, (long long)K, (long long)M, t_bf16, t_nv, t_bf16 / t_nv, t_mx, t_bf16 / t_mx, t_v4,
-                  t_narrow, t_wide, t_wgmma, t_bf16 / t_wgmma, t_v1, t_bf16 / t_v1, t_eager,
+                  t_narrow, t_wide, t_compact, t_wgmma, t_bf16 / t_wgmma, t_v1, t_bf16 / t_v1, t_eager,
                   100 * floor_us / t_nv, 100 * flops_us / t_nv);
     }
   }
@@ -174,9 +176,10 @@ void moe(double copy_gbs) {
               "call in a CUDA graph replay.\n\n");
   std::printf("| tokens | experts touched | per-expert loop bf16, eager (us) | grouped bf16, eager | "
               "grouped W4A16 NVFP4, eager | grouped bf16, graph | grouped W4A16, graph | same, decode kernel wide | "
+              "same, decode kernel compact | "
               "same, prefill v2 wgmma | same, prefill v1 mma.sync | loop / grouped bf16 (eager) | "
               "bf16 / W4A16 (graph) | bf16 %% of floor | W4A16 %% of floor |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const int64_t E = 60, H = 2048, I = 1408, S = 5632, top_k = 4;
   torch::manual_seed(3);
   const torch::Tensor gate_up = torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02;
@@ -246,6 +249,8 @@ void moe(double copy_gbs) {
     const double t_fp4 = graph_us([&](int) { grouped_fp4(); }, 5);
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::wide);  // experts' rows <= 8: the wide variant
     const double t_fp4_wide = graph_us([&](int) { grouped_fp4(); }, 5);
+    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::compact);  // experts' rows <= 16: blocks of 4 warps
+    const double t_fp4_compact = graph_us([&](int) { grouped_fp4(); }, 5);
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
     // The in-register prefill kernels change the experts' path past 64 rows per expert.
     const double t_fp4_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int) { grouped_fp4(); }, 5);
@@ -255,10 +260,10 @@ void moe(double copy_gbs) {
     const double expert_bf16 = 3.0 * I * H * 2, shared_bytes = 3.0 * S * H * 2;
     const double floor_bf16 = (touched * expert_bf16 + shared_bytes) / copy_gbs / 1e3;
     const double floor_fp4 = (touched * expert_bf16 + shared_bytes) * (0.5 + 1.0 / 16) / 2 / copy_gbs / 1e3;
-    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f %% | "
+    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f %% | "
                 "%.0f %% |\n",
                 (long long)T, (long long)touched, t_loop, t_bf16_eager, t_fp4_eager, t_bf16, t_fp4, t_fp4_wide,
-                t_fp4_wgmma, t_fp4_v1, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
+                t_fp4_compact, t_fp4_wgmma, t_fp4_v1, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
                 100 * floor_fp4 / t_fp4);
   }
 }

@@ -60,9 +60,10 @@ cudaError_t fp4_quant_error(const void* w, bool bf16, const uint8_t* packed, con
 // variant (12 warps of <= 85 registers) for a plain Linear of at most 8 rows
 // and its narrow one (8 warps, 4 K steps in flight each) otherwise, as
 // measured fastest (bench/NOTES.md); a plain Linear of 17-32 rows in one
-// pass of four 8-row x tiles; narrow / wide: that variant (wide only up to 8 rows);
-// general: the general tile kernel.
-enum class DecodeKernel { automatic, narrow, wide, general };
+// pass of four 8-row x tiles. narrow / wide / compact: that variant (wide
+// only up to 8 rows; compact, blocks of 4 warps with 4 per SM, up to 16
+// rows: not measured yet); general: the general tile kernel.
+enum class DecodeKernel { automatic, narrow, wide, compact, general };
 void fp4_select_decode_kernel(DecodeKernel kernel);
 
 // m16 tiles per block pass for `rows` rows of x (1..4).

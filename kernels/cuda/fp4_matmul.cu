@@ -262,6 +262,18 @@ DecodeKernel decode_kernel = DecodeKernel::automatic;
 
 void fp4_select_decode_kernel(DecodeKernel kernel) { decode_kernel = kernel; }
 
+namespace {
+// The decode kernel's variant for a selection (automatic: the given default).
+detail::DecodeVariant variant_of(DecodeKernel kernel, detail::DecodeVariant automatic) {
+  switch (kernel) {
+    case DecodeKernel::narrow: return detail::DecodeVariant::narrow;
+    case DecodeKernel::wide: return detail::DecodeVariant::wide;
+    case DecodeKernel::compact: return detail::DecodeVariant::compact;
+    default: return automatic;
+  }
+}
+}  // namespace
+
 cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const uint8_t* packed,
                             const uint8_t* scales, const float* global_scale, int64_t N, const __nv_bfloat16* bias,
                             __nv_bfloat16* y, cudaStream_t stream) {
@@ -275,7 +287,7 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
       detail::fp4_decode_fits(decode_rows, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                bias, nullptr, static_cast<int>(M), y};
-    return detail::fp4_decode_matmul(d, decode_rows, 1, decode_kernel != DecodeKernel::narrow, stream);
+    return detail::fp4_decode_matmul(d, decode_rows, 1, variant_of(decode_kernel, detail::DecodeVariant::wide), stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, bias, nullptr, M, y};
   const int mt = fp4_mma_tiles(M);
@@ -299,7 +311,7 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                nullptr, offsets, 0, y};
     return detail::fp4_decode_matmul(d, std::max<int64_t>(decode_rows, 1), experts,
-                                     decode_kernel == DecodeKernel::wide, stream);
+                                     variant_of(decode_kernel, detail::DecodeVariant::narrow), stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, nullptr, offsets, 0, y};
   const int mt = fp4_mma_tiles(rows_hint);

@@ -120,11 +120,11 @@ __device__ __forceinline__ void mma_step(const Slot& s, XWord&& x_word, float (&
   }
 }
 
-// kWarps warps per block (2 blocks per SM), kRing K steps of W in flight per
-// warp; kWholeStepX: a step's x loaded before its decoding (else each codes
-// word's x just before that word is decoded: fewer registers).
-template <int MB, bool kNvfp4, int kWarps, int kRing, bool kWholeStepX>
-__global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a) {
+// kWarps warps per block (kBlocks blocks per SM), kRing K steps of W in
+// flight per warp; kWholeStepX: a step's x loaded before its decoding (else
+// each codes word's x just before that word is decoded: fewer registers).
+template <int MB, bool kNvfp4, int kWarps, int kRing, bool kWholeStepX, int kBlocks>
+__global__ void __launch_bounds__(kWarps * 32, kBlocks) fp4_decode_kernel(DecodeArgs a) {
   constexpr int kScaleBytes = kNvfp4 ? 8 : 4;  // block-scale bytes of one row per 128-wide step
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int e = blockIdx.y;
@@ -259,13 +259,13 @@ __global__ void __launch_bounds__(kWarps * 32, 2) fp4_decode_kernel(DecodeArgs a
   }
 }
 
-template <int MB, int kWarps, int kRing, bool kWholeStepX>
+template <int MB, int kWarps, int kRing, bool kWholeStepX, int kBlocks = 2>
 cudaError_t launch(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.N + 15) / 16), static_cast<unsigned>(experts));
   if (a.global_scale)
-    fp4_decode_kernel<MB, true, kWarps, kRing, kWholeStepX><<<grid, kWarps * 32, 0, stream>>>(a);
+    fp4_decode_kernel<MB, true, kWarps, kRing, kWholeStepX, kBlocks><<<grid, kWarps * 32, 0, stream>>>(a);
   else
-    fp4_decode_kernel<MB, false, kWarps, kRing, kWholeStepX><<<grid, kWarps * 32, 0, stream>>>(a);
+    fp4_decode_kernel<MB, false, kWarps, kRing, kWholeStepX, kBlocks><<<grid, kWarps * 32, 0, stream>>>(a);
   return cudaGetLastError();
 }
 
@@ -279,12 +279,18 @@ bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x
          (!nvfp4 || reinterpret_cast<uintptr_t>(scales) % 2 == 0);
 }
 
-cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, bool wide,
+cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, DecodeVariant variant,
                               cudaStream_t stream) {
+  // compact (at most 16 rows): blocks of 4 warps, 4 per SM, so that an SM
+  // holds 4 blocks' loads (a 16-row tile's codes each) in flight instead of 2.
+  if (variant == DecodeVariant::compact && rows_per_group <= 16)
+    return rows_per_group <= 8 ? launch<1, 4, 4, true, 4>(a, experts, stream)
+                               : launch<2, 4, 2, true, 4>(a, experts, stream);
   // wide (at most 8 rows): 12 warps of at most 85 registers, 24 warps per
   // SM instead of 16, 2 steps in flight per warp instead of 4.
   if (rows_per_group <= 8)
-    return wide ? launch<1, 12, 2, false>(a, experts, stream) : launch<1, 8, 4, true>(a, experts, stream);
+    return variant == DecodeVariant::wide ? launch<1, 12, 2, false>(a, experts, stream)
+                                          : launch<1, 8, 4, true>(a, experts, stream);
   if (rows_per_group <= 16) return launch<2, 8, 2, true>(a, experts, stream);
   // 17-32 rows: four 8-row x tiles per pass, so each decoded W fragment
   // feeds four MMAs (two passes of 16 decoded every W value twice); x is

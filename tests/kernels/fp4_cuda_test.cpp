@@ -162,8 +162,11 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
         // two passes of 16 past 16); the general kernel is checked on rows
         // <= 16 too; past 64 rows the prefill kernel.
         using cuda::DecodeKernel;
-        for (const DecodeKernel kernel : {DecodeKernel::narrow, DecodeKernel::wide, DecodeKernel::general}) {
-          if ((kernel == DecodeKernel::wide && M > 8) || (kernel == DecodeKernel::general && M > 16)) continue;
+        for (const DecodeKernel kernel :
+             {DecodeKernel::narrow, DecodeKernel::wide, DecodeKernel::compact, DecodeKernel::general}) {
+          if ((kernel == DecodeKernel::wide && M > 8) || (kernel == DecodeKernel::general && M > 16) ||
+              (kernel == DecodeKernel::compact && M > 16))
+            continue;
           CAPTURE(nvfp4);
           CAPTURE(M);
           CAPTURE(N);
@@ -351,7 +354,8 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     const torch::Tensor order = routing.order.cpu();
     const torch::Tensor sorted_experts = indices.reshape({-1}).index({order});
     // Rows hint 4: the decode kernel (expert 3's 70 rows in 9 passes of 8),
-    // its wide variant, then the general one; hint 12: 5 passes of 16; hint
+    // its wide and compact variants (compact also at hint 12), then the
+    // general one; hint 12: 5 passes of 16; hint
     // 28 (automatic): the decode kernel in passes of 16; hint 48: the
     // general kernel; hint 80: the prefill kernel (expert 3's rows and the
     // others' in one 128-row tile each, empty experts no tile; the wgmma
@@ -365,6 +369,7 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     };
     const std::vector<Choice> choices_of_kernel = {
         {DecodeKernel::narrow, 4, PrefillKernel::automatic},     {DecodeKernel::wide, 4, PrefillKernel::automatic},
+        {DecodeKernel::compact, 4, PrefillKernel::automatic},    {DecodeKernel::compact, 12, PrefillKernel::automatic},
         {DecodeKernel::general, 4, PrefillKernel::automatic},    {DecodeKernel::narrow, 12, PrefillKernel::automatic},
         {DecodeKernel::automatic, 28, PrefillKernel::automatic}, {DecodeKernel::automatic, 48, PrefillKernel::automatic},
         {DecodeKernel::automatic, 80, PrefillKernel::mma_sync}};
