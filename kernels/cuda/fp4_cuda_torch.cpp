@@ -239,6 +239,25 @@ PrefillPath initial_prefill_path() {
   throw Error(std::string("QERL_FP4_PREFILL: expected in_register or dequantize, got '") + v + "'");
 }
 PrefillPath chosen_prefill_path = initial_prefill_path();
+
+// QERL_FP4_DECODE picks the decode kernel at start (fp4_select_decode_kernel).
+bool decode_kernel_from_environment() {
+  const char* v = std::getenv("QERL_FP4_DECODE");
+  if (v == nullptr || std::string(v).empty()) return false;
+  const std::string name(v);
+  const std::pair<const char*, DecodeKernel> kernels[] = {{"automatic", DecodeKernel::automatic},
+                                                          {"narrow", DecodeKernel::narrow},
+                                                          {"wide", DecodeKernel::wide},
+                                                          {"compact", DecodeKernel::compact},
+                                                          {"general", DecodeKernel::general}};
+  for (const auto& [key, kernel] : kernels)
+    if (name == key) {
+      fp4_select_decode_kernel(kernel);
+      return true;
+    }
+  throw Error("QERL_FP4_DECODE: expected automatic, narrow, wide, compact or general, got '" + name + "'");
+}
+const bool decode_kernel_chosen = decode_kernel_from_environment();
 }  // namespace
 
 void set_prefill_path(PrefillPath path) { chosen_prefill_path = path; }
