@@ -115,53 +115,90 @@ __device__ __forceinline__ bool find_tile(const PrefillArgs& a, int64_t& e, int6
   return false;
 }
 
-template <bool kNvfp4>
-__global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a) {
-  int64_t e, row_begin, row_end;
-  if (!find_tile(a, e, row_begin, row_end)) return;
-  extern __shared__ __align__(128) uint8_t smem[];
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, q = lane % 4;
-  const int warp_m = warp / 4, warp_n = warp % 4;
-  const int64_t K = a.K, N = a.N, n_base = static_cast<int64_t>(blockIdx.x) * kBN;
-  constexpr int group = kNvfp4 ? 16 : 32;
-  const int64_t stages = (K + kBK - 1) / kBK;
-  const int64_t stage_begin = stages * blockIdx.z / a.splits, stage_end = stages * (blockIdx.z + 1) / a.splits;
-  const uint8_t* codes = a.packed + e * N * (K / 2);
-  const uint8_t* scales = a.scales + e * N * (K / group);
+// One block's tile: its group of rows (expert e, rows [row_begin,
+// row_end)), its 128 rows of W from n_base, and its range of 64-wide K
+// stages (all of K, or a split's share).
+struct Tile {
+  int64_t e, row_begin, row_end, n_base, stage_begin, stage_end;
+  const uint8_t* codes;   // expert e's codes [N, K / 2]
+  const uint8_t* scales;  // and block scales [N, K / group]
+};
 
-  // Copy assignments, fixed per thread: x chunks of 16 bytes (rows
-  // tid / 8 + 32 i, chunk tid % 8), code chunks of 8 bytes (W rows
-  // tid / 4 + 64 i, chunk tid % 4); bit i of a mask says the row exists.
-  constexpr int kXCopies = kBM * kBK / 8 / kThreads, kCodeCopies = kBN * kCodePitch / 8 / kThreads;
-  const int x_row = tid / 8, x_chunk = tid % 8, code_row = tid / 4, code_chunk = tid % 4;
-  const __nv_bfloat16* x_src = a.x + (row_begin + x_row) * K + 8 * x_chunk;
-  const uint8_t* code_src = codes + (n_base + code_row) * (K / 2) + 8 * code_chunk;
-  uint32_t x_rows = 0, code_rows = 0;
+__device__ __forceinline__ bool find_block_tile(const PrefillArgs& a, int group, Tile& t) {
+  if (!find_tile(a, t.e, t.row_begin, t.row_end)) return false;
+  t.n_base = static_cast<int64_t>(blockIdx.x) * kBN;
+  const int64_t stages = (a.K + kBK - 1) / kBK;
+  t.stage_begin = stages * blockIdx.z / a.splits;
+  t.stage_end = stages * (blockIdx.z + 1) / a.splits;
+  t.codes = a.packed + t.e * a.N * (a.K / 2);
+  t.scales = a.scales + t.e * a.N * (a.K / group);
+  return true;
+}
+
+// A thread's cp.async copies of one stage: 4 chunks of x (16 bytes, rows
+// x_row + 32 i, K chunk x_chunk) and 2 of codes (8 bytes, W rows
+// tid / 4 + 64 i, chunk tid % 4), zero-filled past M, N and K. Where x goes
+// in shared memory is the kernel's layout: x_dst for chunk 0, x_step
+// between chunks; codes follow x at code_offset, rows kCodePitch apart.
+struct StageCopies {
+  static constexpr int kX = kBM * kBK / 8 / kThreads, kCodes = kBN * kCodePitch / 8 / kThreads;
+  const __nv_bfloat16* x_src;
+  const __nv_bfloat16* x_any;  // a mapped address for zero-filled copies
+  const uint8_t* code_src;
+  const uint8_t* code_any;
+  int64_t K;
+  uint32_t x_dst, x_step, code_dst, stage_bytes, x_rows, code_rows;
+  int x_chunk, code_chunk;
+
+  __device__ StageCopies(const PrefillArgs& a, const Tile& t, int x_row, int chunk, uint32_t smem, uint32_t x_offset,
+                         uint32_t step, uint32_t code_offset, uint32_t bytes_per_stage)
+      : x_src(a.x + (t.row_begin + x_row) * a.K + 8 * chunk), x_any(a.x), code_any(t.codes), K(a.K),
+        x_dst(smem + x_offset), x_step(step), stage_bytes(bytes_per_stage), x_rows(0), code_rows(0),
+        x_chunk(chunk), code_chunk(threadIdx.x % 4) {
+    const int code_row = threadIdx.x / 4;
+    code_src = t.codes + (t.n_base + code_row) * (a.K / 2) + 8 * code_chunk;
+    code_dst = smem + code_offset + code_row * kCodePitch + 8 * code_chunk;
 #pragma unroll
-  for (int i = 0; i < kXCopies; ++i) x_rows |= (row_begin + x_row + 32 * i < row_end ? 1u : 0u) << i;
+    for (int i = 0; i < kX; ++i) x_rows |= (t.row_begin + x_row + 32 * i < t.row_end ? 1u : 0u) << i;
 #pragma unroll
-  for (int i = 0; i < kCodeCopies; ++i) code_rows |= (n_base + code_row + 64 * i < N ? 1u : 0u) << i;
-  const uint32_t x_dst = smem_address(smem) + (x_row * kXPitch + 8 * x_chunk) * 2;
-  const uint32_t code_dst = smem_address(smem) + kBM * kXPitch * 2 + code_row * kCodePitch + 8 * code_chunk;
-  auto issue_stage = [&](int64_t stage) {
-    const uint32_t slot = static_cast<uint32_t>(stage % kStages) * kStageBytes;
+    for (int i = 0; i < kCodes; ++i) code_rows |= (t.n_base + code_row + 64 * i < a.N ? 1u : 0u) << i;
+  }
+
+  __device__ void issue(int64_t stage) const {
+    const uint32_t slot = static_cast<uint32_t>(stage % kStages) * stage_bytes;
     const int64_t k0 = stage * kBK;
     const bool x_k = k0 + 8 * x_chunk < K, code_k = k0 + 16 * code_chunk < K;
 #pragma unroll
-    for (int i = 0; i < kXCopies; ++i) {
+    for (int i = 0; i < kX; ++i) {
       const bool valid = x_k && (x_rows >> i & 1u);
-      copy_async<16>(x_dst + slot + i * 32 * kXPitch * 2, valid ? x_src + i * 32 * K + k0 : a.x, valid);
+      copy_async<16>(x_dst + slot + i * x_step, valid ? x_src + i * 32 * K + k0 : x_any, valid);
     }
 #pragma unroll
-    for (int i = 0; i < kCodeCopies; ++i) {
+    for (int i = 0; i < kCodes; ++i) {
       const bool valid = code_k && (code_rows >> i & 1u);
-      copy_async<8>(code_dst + slot + i * 64 * kCodePitch, valid ? code_src + i * 64 * (K / 2) + k0 / 2 : codes,
+      copy_async<8>(code_dst + slot + i * 64 * kCodePitch, valid ? code_src + i * 64 * (K / 2) + k0 / 2 : code_any,
                     valid);
     }
-  };
+  }
+};
+
+template <bool kNvfp4>
+__global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a) {
+  constexpr int group = kNvfp4 ? 16 : 32;
+  Tile t;
+  if (!find_block_tile(a, group, t)) return;
+  extern __shared__ __align__(128) uint8_t smem[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, q = lane % 4;
+  const int warp_m = warp / 4, warp_n = warp % 4;
+  const int64_t K = a.K, N = a.N, n_base = t.n_base, row_begin = t.row_begin, row_end = t.row_end;
+  const int64_t stage_begin = t.stage_begin, stage_end = t.stage_end;
+
+  // x rows padded to kXPitch: chunk (row tid / 8 + 32 i, K chunk tid % 8).
+  const StageCopies copies(a, t, tid / 8, tid % 8, smem_address(smem), (tid / 8 * kXPitch + 8 * (tid % 8)) * 2,
+                           32 * kXPitch * 2, kBM * kXPitch * 2, kStageBytes);
   // The lane's 4 scale bytes of a stage (one per 8-row W tile), packed in a word.
   const int64_t scale_stride = K / group;
-  const uint8_t* scale_src = scales + (n_base + warp_n * 32 + g) * scale_stride + q * 16 / group;
+  const uint8_t* scale_src = t.scales + (n_base + warp_n * 32 + g) * scale_stride + q * 16 / group;
   const int64_t rows_left = N - (n_base + warp_n * 32 + g);
   auto load_scales = [&](int64_t stage) {
     uint32_t word = 0;
@@ -185,7 +222,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a)
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (stage_begin + s < stage_end) issue_stage(stage_begin + s);
+    if (stage_begin + s < stage_end) copies.issue(stage_begin + s);
     copy_commit();
   }
   uint32_t scale_word = load_scales(stage_begin);
@@ -196,7 +233,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a)
   for (int64_t stage = stage_begin; stage < stage_end; ++stage) {
     copy_wait<kStages - 2>();
     __syncthreads();  // stage's tiles visible to all; the slot refilled below was consumed by all
-    if (stage + kStages - 1 < stage_end) issue_stage(stage + kStages - 1);
+    if (stage + kStages - 1 < stage_end) copies.issue(stage + kStages - 1);
     copy_commit();
     const uint32_t next_scales = load_scales(stage + 1);
     if (warp_active) {
@@ -239,36 +276,27 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_kernel(PrefillArgs a)
   copy_wait<0>();
 
   if (!warp_active) return;
-  if (a.partial != nullptr) {
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-      const int64_t n = n_base + warp_n * 32 + nt * 8 + 2 * q;
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int64_t row = row_begin + warp_m * 64 + mt * 16 + g + 8 * h;
-          if (row >= row_end) continue;
-          if (n < N) atomicAdd(a.partial + row * N + n, acc[mt][nt][2 * h]);
-          if (n + 1 < N) atomicAdd(a.partial + row * N + n + 1, acc[mt][nt][2 * h + 1]);
-        }
-    }
-    return;
-  }
-  const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
+  // Split-K: raw sums into the workspace (finish_split_k scales and adds
+  // the bias); else y, scaled by 1 / G, with the bias.
+  const float inv_global = kNvfp4 ? 1.0f / a.global_scale[t.e] : 1.0f;
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt) {
     const int64_t n = n_base + warp_n * 32 + nt * 8 + 2 * q;
     if (n >= N) continue;
-    const bool pair = n + 1 < N;
-    const float bias0 = a.bias ? __bfloat162float(a.bias[n]) : 0.f;
-    const float bias1 = a.bias && pair ? __bfloat162float(a.bias[n + 1]) : 0.f;
+    const bool pair = n + 1 < N, add_bias = a.bias && a.partial == nullptr;
+    const float bias0 = add_bias ? __bfloat162float(a.bias[n]) : 0.f;
+    const float bias1 = add_bias && pair ? __bfloat162float(a.bias[n + 1]) : 0.f;
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int64_t row = row_begin + warp_m * 64 + mt * 16 + g + 8 * h;
         if (row >= row_end) continue;
+        if (a.partial != nullptr) {
+          atomicAdd(a.partial + row * N + n, acc[mt][nt][2 * h]);
+          if (pair) atomicAdd(a.partial + row * N + n + 1, acc[mt][nt][2 * h + 1]);
+          continue;
+        }
         const float v0 = acc[mt][nt][2 * h] * inv_global + bias0;
         const float v1 = acc[mt][nt][2 * h + 1] * inv_global + bias1;
         __nv_bfloat16* out = a.y + row * N + n;
@@ -363,49 +391,21 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const uint32_t 
 template <bool kNvfp4>
 __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_wgmma_kernel(PrefillArgs a) {
 #ifdef QERL_WGMMA
-  int64_t e, row_begin, row_end;
-  if (!find_tile(a, e, row_begin, row_end)) return;
+  constexpr int group = kNvfp4 ? 16 : 32;
+  Tile t;
+  if (!find_block_tile(a, group, t)) return;
   extern __shared__ __align__(128) uint8_t smem[];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, q = lane % 4;
-  const int64_t K = a.K, N = a.N, n_base = static_cast<int64_t>(blockIdx.x) * kBN;
-  constexpr int group = kNvfp4 ? 16 : 32;
-  const int64_t stages = (K + kBK - 1) / kBK;
-  const int64_t stage_begin = stages * blockIdx.z / a.splits, stage_end = stages * (blockIdx.z + 1) / a.splits;
-  const uint8_t* codes = a.packed + e * N * (K / 2);
-  const uint8_t* scales = a.scales + e * N * (K / group);
+  const int64_t K = a.K, N = a.N, n_base = t.n_base, row_begin = t.row_begin, row_end = t.row_end;
+  const int64_t stage_begin = t.stage_begin, stage_end = t.stage_end;
   const uint32_t smem_base = smem_address(smem);
 
-  // Copies: x chunk (row 8 (tid / 64 + 4 i) + tid % 8, K chunk (tid / 8) % 8):
-  // a warp reads 8 rows x 64 contiguous bytes, and each 8 lanes write one
-  // 128-byte core matrix (no bank conflicts). Codes as in v1.
-  constexpr int kXCopies = kBM * kBK / 8 / kThreads, kCodeCopies = kBN * kCodePitch / 8 / kThreads;
+  // x in core matrices: chunk (row 8 (tid / 64 + 4 i) + tid % 8, K chunk
+  // (tid / 8) % 8); a warp reads 8 rows x 64 contiguous bytes, and each 8
+  // lanes write one 128-byte core matrix (no bank conflicts).
   const int x_row = 8 * (tid / 64) + tid % 8, x_chunk = (tid / 8) % 8;
-  const int code_row = tid / 4, code_chunk = tid % 4;
-  const __nv_bfloat16* x_src = a.x + (row_begin + x_row) * K + 8 * x_chunk;
-  const uint8_t* code_src = codes + (n_base + code_row) * (K / 2) + 8 * code_chunk;
-  uint32_t x_rows = 0, code_rows = 0;
-#pragma unroll
-  for (int i = 0; i < kXCopies; ++i) x_rows |= (row_begin + x_row + 32 * i < row_end ? 1u : 0u) << i;
-#pragma unroll
-  for (int i = 0; i < kCodeCopies; ++i) code_rows |= (n_base + code_row + 64 * i < N ? 1u : 0u) << i;
-  const uint32_t x_dst = smem_base + (x_row / 8) * 1024 + x_chunk * 128 + (x_row % 8) * 16;
-  const uint32_t code_dst = smem_base + kWgXBytes + code_row * kCodePitch + 8 * code_chunk;
-  auto issue_stage = [&](int64_t stage) {
-    const uint32_t slot = static_cast<uint32_t>(stage % kStages) * kWgStageBytes;
-    const int64_t k0 = stage * kBK;
-    const bool x_k = k0 + 8 * x_chunk < K, code_k = k0 + 16 * code_chunk < K;
-#pragma unroll
-    for (int i = 0; i < kXCopies; ++i) {
-      const bool valid = x_k && (x_rows >> i & 1u);
-      copy_async<16>(x_dst + slot + i * 4 * 1024, valid ? x_src + i * 32 * K + k0 : a.x, valid);
-    }
-#pragma unroll
-    for (int i = 0; i < kCodeCopies; ++i) {
-      const bool valid = code_k && (code_rows >> i & 1u);
-      copy_async<8>(code_dst + slot + i * 64 * kCodePitch, valid ? code_src + i * 64 * (K / 2) + k0 / 2 : codes,
-                    valid);
-    }
-  };
+  const StageCopies copies(a, t, x_row, x_chunk, smem_base, (x_row / 8) * 1024 + x_chunk * 128 + (x_row % 8) * 16,
+                           4 * 1024, kWgXBytes, kWgStageBytes);
 
   // The lane's W rows: g and g + 8 of its warp's 16 (warp w of the block:
   // rows 16 w .. 16 w + 15 of the 128). Lane q loads the block-scale byte
@@ -413,7 +413,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_wgmma_kernel(PrefillA
   // byte 1: row g + 8); the 16-value step s takes lane s's (a shuffle).
   const int64_t w_row = n_base + warp * 16 + g;
   const int64_t scale_stride = K / group;
-  const uint8_t* scale_src = scales + w_row * scale_stride + q * 16 / group;
+  const uint8_t* scale_src = t.scales + w_row * scale_stride + q * 16 / group;
   auto load_scales = [&](int64_t stage) {
     uint32_t word = 0;
     if (stage < stage_end && stage * kBK + 16 * q < K) {
@@ -453,7 +453,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_wgmma_kernel(PrefillA
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (stage_begin + s < stage_end) issue_stage(stage_begin + s);
+    if (stage_begin + s < stage_end) copies.issue(stage_begin + s);
     copy_commit();
   }
   uint32_t scale_next = load_scales(stage_begin + 1);
@@ -483,7 +483,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_wgmma_kernel(PrefillA
       copy_wait<kStages - 3>();
       fence_async_shared();
       __syncthreads();
-      if (stage + kStages - 1 < stage_end) issue_stage(stage + kStages - 1);
+      if (stage + kStages - 1 < stage_end) copies.issue(stage + kStages - 1);
       copy_commit();
       const uint32_t scale_word = scale_next;
       scale_next = load_scales(stage + 2);
@@ -496,7 +496,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp4_prefill_wgmma_kernel(PrefillA
 
   // acc[4 j + c]: W row n_base + 16 warp + g (+ 8 for c >= 2), x row
   // row_begin + 8 j + 2 q + c % 2.
-  const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
+  const float inv_global = kNvfp4 ? 1.0f / a.global_scale[t.e] : 1.0f;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int64_t n = w_row + 8 * h;

@@ -59,6 +59,32 @@ torch::Tensor weight(int64_t rows, int64_t cols, torch::Dtype dtype) {
   return w.to(dtype);
 }
 
+// A seeded quantized weight [N, K], x [M, K] and bias, and the fp32
+// reference x · dequant(W)^T + b.
+struct LinearCase {
+  Fp4Weight cpu;
+  torch::Tensor x, bias, reference;
+};
+
+LinearCase linear_case(int64_t M, int64_t N, int64_t K, bool nvfp4, uint64_t seed) {
+  torch::manual_seed(seed);
+  LinearCase c;
+  c.cpu = quantized(weight(N, K, torch::kFloat) * 4, nvfp4);
+  c.x = torch::randn({M, K}).to(torch::kBFloat16);
+  c.bias = torch::randn({N}).to(torch::kBFloat16);
+  c.reference = torch::matmul(c.x.to(torch::kFloat), fp4_dequantize(c.cpu, torch::kFloat).t()) + c.bias.to(torch::kFloat);
+  return c;
+}
+
+// y against the case's reference: shape, on the GPU, no NaN, within bf16 rounding.
+void check_against(const torch::Tensor& y, const LinearCase& c) {
+  REQUIRE((y.sizes() == torch::IntArrayRef{c.x.size(0), c.reference.size(1)}));
+  CHECK(y.is_cuda());
+  CHECK_FALSE(torch::isnan(y).any().item<bool>());
+  CHECK(relative_error(y, c.reference) < 1e-2);
+  CHECK(worst_error(y, c.reference) < 1e-2);
+}
+
 }  // namespace
 
 TEST_CASE("CUDA NVFP4 pack and fake-quant: bit-exact with the CPU reference") {
@@ -172,20 +198,11 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
           CAPTURE(N);
           CAPTURE(K);
           CAPTURE(static_cast<int>(kernel));
-          torch::manual_seed(++seed);
-          const Fp4Weight cpu = quantized(weight(N, K, torch::kFloat) * 4, nvfp4);
-          const torch::Tensor x = torch::randn({M, K}).to(torch::kBFloat16);
-          const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
-          const torch::Tensor reference =
-              torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
+          const LinearCase c = linear_case(M, N, K, nvfp4, ++seed);
           cuda::fp4_select_decode_kernel(kernel);
-          const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
+          const torch::Tensor y = fp4_linear(c.x.cuda(), c.cpu.to(torch::kCUDA), c.bias.cuda());
           cuda::fp4_select_decode_kernel(DecodeKernel::automatic);
-          REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
-          CHECK(y.is_cuda());
-          CHECK_FALSE(torch::isnan(y).any().item<bool>());
-          CHECK(relative_error(y, reference) < 1e-2);
-          CHECK(worst_error(y, reference) < 1e-2);
+          check_against(y, c);
         }
       }
     }
@@ -210,22 +227,14 @@ void check_prefill(cuda::PrefillPath path, cuda::PrefillKernel kernel, uint64_t 
         CAPTURE(M);
         CAPTURE(N);
         CAPTURE(K);
-        torch::manual_seed(++seed);
-        const Fp4Weight cpu = quantized(weight(N, K, torch::kFloat) * 4, nvfp4);
-        const torch::Tensor x = torch::randn({M, K}).to(torch::kBFloat16);
-        const torch::Tensor bias = torch::randn({N}).to(torch::kBFloat16);
-        const torch::Tensor reference =
-            torch::matmul(x.to(torch::kFloat), fp4_dequantize(cpu, torch::kFloat).t()) + bias.to(torch::kFloat);
+        const LinearCase c = linear_case(M, N, K, nvfp4, ++seed);
         const cuda::PrefillPath before = cuda::prefill_path();
         cuda::set_prefill_path(path);
         cuda::fp4_select_prefill_kernel(kernel);
-        const torch::Tensor y = fp4_linear(x.cuda(), cpu.to(torch::kCUDA), bias.cuda());
+        const torch::Tensor y = fp4_linear(c.x.cuda(), c.cpu.to(torch::kCUDA), c.bias.cuda());
         cuda::set_prefill_path(before);
         cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
-        REQUIRE((y.sizes() == torch::IntArrayRef{M, N}));
-        CHECK_FALSE(torch::isnan(y).any().item<bool>());
-        CHECK(relative_error(y, reference) < 1e-2);
-        CHECK(worst_error(y, reference) < 1e-2);
+        check_against(y, c);
       }
     }
   }
