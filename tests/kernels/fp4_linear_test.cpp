@@ -6,6 +6,8 @@
 // frozen 4-bit base); bad codes give one-line errors.
 #include "torch_doctest.hpp"  // first: see there
 
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "kernels/fp4_linear.hpp"
@@ -133,11 +135,20 @@ TEST_CASE("fp4_error_sums: sum of w^2 and of (w - dequant(W))^2, against a per-v
   }
 }
 
-TEST_CASE("nvfp4_global_scales: each weight's nvfp4_global_scale") {
+TEST_CASE("nvfp4_global_scales: 2688 / amax per weight, as torch evaluates it in the weight's dtype") {
   torch::manual_seed(72);
   const std::vector<torch::Tensor> ws = {torch::randn({4, 32}), torch::randn({2, 16}).to(torch::kBFloat16) * 9,
                                          torch::zeros({3, 16})};
   const std::vector<float> gs = nvfp4_global_scales(ws);
   REQUIRE(gs.size() == ws.size());
-  for (size_t i = 0; i < ws.size(); ++i) CHECK(gs[i] == nvfp4_global_scale(ws[i]));
+  for (size_t i = 0; i < ws.size(); ++i) {
+    // reciprocal, then * 2688, each rounded to the dtype; amax at least the
+    // smallest normal float; an infinite G (all-zero weight) is 1.
+    const torch::Tensor amax =
+        ws[i].abs().max().to(torch::kFloat).clamp_min(std::numeric_limits<float>::min()).to(ws[i].scalar_type());
+    const float g = (amax.reciprocal() * 2688).item<float>();
+    CAPTURE(i);
+    CHECK(gs[i] == (std::isfinite(g) ? g : 1.0f));
+  }
+  CHECK(gs[2] == 1.0f);
 }
