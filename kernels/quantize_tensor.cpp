@@ -7,7 +7,6 @@
 #include "kernels/quantize_tensor.hpp"
 
 #include <algorithm>
-
 #include <cmath>
 #include <sstream>
 #include <string>
