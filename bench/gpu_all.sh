@@ -5,9 +5,10 @@
 #   1. the CUDA tests (kernels, nn, rl, generation);
 #   2. bench/gpu_engine.sh: A2.7B decode steps (fused and unfused, NVFP4 and
 #      bf16) against HF generate and the floor, plus the full re-pack sync;
-#   3. fp4_bench (bench/gpu_bench.sh's tables), then ncu of the prefill kernels;
+#   3. fp4_bench (bench/gpu_bench.sh's tables);
 #   4. bench/gpu_pipeline.sh: the shipped pipeline, 60 steps;
-#   5. bench/gpu_a27b.sh: the A2.7B RL step (2 steps).
+#   5. bench/gpu_a27b.sh: the A2.7B RL step (2 steps);
+#   6. ncu of the in-register prefill kernels.
 # QERL_ALL_PARTS="a27b fp4_bench" runs only the named parts (a second call
 # on a warm machine, whose build is kept).
 # A part starts only if the budget left covers its usual length; each
@@ -83,6 +84,11 @@ part engine 150 bash bench/gpu_engine.sh "$debs"
 [ -f "$logs/engine.log" ] && sed -n '/== engine_bench/,$p' "$logs/engine.log"
 part fp4_bench 60 build-cuda/bench/fp4_bench
 [ -f "$logs/fp4_bench.log" ] && grep -E '^\| (4096x4096|14336x4096|2816x2048) |^\| [0-9]+ \| [0-9]+ \||^#|Ceilings' "$logs/fp4_bench.log"
+QERL_PIPELINE_TIMEOUT=120 part pipeline 60 bash bench/gpu_pipeline.sh "$debs"
+[ -f "$logs/pipeline.log" ] && tail -14 "$logs/pipeline.log"
+QERL_PIPELINE_TIMEOUT=$(( $(left) > 60 ? $(left) - 30 : 30 )) QERL_A27B_STEPS=2 \
+  part a27b 200 bash bench/gpu_a27b.sh "$debs" --set aqn.num_stages=1
+[ -f "$logs/a27b.log" ] && tail -16 "$logs/a27b.log"
 # Where the in-register prefill kernels' cycles go (stall reasons of v1 and
 # v2 at 4096^2, M = 4096; bench/NOTES.md asks for them).
 part ncu_prefill 40 ncu --kernel-name regex:fp4_prefill --launch-count 2 --section SpeedOfLight \
@@ -90,9 +96,4 @@ part ncu_prefill 40 ncu --kernel-name regex:fp4_prefill --launch-count 2 --secti
   --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum' \
   build-cuda/bench/fp4_bench profile
 [ -f "$logs/ncu_prefill.log" ] && grep -E "fp4_prefill_|Duration|inst_executed.sum" "$logs/ncu_prefill.log" | head -8
-QERL_PIPELINE_TIMEOUT=120 part pipeline 60 bash bench/gpu_pipeline.sh "$debs"
-[ -f "$logs/pipeline.log" ] && tail -14 "$logs/pipeline.log"
-QERL_PIPELINE_TIMEOUT=$(( $(left) > 60 ? $(left) - 30 : 30 )) QERL_A27B_STEPS=2 \
-  part a27b 200 bash bench/gpu_a27b.sh "$debs" --set aqn.num_stages=1
-[ -f "$logs/a27b.log" ] && tail -16 "$logs/a27b.log"
 echo "== total: $(( $(date +%s) - t0 )) s"
