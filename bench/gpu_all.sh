@@ -87,7 +87,7 @@ part fp4_bench 60 build-cuda/bench/fp4_bench
 QERL_PIPELINE_TIMEOUT=120 part pipeline 60 bash bench/gpu_pipeline.sh "$debs"
 [ -f "$logs/pipeline.log" ] && tail -14 "$logs/pipeline.log"
 QERL_PIPELINE_TIMEOUT=$(( $(left) > 60 ? $(left) - 30 : 30 )) QERL_A27B_STEPS=2 \
-  part a27b 200 bash bench/gpu_a27b.sh "$debs" --set aqn.num_stages=1
+  part a27b 290 bash bench/gpu_a27b.sh "$debs" --set aqn.num_stages=1
 [ -f "$logs/a27b.log" ] && tail -16 "$logs/a27b.log"
 # Where the in-register prefill kernels' cycles go (stall reasons of v1 and
 # v2 at 4096^2, M = 4096; bench/NOTES.md asks for them).
