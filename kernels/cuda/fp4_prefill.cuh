@@ -155,7 +155,6 @@ struct StageCopies {
   }
 };
 
-
 // The dynamic shared memory a kernel needs past the 48 KB default: set
 // once per device (the attribute is per device), on the first, uncaptured
 // call, so that calls inside a CUDA graph capture make no such API call.
