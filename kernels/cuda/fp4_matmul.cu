@@ -22,6 +22,7 @@
 // contiguous bytes and its 32 x values of a row as 64 contiguous bytes.
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_device.cuh"
+#include "kernels/cuda/fp4_matmul_args.cuh"
 #include "kernels/cuda/fp4_matmul_decode.cuh"
 
 #include <algorithm>
@@ -32,17 +33,7 @@ namespace {
 
 using namespace device;
 
-struct MatmulArgs {
-  const __nv_bfloat16* x;    // [rows, K]
-  int64_t K, N;
-  const uint8_t* packed;     // [E, N, K / 2]
-  const uint8_t* scales;     // [E, N, K / group]
-  const float* global_scale; // [E] (NVFP4) or null (MXFP4)
-  const __nv_bfloat16* bias; // [N] or null
-  const int32_t* offsets;    // [E + 1] or null: rows [0, M)
-  int64_t M;
-  __nv_bfloat16* y;          // [rows, N]
-};
+using detail::MatmulArgs;
 
 // One lane's share of W for one 128-wide K step and one 8-column tile: its
 // 32 codes (16 bytes) and the raw bytes of their block scales (for values

@@ -233,8 +233,10 @@ cudaError_t fp4_prefill_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
   if (rows <= 0 || N <= 0) return cudaSuccess;
   const int64_t tiles = (rows + kBM - 1) / kBM + (offsets ? experts : 0);
   if (tiles > 65535) return cudaErrorInvalidValue;
-  const PrefillArgs a{x,       K,    N, packed, scales, global_scale, bias, offsets, experts, rows, y,
-                      splits > 1 ? split_k_workspace : nullptr, splits};
+  const PrefillArgs a{{x, K, N, packed, scales, global_scale, bias, offsets, rows, y},
+                      experts,
+                      splits > 1 ? split_k_workspace : nullptr,
+                      splits};
   return nvfp4 ? launch<true>(a, tiles, stream) : launch<false>(a, tiles, stream);
 }
 

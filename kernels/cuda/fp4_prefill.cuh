@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/fp4_device.cuh"
+#include "kernels/cuda/fp4_matmul_args.cuh"
 
 namespace qerl::kernels::cuda::prefill {
 
@@ -20,19 +21,12 @@ constexpr int kCodePitch = kBK / 2;     // bytes per W row of codes per stage
 constexpr int kStageBytes = kBM * kXPitch * 2 + kBN * kCodePitch;
 constexpr int kSmemBytes = kStages * kStageBytes;
 
-struct PrefillArgs {
-  const __nv_bfloat16* x;     // [rows, K]
-  int64_t K, N;
-  const uint8_t* packed;      // [E, N, K / 2]
-  const uint8_t* scales;      // [E, N, K / group]
-  const float* global_scale;  // [E] (NVFP4) or null (MXFP4)
-  const __nv_bfloat16* bias;  // [N] or null
-  const int32_t* offsets;     // [E + 1] or null: one group of rows [0, M)
-  int64_t experts, M;
-  __nv_bfloat16* y;           // [rows, N]
-  // Split-K (one group of rows only): blockIdx.z sums stages
-  // [z * stages / splits, (z + 1) * stages / splits) into partial
-  // ([rows, N] fp32, zeroed) with atomics; finish_split_k writes y.
+// The general kernel's arguments (offsets null: M rows; else experts
+// groups of rows), plus split-K (one group of rows only): blockIdx.z sums
+// stages [z * stages / splits, (z + 1) * stages / splits) into partial
+// ([rows, N] fp32, zeroed) with atomics; finish_split_k writes y.
+struct PrefillArgs : detail::MatmulArgs {
+  int64_t experts;
   float* partial;
   int splits;
 };
