@@ -41,7 +41,7 @@ inline constexpr int64_t decode_rows_max = 64;
 // decode_rows_max rows (per expert): dequantize (the default) writes W
 // (all experts of the projection) into a bf16 temporary and multiplies
 // with cuBLAS / _grouped_mm; in_register is fp4_prefill_matmul_bf16, codes
-// decoded in registers, no dense copy of W, measured 3.7-4.3x slower than
+// decoded in registers, no dense copy of W, measured 3.1-4.7x slower than
 // the dequantize path at M >= 1024 on an H100 (bench/NOTES.md), so not the
 // default. QERL_FP4_PREFILL=in_register in the environment selects it at
 // start.
