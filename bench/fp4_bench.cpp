@@ -176,10 +176,10 @@ void moe(double copy_gbs) {
               "call in a CUDA graph replay.\n\n");
   std::printf("| tokens | experts touched | per-expert loop bf16, eager (us) | grouped bf16, eager | "
               "grouped W4A16 NVFP4, eager | grouped bf16, graph | grouped W4A16, graph | same, decode kernel wide | "
-              "same, decode kernel compact | "
+              "same, decode kernel compact | same, decode kernel stream | "
               "same, prefill v2 wgmma | same, prefill v1 mma.sync | loop / grouped bf16 (eager) | "
               "bf16 / W4A16 (graph) | bf16 %% of floor | W4A16 %% of floor |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const int64_t E = 60, H = 2048, I = 1408, S = 5632, top_k = 4;
   torch::manual_seed(3);
   const torch::Tensor gate_up = torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02;
@@ -251,6 +251,8 @@ void moe(double copy_gbs) {
     const double t_fp4_wide = graph_us([&](int) { grouped_fp4(); }, 5);
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::compact);  // experts' rows <= 16: blocks of 4 warps
     const double t_fp4_compact = graph_us([&](int) { grouped_fp4(); }, 5);
+    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::stream);  // experts' rows <= 16: persistent warps
+    const double t_fp4_stream = graph_us([&](int) { grouped_fp4(); }, 5);
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
     // The in-register prefill kernels change the experts' path past 64 rows per expert.
     const double t_fp4_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int) { grouped_fp4(); }, 5);
@@ -260,11 +262,49 @@ void moe(double copy_gbs) {
     const double expert_bf16 = 3.0 * I * H * 2, shared_bytes = 3.0 * S * H * 2;
     const double floor_bf16 = (touched * expert_bf16 + shared_bytes) / copy_gbs / 1e3;
     const double floor_fp4 = (touched * expert_bf16 + shared_bytes) * (0.5 + 1.0 / 16) / 2 / copy_gbs / 1e3;
-    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f %% | "
-                "%.0f %% |\n",
+    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | "
+                "%.0f %% | %.0f %% |\n",
                 (long long)T, (long long)touched, t_loop, t_bf16_eager, t_fp4_eager, t_bf16, t_fp4, t_fp4_wide,
-                t_fp4_compact, t_fp4_wgmma, t_fp4_v1, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
+                t_fp4_compact, t_fp4_stream, t_fp4_wgmma, t_fp4_v1, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
                 100 * floor_fp4 / t_fp4);
+  }
+}
+
+// The A2.7B experts' two grouped W4A16 projections alone at decode sizes,
+// through each decode kernel variant, against the bandwidth floor of the
+// codes and scales of the experts the tokens touch.
+void expert_projections(double copy_gbs) {
+  std::printf("\n## A2.7B grouped expert projections alone (NVFP4, graph), by decode kernel variant\n\n");
+  std::printf("gate/up: 60 x (2816 x 2048); down: 60 x (2048 x 1408); tokens x top-4 rows sorted by expert. "
+              "Floor: the touched experts' codes and scales / copy bandwidth.\n\n");
+  std::printf("| tokens | experts touched | projection | floor (us) | automatic (narrow) (us) | compact | stream | "
+              "stream %% of floor | automatic %% of floor |\n|---|---|---|---|---|---|---|---|---|\n");
+  const int64_t E = 60, H = 2048, I = 1408, top_k = 4;
+  torch::manual_seed(5);
+  const cuda::Fp4Experts gate_up = cuda::quantize_experts(torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02, true);
+  const cuda::Fp4Experts down = cuda::quantize_experts(torch::randn({E, H, I}, bf16_cuda()) * 0.02, true);
+  for (const int64_t T : {1, 8, 32, 128}) {
+    const torch::Tensor idx = std::get<1>(torch::rand({T, E}, bf16_cuda()).topk(top_k, -1));
+    const cuda::ExpertRouting routing = cuda::sort_by_expert(idx, E);
+    const int64_t touched = std::get<0>(at::_unique(idx.reshape({-1}))).numel();
+    const int64_t hint = (2 * T * top_k + E - 1) / E;
+    for (const bool first : {true, false}) {
+      const cuda::Fp4Experts& w = first ? gate_up : down;
+      const int64_t N = w.packed.size(1), K = w.packed.size(2) * 2;
+      const torch::Tensor x = torch::randn({T * top_k, K}, bf16_cuda());
+      auto time = [&](cuda::DecodeKernel kernel) {
+        cuda::fp4_select_decode_kernel(kernel);
+        const double us = graph_us([&](int) { cuda::fp4_grouped_linear(x, routing, w, hint); }, 20);
+        cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
+        return us;
+      };
+      const double t_auto = time(cuda::DecodeKernel::automatic), t_compact = time(cuda::DecodeKernel::compact),
+                   t_stream = time(cuda::DecodeKernel::stream);
+      const double floor = touched * N * K * (0.5 + 1.0 / 16) / copy_gbs / 1e3;
+      std::printf("| %lld | %lld | %s | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.0f %% |\n", (long long)T,
+                  (long long)touched, first ? "gate/up" : "down", floor, t_auto, t_compact, t_stream,
+                  100 * floor / t_stream, 100 * floor / t_auto);
+    }
   }
 }
 
@@ -334,5 +374,6 @@ int main(int argc, char** argv) {
   formats(copy_gbs);
   matmuls(copy_gbs, tflops);
   moe(copy_gbs);
+  expert_projections(copy_gbs);
   return 0;
 }

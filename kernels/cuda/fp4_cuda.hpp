@@ -62,8 +62,11 @@ cudaError_t fp4_quant_error(const void* w, bool bf16, const uint8_t* packed, con
 // measured fastest (bench/NOTES.md); a plain Linear of 17-32 rows in one
 // pass of four 8-row x tiles. narrow / wide / compact: that variant (wide
 // only up to 8 rows; compact, blocks of 4 warps with 4 per SM, up to 16
-// rows: not measured yet); general: the general tile kernel.
-enum class DecodeKernel { automatic, narrow, wide, compact, general };
+// rows: not measured yet); general: the general tile kernel. stream
+// (grouped experts only, up to 16 rows per pass; plain Linears as
+// automatic): persistent warps that each own whole 16-row tiles of W over
+// all of K, so no barrier and no drain between tiles (not measured yet).
+enum class DecodeKernel { automatic, narrow, wide, compact, general, stream };
 void fp4_select_decode_kernel(DecodeKernel kernel);
 
 // m16 tiles per block pass for `rows` rows of x (1..4).

@@ -249,13 +249,14 @@ bool decode_kernel_from_environment() {
                                                           {"narrow", DecodeKernel::narrow},
                                                           {"wide", DecodeKernel::wide},
                                                           {"compact", DecodeKernel::compact},
-                                                          {"general", DecodeKernel::general}};
+                                                          {"general", DecodeKernel::general},
+                                                          {"stream", DecodeKernel::stream}};
   for (const auto& [key, kernel] : kernels)
     if (name == key) {
       fp4_select_decode_kernel(kernel);
       return true;
     }
-  throw Error("QERL_FP4_DECODE: expected automatic, narrow, wide, compact or general, got '" + name + "'");
+  throw Error("QERL_FP4_DECODE: expected automatic, narrow, wide, compact, general or stream, got '" + name + "'");
 }
 const bool decode_kernel_chosen = decode_kernel_from_environment();
 }  // namespace

@@ -254,12 +254,14 @@ DecodeKernel decode_kernel = DecodeKernel::automatic;
 void fp4_select_decode_kernel(DecodeKernel kernel) { decode_kernel = kernel; }
 
 namespace {
-// The decode kernel's variant for a selection (automatic: the given default).
-detail::DecodeVariant variant_of(DecodeKernel kernel, detail::DecodeVariant automatic) {
+// The decode kernel's variant for a selection (automatic: the given
+// default; stream only for grouped experts).
+detail::DecodeVariant variant_of(DecodeKernel kernel, detail::DecodeVariant automatic, bool grouped) {
   switch (kernel) {
     case DecodeKernel::narrow: return detail::DecodeVariant::narrow;
     case DecodeKernel::wide: return detail::DecodeVariant::wide;
     case DecodeKernel::compact: return detail::DecodeVariant::compact;
+    case DecodeKernel::stream: return grouped ? detail::DecodeVariant::stream : automatic;
     default: return automatic;
   }
 }
@@ -278,7 +280,7 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
       detail::fp4_decode_fits(decode_rows, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                bias, nullptr, static_cast<int>(M), y};
-    return detail::fp4_decode_matmul(d, decode_rows, 1, variant_of(decode_kernel, detail::DecodeVariant::wide), stream);
+    return detail::fp4_decode_matmul(d, decode_rows, 1, variant_of(decode_kernel, detail::DecodeVariant::wide, false), stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, bias, nullptr, M, y};
   const int mt = fp4_mma_tiles(M);
@@ -302,7 +304,7 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                nullptr, offsets, 0, y};
     return detail::fp4_decode_matmul(d, std::max<int64_t>(decode_rows, 1), experts,
-                                     variant_of(decode_kernel, detail::DecodeVariant::narrow), stream);
+                                     variant_of(decode_kernel, detail::DecodeVariant::narrow, true), stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, nullptr, offsets, 0, y};
   const int mt = fp4_mma_tiles(rows_hint);

@@ -120,123 +120,150 @@ __device__ __forceinline__ void mma_step(const Slot& s, XWord&& x_word, float (&
   }
 }
 
-// kWarps warps per block (kBlocks blocks per SM), kRing K steps of W in
-// flight per warp; kWholeStepX: a step's x loaded before its decoding (else
-// each codes word's x just before that word is decoded: fewer registers).
+// The lane's pointers into one 16-row tile of W (rows n_base + g and
+// n_base + g + 8 of expert e, clamped into W: outputs past N are not
+// stored), at K step 0.
+struct TilePointers {
+  const uint8_t* codes[2];
+  const uint8_t* scales[2];
+};
+
+template <bool kNvfp4>
+__device__ __forceinline__ TilePointers tile_pointers(const DecodeArgs& a, int e, int n_base, int g, int q) {
+  constexpr int kScaleBytes = kNvfp4 ? 8 : 4;  // block-scale bytes of one row per 128-wide step
+  TilePointers t;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t n = static_cast<int64_t>(e) * a.N + min(n_base + g + 8 * r, a.N - 1);
+    t.codes[r] = a.packed + n * (a.K / 2) + 16 * q;
+    t.scales[r] = a.scales + n * (a.K / (kNvfp4 ? 16 : 32)) + kScaleBytes / 4 * q;
+  }
+  return t;
+}
+
+// The lane's x row of tile mb in a pass at m_base (B column g of the
+// tile), clamped into the group's rows, at k = 32q.
+__device__ __forceinline__ const __nv_bfloat16* x_row(const DecodeArgs& a, int m_base, int mb, int row_end, int g,
+                                                      int q) {
+  return a.x + static_cast<int64_t>(min(m_base + 8 * mb + g, row_end - 1)) * a.K + 32 * q;
+}
+
+// acc[mb] += one 16-row tile of W times the x rows of tile mb (x_row) over the K steps first, first + kStride, ... of
+// the full 128-wide steps, and the K tail (32, 64 or 96 values: lanes with
+// 32q < tail) if first == full % kStride. The codes of the next kRing of
+// these steps are in flight in a ring of registers while one is decoded;
+// kWholeStepX: a step's x loaded before its decoding (else each codes
+// word's x just before that word is decoded: fewer registers).
+template <int MB, bool kNvfp4, int kStride, int kRing, bool kWholeStepX>
+__device__ __forceinline__ void accumulate_tile(const DecodeArgs& a, const TilePointers& t, int m_base, int row_end,
+                                                int first, int full, int tail, int g, int q, float (&acc)[MB][4]) {
+  constexpr int kScaleBytes = kNvfp4 ? 8 : 4;
+  // Pointers advance once per kRing steps so that every load in the
+  // unrolled body has a constant offset.
+  const uint8_t* cp[2] = {t.codes[0] + first * 64, t.codes[1] + first * 64};
+  const uint8_t* sp[2] = {t.scales[0] + first * kScaleBytes, t.scales[1] + first * kScaleBytes};
+  const __nv_bfloat16* xp[MB];
+#pragma unroll
+  for (int mb = 0; mb < MB; ++mb) xp[mb] = x_row(a, m_base, mb, row_end, g, q) + first * 128;
+  Slot ring[kRing] = {};
+#pragma unroll
+  for (int d = 0; d < kRing; ++d) {
+    const bool in = first + d * kStride < full;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      load_codes_if(ring[d].codes[r], cp[r] + d * kStride * 64, in);
+      load_scales_if<kNvfp4>(ring[d].scales[r], sp[r] + d * kStride * kScaleBytes, in);
+    }
+  }
+  for (int base = first; base < full; base += kRing * kStride) {
+#pragma unroll
+    for (int d = 0; d < kRing; ++d) {
+      const int step = base + d * kStride;
+      if (step >= full) break;
+      auto load = [&](int mb, int w) {
+        return __ldg(reinterpret_cast<const uint4*>(xp[mb] + d * kStride * 128 + 8 * w));
+      };
+      if constexpr (kWholeStepX) {
+        uint4 x[MB][4];
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+          for (int w = 0; w < 4; ++w) x[mb][w] = load(mb, w);
+        mma_step<MB, kNvfp4>(ring[d], [&](int w, uint4(&xw)[MB]) {
+#pragma unroll
+          for (int mb = 0; mb < MB; ++mb) xw[mb] = x[mb][w];
+        }, acc);
+      } else {
+        mma_step<MB, kNvfp4>(ring[d], [&](int w, uint4(&xw)[MB]) {
+#pragma unroll
+          for (int mb = 0; mb < MB; ++mb) xw[mb] = load(mb, w);
+        }, acc);
+      }
+      // Refilled once consumed (its registers are free then: no copies).
+      const bool next = step + kRing * kStride < full;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        load_codes_if(ring[d].codes[r], cp[r] + (d + kRing) * kStride * 64, next);
+        load_scales_if<kNvfp4>(ring[d].scales[r], sp[r] + (d + kRing) * kStride * kScaleBytes, next);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      cp[r] += kRing * kStride * 64;
+      sp[r] += kRing * kStride * kScaleBytes;
+    }
+#pragma unroll
+    for (int mb = 0; mb < MB; ++mb) xp[mb] += kRing * kStride * 128;
+  }
+  if (tail != 0 && first == full % kStride) {
+    const bool in = 32 * q < tail;
+    Slot s = {};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      load_codes_if(s.codes[r], t.codes[r] + full * 64, in);
+      load_scales_if<kNvfp4>(s.scales[r], t.scales[r] + full * kScaleBytes, in);
+    }
+    mma_step<MB, kNvfp4>(s, [&](int w, uint4(&xw)[MB]) {
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb) {
+        xw[mb] = make_uint4(0, 0, 0, 0);
+        load_x_if(xw[mb], x_row(a, m_base, mb, row_end, g, q) + full * 128 + 8 * w, in);
+      }
+    }, acc);
+  }
+}
+
+// Output value c of lane l of x tile mb: W row n_base + l / 4 (+ 8 for c >=
+// 2), x row m_base + 8 mb + 2 (l % 4) + c % 2; scaled by 1 / G, plus bias.
+__device__ __forceinline__ void store_output(const DecodeArgs& a, int m, int n, int row_end, float v,
+                                             float inv_global) {
+  if (m < row_end && n < a.N) {
+    v *= inv_global;
+    if (a.bias) v += __bfloat162float(a.bias[n]);
+    a.y[static_cast<int64_t>(m) * a.N + n] = __float2bfloat16_rn(v);
+  }
+}
+
+// kWarps warps per block (kBlocks blocks per SM) share one 16-row tile of
+// W, taking its K steps round robin (kRing of a warp's in flight), and sum
+// through shared memory.
 template <int MB, bool kNvfp4, int kWarps, int kRing, bool kWholeStepX, int kBlocks>
 __global__ void __launch_bounds__(kWarps * 32, kBlocks) fp4_decode_kernel(DecodeArgs a) {
-  constexpr int kScaleBytes = kNvfp4 ? 8 : 4;  // block-scale bytes of one row per 128-wide step
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int e = blockIdx.y;
   const int row_begin = a.offsets ? a.offsets[e] : 0;
   const int row_end = a.offsets ? a.offsets[e + 1] : a.M;
   if (row_begin >= row_end) return;
-  const int K = a.K, N = a.N;
   const int n_base = blockIdx.x * 16;
-  // Rows g and g + 8 of the tile, clamped into W (outputs past N are not
-  // stored); the lane's bytes of step 0.
-  const uint8_t* codes[2];
-  const uint8_t* scales[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int64_t n = static_cast<int64_t>(e) * N + min(n_base + g + 8 * r, N - 1);
-    codes[r] = a.packed + n * (K / 2) + 16 * q;
-    scales[r] = a.scales + n * (K / (kNvfp4 ? 16 : 32)) + kScaleBytes / 4 * q;
-  }
-  // Full 128-wide steps, then a tail of 32, 64 or 96 values (K % 32 == 0):
-  // lanes with 32q < tail take part in it.
-  const int full = K / 128, tail = K % 128;
+  const TilePointers tile = tile_pointers<kNvfp4>(a, e, n_base, g, q);
+  const int full = a.K / 128, tail = a.K % 128;
   const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
   __shared__ float partial[kWarps][MB * 4][32];
 
   for (int m_base = row_begin; m_base < row_end; m_base += 8 * MB) {
-    // This lane's x rows (B column g of each 8-row tile), clamped into the group.
-    auto x_row = [&](int mb) {
-      return a.x + static_cast<int64_t>(min(m_base + 8 * mb + g, row_end - 1)) * K + 32 * q;
-    };
-    float acc[MB][4];
-#pragma unroll
-    for (int mb = 0; mb < MB; ++mb)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[mb][c] = 0.f;
-
-    // The warp's full steps are warp, warp + kWarps, ...; the ring holds the
-    // codes of the next kRing of them. Pointers advance once per kRing steps
-    // so that every load in the unrolled body has a constant offset.
-    const uint8_t* cp[2] = {codes[0] + warp * 64, codes[1] + warp * 64};
-    const uint8_t* sp[2] = {scales[0] + warp * kScaleBytes, scales[1] + warp * kScaleBytes};
-    const __nv_bfloat16* xp[MB];
-#pragma unroll
-    for (int mb = 0; mb < MB; ++mb) xp[mb] = x_row(mb) + warp * 128;
-    Slot ring[kRing] = {};
-#pragma unroll
-    for (int d = 0; d < kRing; ++d) {
-      const bool in = warp + d * kWarps < full;
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        load_codes_if(ring[d].codes[r], cp[r] + d * kWarps * 64, in);
-        load_scales_if<kNvfp4>(ring[d].scales[r], sp[r] + d * kWarps * kScaleBytes, in);
-      }
-    }
-    for (int first = warp; first < full; first += kRing * kWarps) {
-#pragma unroll
-      for (int d = 0; d < kRing; ++d) {
-        const int step = first + d * kWarps;
-        if (step >= full) break;
-        auto load = [&](int mb, int w) {
-          return __ldg(reinterpret_cast<const uint4*>(xp[mb] + d * kWarps * 128 + 8 * w));
-        };
-        if constexpr (kWholeStepX) {
-          uint4 x[MB][4];
-#pragma unroll
-          for (int mb = 0; mb < MB; ++mb)
-#pragma unroll
-            for (int w = 0; w < 4; ++w) x[mb][w] = load(mb, w);
-          mma_step<MB, kNvfp4>(ring[d], [&](int w, uint4(&xw)[MB]) {
-#pragma unroll
-            for (int mb = 0; mb < MB; ++mb) xw[mb] = x[mb][w];
-          }, acc);
-        } else {
-          mma_step<MB, kNvfp4>(ring[d], [&](int w, uint4(&xw)[MB]) {
-#pragma unroll
-            for (int mb = 0; mb < MB; ++mb) xw[mb] = load(mb, w);
-          }, acc);
-        }
-        // Refilled once consumed (its registers are free then: no copies).
-        const bool next = step + kRing * kWarps < full;
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          load_codes_if(ring[d].codes[r], cp[r] + (d + kRing) * kWarps * 64, next);
-          load_scales_if<kNvfp4>(ring[d].scales[r], sp[r] + (d + kRing) * kWarps * kScaleBytes, next);
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        cp[r] += kRing * kWarps * 64;
-        sp[r] += kRing * kWarps * kScaleBytes;
-      }
-#pragma unroll
-      for (int mb = 0; mb < MB; ++mb) xp[mb] += kRing * kWarps * 128;
-    }
-    if (tail != 0 && warp == full % kWarps) {
-      const bool in = 32 * q < tail;
-      Slot s = {};
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        load_codes_if(s.codes[r], codes[r] + full * 64, in);
-        load_scales_if<kNvfp4>(s.scales[r], scales[r] + full * kScaleBytes, in);
-      }
-      mma_step<MB, kNvfp4>(s, [&](int w, uint4(&xw)[MB]) {
-#pragma unroll
-        for (int mb = 0; mb < MB; ++mb) {
-          xw[mb] = make_uint4(0, 0, 0, 0);
-          load_x_if(xw[mb], x_row(mb) + full * 128 + 8 * w, in);
-        }
-      }, acc);
-    }
-
-    // Sum the warps' partial sums: value c of lane l is output row
-    // n_base + l / 4 (+ 8 for c >= 2), x row m_base + 8 mb + 2 (l % 4) + c % 2.
+    float acc[MB][4] = {};
+    accumulate_tile<MB, kNvfp4, kWarps, kRing, kWholeStepX>(a, tile, m_base, row_end, warp, full, tail, g, q, acc);
+    // Sum the warps' partial sums.
 #pragma unroll
     for (int mb = 0; mb < MB; ++mb)
 #pragma unroll
@@ -247,16 +274,66 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocks) fp4_decode_kernel(Decode
       float v = 0.f;
 #pragma unroll
       for (int w = 0; w < kWarps; ++w) v += partial[w][i][l];
-      const int m = m_base + 8 * mb + 2 * (l % 4) + (c & 1);
-      const int n = n_base + l / 4 + (c >= 2 ? 8 : 0);
-      if (m < row_end && n < N) {
-        v *= inv_global;
-        if (a.bias) v += __bfloat162float(a.bias[n]);
-        a.y[static_cast<int64_t>(m) * N + n] = __float2bfloat16_rn(v);
-      }
+      store_output(a, m_base + 8 * mb + 2 * (l % 4) + (c & 1), n_base + l / 4 + (c >= 2 ? 8 : 0), row_end, v,
+                   inv_global);
     }
     __syncthreads();
   }
+}
+
+// The stream variant: persistent warps, each owning whole 16-row tiles of
+// W (all of K, so no sum across warps and no barrier) and walking the
+// (expert, tile) list with a grid-wide stride, experts without rows
+// skipped. A warp streams its tile's codes with kRing K steps in flight and
+// never waits for other warps, so an SM's loads stay in flight across tile
+// boundaries (the block variants drain between blocks).
+template <int MB, bool kNvfp4, int kRing>
+__global__ void __launch_bounds__(256, 2) fp4_decode_stream_kernel(DecodeArgs a, int experts) {
+  const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int tiles_n = (a.N + 15) / 16;
+  const int64_t tiles = static_cast<int64_t>(experts) * tiles_n;
+  const int warps = gridDim.x * (blockDim.x / 32);
+  const int full = a.K / 128, tail = a.K % 128;
+  for (int64_t t = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; t < tiles; t += warps) {
+    const int e = static_cast<int>(t / tiles_n), n_base = static_cast<int>(t % tiles_n) * 16;
+    const int row_begin = a.offsets ? a.offsets[e] : 0;
+    const int row_end = a.offsets ? a.offsets[e + 1] : a.M;
+    if (row_begin >= row_end) continue;
+    const TilePointers tile = tile_pointers<kNvfp4>(a, e, n_base, g, q);
+    const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
+    for (int m_base = row_begin; m_base < row_end; m_base += 8 * MB) {
+      float acc[MB][4] = {};
+      accumulate_tile<MB, kNvfp4, 1, kRing, true>(a, tile, m_base, row_end, 0, full, tail, g, q, acc);
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          store_output(a, m_base + 8 * mb + 2 * q + (c & 1), n_base + g + (c >= 2 ? 8 : 0), row_end, acc[mb][c],
+                       inv_global);
+    }
+  }
+}
+
+// Blocks of the stream variant: 2 per SM (its launch bounds), fewer when
+// there are fewer tiles than warps.
+int stream_blocks(int64_t tiles) {
+  static int sms[64] = {};
+  int device = 0;
+  cudaGetDevice(&device);
+  int& n = sms[device < 64 ? device : 63];
+  if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n = 132;
+  const int64_t needed = (tiles + 7) / 8;
+  return static_cast<int>(needed < 2 * n ? (needed > 0 ? needed : 1) : 2 * n);
+}
+
+template <int MB>
+cudaError_t launch_stream(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
+  const int blocks = stream_blocks(experts * ((a.N + 15) / 16));
+  if (a.global_scale)
+    fp4_decode_stream_kernel<MB, true, 4><<<blocks, 256, 0, stream>>>(a, static_cast<int>(experts));
+  else
+    fp4_decode_stream_kernel<MB, false, 4><<<blocks, 256, 0, stream>>>(a, static_cast<int>(experts));
+  return cudaGetLastError();
 }
 
 template <int MB, int kWarps, int kRing, bool kWholeStepX, int kBlocks = 2>
@@ -281,6 +358,9 @@ bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x
 
 cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, DecodeVariant variant,
                               cudaStream_t stream) {
+  // stream (at most 16 rows per pass): persistent warps, a whole tile each.
+  if (variant == DecodeVariant::stream && rows_per_group <= 16)
+    return rows_per_group <= 8 ? launch_stream<1>(a, experts, stream) : launch_stream<2>(a, experts, stream);
   // compact (at most 16 rows): blocks of 4 warps, 4 per SM, so that an SM
   // holds 4 blocks' loads (a 16-row tile's codes each) in flight instead of 2.
   if (variant == DecodeVariant::compact && rows_per_group <= 16)

@@ -31,8 +31,9 @@ bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x
 // y = x · dequant(W)ᵀ in passes of rows_per_group (at most 32) rows (more
 // rows loop over W again); wide: more, smaller warps per block for at most
 // 8 rows; compact: blocks of 4 warps, 4 per SM, for at most 16 rows;
-// narrow: blocks of 8 warps, 2 per SM.
-enum class DecodeVariant { narrow, wide, compact };
+// narrow: blocks of 8 warps, 2 per SM; stream: persistent warps owning
+// whole 16-row tiles of W (all of K), for at most 16 rows.
+enum class DecodeVariant { narrow, wide, compact, stream };
 cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, DecodeVariant variant,
                               cudaStream_t stream);
 

@@ -363,7 +363,8 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     const torch::Tensor order = routing.order.cpu();
     const torch::Tensor sorted_experts = indices.reshape({-1}).index({order});
     // Rows hint 4: the decode kernel (expert 3's 70 rows in 9 passes of 8),
-    // its wide and compact variants (compact also at hint 12), then the
+    // its wide, compact and stream variants (compact and stream also at
+    // hint 12: stream's 16-row passes), then the
     // general one; hint 12: 5 passes of 16; hint
     // 28 (automatic): the decode kernel in passes of 16; hint 48: the
     // general kernel; hint 80: the prefill kernel (expert 3's rows and the
@@ -379,6 +380,7 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     const std::vector<Choice> choices_of_kernel = {
         {DecodeKernel::narrow, 4, PrefillKernel::automatic},     {DecodeKernel::wide, 4, PrefillKernel::automatic},
         {DecodeKernel::compact, 4, PrefillKernel::automatic},    {DecodeKernel::compact, 12, PrefillKernel::automatic},
+        {DecodeKernel::stream, 4, PrefillKernel::automatic},     {DecodeKernel::stream, 12, PrefillKernel::automatic},
         {DecodeKernel::general, 4, PrefillKernel::automatic},    {DecodeKernel::narrow, 12, PrefillKernel::automatic},
         {DecodeKernel::automatic, 28, PrefillKernel::automatic}, {DecodeKernel::automatic, 48, PrefillKernel::automatic},
         {DecodeKernel::automatic, 80, PrefillKernel::mma_sync}};
@@ -404,6 +406,52 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
     // offsets: counts per expert, from the device, in order.
     const torch::Tensor counts = torch::bincount(indices.reshape({-1}), {}, E).to(torch::kInt);
     CHECK(torch::equal(routing.offsets.cpu().narrow(0, 1, E) - routing.offsets.cpu().narrow(0, 0, E), counts));
+  }
+}
+
+TEST_CASE("CUDA grouped decode kernels with more tiles than the stream variant's warps, vs fp32 per expert") {
+  if (!gpu()) return;
+  // 40 experts x 65 tiles of 16 rows (N = 1040) = 2600 tiles: more than a
+  // full grid of the stream variant's persistent warps (2 blocks of 8 per
+  // SM, 2112 on 132 SMs), so warps walk several tiles; K = 448: three
+  // 128-wide steps and a tail of 64. Only even experts get rows (odd ones
+  // none), expert 2 gets 24 (two 16-row passes at hint 12, three 8-row
+  // passes at hint 4).
+  uint64_t seed = 930;
+  const int64_t E = 40, N = 1040, K = 448, T = 60, top_k = 4;
+  for (const bool nvfp4 : {true, false}) {
+    CAPTURE(nvfp4);
+    torch::manual_seed(++seed);
+    const torch::Tensor w = (torch::randn({E, N, K}) * 0.05).to(torch::kBFloat16).cuda();
+    const cuda::Fp4Experts q = cuda::quantize_experts(w, nvfp4);
+    torch::Tensor indices = torch::randint(0, E / 2, {T, top_k}, torch::kLong) * 2;
+    indices.index_put_({torch::indexing::Slice(0, 24), 0}, 2);
+    const cuda::ExpertRouting routing = cuda::sort_by_expert(indices.cuda(), E);
+    const torch::Tensor x = torch::randn({T * top_k, K}).to(torch::kBFloat16).cuda();
+    const torch::Tensor offsets = routing.offsets.cpu();
+    // The reference: each expert's rows times its dequantized weight, fp32.
+    torch::Tensor expected = torch::zeros({T * top_k, N}, torch::kFloat);
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t begin = offsets[e].item<int64_t>(), end = offsets[e + 1].item<int64_t>();
+      if (begin == end) continue;
+      const torch::Tensor dense = nvfp4 ? cuda::nvfp4_dequantize(q.packed[e], q.scale[e], q.global_scale[e],
+                                                                  torch::kFloat)
+                                        : cuda::mxfp4_dequantize(q.packed[e], q.scale[e], torch::kFloat);
+      expected.narrow(0, begin, end - begin)
+          .copy_(torch::matmul(x.narrow(0, begin, end - begin).to(torch::kFloat), dense.t()).cpu());
+    }
+    using cuda::DecodeKernel;
+    for (const DecodeKernel kernel : {DecodeKernel::stream, DecodeKernel::narrow, DecodeKernel::compact}) {
+      for (const int64_t hint : {4, 12}) {
+        CAPTURE(static_cast<int>(kernel));
+        CAPTURE(hint);
+        cuda::fp4_select_decode_kernel(kernel);
+        const torch::Tensor y = cuda::fp4_grouped_linear(x, routing, q, hint);
+        cuda::fp4_select_decode_kernel(DecodeKernel::automatic);
+        CHECK(relative_error(y, expected) < 1e-2);
+        CHECK(worst_error(y, expected) < 2e-2);
+      }
+    }
   }
 }
 
