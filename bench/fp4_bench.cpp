@@ -176,10 +176,10 @@ void moe(double copy_gbs) {
               "call in a CUDA graph replay.\n\n");
   std::printf("| tokens | experts touched | per-expert loop bf16, eager (us) | grouped bf16, eager | "
               "grouped W4A16 NVFP4, eager | grouped bf16, graph | grouped W4A16, graph | same, decode kernel wide | "
-              "same, decode kernel compact | same, decode kernel stream | "
+              "same, decode kernel compact | same, decode kernel stream | grouped bf16, stream kernel (graph) | "
               "same, prefill v2 wgmma | same, prefill v1 mma.sync | loop / grouped bf16 (eager) | "
               "bf16 / W4A16 (graph) | bf16 %% of floor | W4A16 %% of floor |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const int64_t E = 60, H = 2048, I = 1408, S = 5632, top_k = 4;
   torch::manual_seed(3);
   const torch::Tensor gate_up = torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02;
@@ -254,6 +254,9 @@ void moe(double copy_gbs) {
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::stream);  // experts' rows <= 16: persistent warps
     const double t_fp4_stream = graph_us([&](int) { grouped_fp4(); }, 5);
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
+    cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::stream);  // bf16 experts' rows <= 16: the stream kernel
+    const double t_bf16_stream = graph_us([&](int) { grouped_bf16(); }, 5);
+    cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::grouped_mm);
     // The in-register prefill kernels change the experts' path past 64 rows per expert.
     const double t_fp4_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int) { grouped_fp4(); }, 5);
     const double t_fp4_wgmma =
@@ -262,10 +265,10 @@ void moe(double copy_gbs) {
     const double expert_bf16 = 3.0 * I * H * 2, shared_bytes = 3.0 * S * H * 2;
     const double floor_bf16 = (touched * expert_bf16 + shared_bytes) / copy_gbs / 1e3;
     const double floor_fp4 = (touched * expert_bf16 + shared_bytes) * (0.5 + 1.0 / 16) / 2 / copy_gbs / 1e3;
-    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | "
+    std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | "
                 "%.0f %% | %.0f %% |\n",
                 (long long)T, (long long)touched, t_loop, t_bf16_eager, t_fp4_eager, t_bf16, t_fp4, t_fp4_wide,
-                t_fp4_compact, t_fp4_stream, t_fp4_wgmma, t_fp4_v1, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
+                t_fp4_compact, t_fp4_stream, t_bf16_stream, t_fp4_wgmma, t_fp4_v1, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
                 100 * floor_fp4 / t_fp4);
   }
 }
@@ -277,12 +280,16 @@ void expert_projections(double copy_gbs) {
   std::printf("\n## A2.7B grouped expert projections alone (NVFP4, graph), by decode kernel variant\n\n");
   std::printf("gate/up: 60 x (2816 x 2048); down: 60 x (2048 x 1408); tokens x top-4 rows sorted by expert. "
               "Floor: the touched experts' codes and scales / copy bandwidth.\n\n");
-  std::printf("| tokens | experts touched | projection | floor (us) | automatic (narrow) (us) | compact | stream | "
-              "stream %% of floor | automatic %% of floor |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| tokens | experts touched | projection | NVFP4 floor (us) | NVFP4 automatic (narrow) (us) | compact | "
+              "stream | stream %% of floor | automatic %% of floor | bf16 floor (us) | bf16 _grouped_mm (us) | "
+              "bf16 stream kernel (us) | bf16 stream %% of floor | _grouped_mm %% of floor |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const int64_t E = 60, H = 2048, I = 1408, top_k = 4;
   torch::manual_seed(5);
   const cuda::Fp4Experts gate_up = cuda::quantize_experts(torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02, true);
   const cuda::Fp4Experts down = cuda::quantize_experts(torch::randn({E, H, I}, bf16_cuda()) * 0.02, true);
+  const torch::Tensor gate_up_bf16 = torch::randn({E, 2 * I, H}, bf16_cuda()) * 0.02;
+  const torch::Tensor down_bf16 = torch::randn({E, H, I}, bf16_cuda()) * 0.02;
   for (const int64_t T : {1, 8, 32, 128}) {
     const torch::Tensor idx = std::get<1>(torch::rand({T, E}, bf16_cuda()).topk(top_k, -1));
     const cuda::ExpertRouting routing = cuda::sort_by_expert(idx, E);
@@ -290,6 +297,7 @@ void expert_projections(double copy_gbs) {
     const int64_t hint = (2 * T * top_k + E - 1) / E;
     for (const bool first : {true, false}) {
       const cuda::Fp4Experts& w = first ? gate_up : down;
+      const torch::Tensor& dense = first ? gate_up_bf16 : down_bf16;
       const int64_t N = w.packed.size(1), K = w.packed.size(2) * 2;
       const torch::Tensor x = torch::randn({T * top_k, K}, bf16_cuda());
       auto time = [&](cuda::DecodeKernel kernel) {
@@ -300,10 +308,16 @@ void expert_projections(double copy_gbs) {
       };
       const double t_auto = time(cuda::DecodeKernel::automatic), t_compact = time(cuda::DecodeKernel::compact),
                    t_stream = time(cuda::DecodeKernel::stream);
+      const torch::Tensor ends = routing.offsets.narrow(0, 1, E);
+      const double t_grouped_mm = graph_us([&](int) { at::_grouped_mm(x, dense.transpose(1, 2), ends); }, 20);
+      const double t_bf16_stream = graph_us([&](int) { cuda::bf16_grouped_linear(x, routing, dense, hint); }, 20);
       const double floor = touched * N * K * (0.5 + 1.0 / 16) / copy_gbs / 1e3;
-      std::printf("| %lld | %lld | %s | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.0f %% |\n", (long long)T,
-                  (long long)touched, first ? "gate/up" : "down", floor, t_auto, t_compact, t_stream,
-                  100 * floor / t_stream, 100 * floor / t_auto);
+      const double floor_bf16 = touched * N * K * 2.0 / copy_gbs / 1e3;
+      std::printf("| %lld | %lld | %s | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.0f %% | %.1f | %.1f | %.1f | %.0f %% | "
+                  "%.0f %% |\n",
+                  (long long)T, (long long)touched, first ? "gate/up" : "down", floor, t_auto, t_compact, t_stream,
+                  100 * floor / t_stream, 100 * floor / t_auto, floor_bf16, t_grouped_mm, t_bf16_stream,
+                  100 * floor_bf16 / t_bf16_stream, 100 * floor_bf16 / t_grouped_mm);
     }
   }
 }

@@ -117,6 +117,17 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
                                     int64_t rows_hint, int64_t K, const uint8_t* packed, const uint8_t* scales,
                                     const float* global_scale, int64_t N, __nv_bfloat16* y, cudaStream_t stream);
 
+// bf16 experts at decode sizes: y = x_sorted · W_eᵀ for each expert's
+// rows (offsets [E + 1] on the device), W [E, N, K] bf16: persistent warps
+// that each own whole 16-row tiles of W over all of K (the stream variant
+// of the W4A16 decode kernel, W read as bf16), in passes of rows_per_group
+// (at most 16) rows. K % 64 == 0, x and W 16-byte aligned; else
+// cudaErrorInvalidValue.
+cudaError_t bf16_grouped_decode_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
+                                     int64_t rows_per_group, const __nv_bfloat16* w, int64_t N, int64_t K,
+                                     __nv_bfloat16* y, cudaStream_t stream);
+bool bf16_grouped_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const void* w);
+
 // MoE top-k mixing: out[t, :] = sum_s weight[t, s] * y[position[t * top_k + s], :]
 // (fp32 sums, one rounding to bf16), y the expert outputs in sorted order.
 // weights [T, top_k]: fp32, or bf16 (bf16_weights), whose weighted terms

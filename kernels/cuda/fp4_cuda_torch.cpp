@@ -261,6 +261,19 @@ bool decode_kernel_from_environment() {
 const bool decode_kernel_chosen = decode_kernel_from_environment();
 }  // namespace
 
+namespace {
+Bf16ExpertsKernel initial_bf16_experts_kernel() {
+  const char* v = std::getenv("QERL_BF16_EXPERTS");
+  if (v == nullptr || std::string(v).empty() || std::string(v) == "grouped_mm") return Bf16ExpertsKernel::grouped_mm;
+  if (std::string(v) == "stream") return Bf16ExpertsKernel::stream;
+  throw Error(std::string("QERL_BF16_EXPERTS: expected grouped_mm or stream, got '") + v + "'");
+}
+Bf16ExpertsKernel chosen_bf16_experts_kernel = initial_bf16_experts_kernel();
+}  // namespace
+
+void set_bf16_experts_kernel(Bf16ExpertsKernel kernel) { chosen_bf16_experts_kernel = kernel; }
+Bf16ExpertsKernel bf16_experts_kernel() { return chosen_bf16_experts_kernel; }
+
 void set_prefill_path(PrefillPath path) { chosen_prefill_path = path; }
 PrefillPath prefill_path() { return chosen_prefill_path; }
 
@@ -376,6 +389,31 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
   return y;
 }
 
+torch::Tensor bf16_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const torch::Tensor& w,
+                                  int64_t rows_hint) {
+  if (w.dim() != 3 || w.scalar_type() != torch::kBFloat16 || !w.is_cuda())
+    throw Error("bf16_grouped_linear: experts must be [E, N, K] bf16 on the GPU, got " + describe(w));
+  const int64_t E = w.size(0), N = w.size(1), K = w.size(2);
+  if (x_sorted.dim() != 2 || x_sorted.size(1) != K || x_sorted.scalar_type() != torch::kBFloat16)
+    throw Error("bf16_grouped_linear: x " + describe(x_sorted) + " does not match experts of in = " +
+                std::to_string(K));
+  if (routing.offsets.numel() != E + 1)
+    throw Error("bf16_grouped_linear: " + std::to_string(routing.offsets.numel()) + " offsets for " +
+                std::to_string(E) + " experts");
+  const c10::cuda::CUDAGuard guard(x_sorted.device());
+  torch::Tensor x = x_sorted.contiguous();
+  if (reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 != 0) x = x.clone();
+  const torch::Tensor weights = w.contiguous();
+  const int64_t rows = rows_hint <= 8 ? 8 : 16;
+  if (!bf16_grouped_decode_fits(rows, K, N, x.data_ptr(), weights.data_ptr()))
+    throw Error("bf16_grouped_linear: in = " + std::to_string(K) + " is not a multiple of 64 (or misaligned experts)");
+  torch::Tensor y = torch::empty({x.size(0), N}, x.options());
+  check(bf16_grouped_decode_bf16(bf16_ptr(x), routing.offsets.data_ptr<int32_t>(), E, rows, bf16_ptr(weights), N, K,
+                                 reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), stream()),
+        "bf16_grouped_decode_bf16");
+  return y;
+}
+
 torch::Tensor dequantize_experts_bf16(const Fp4Experts& w) {
   const int64_t E = w.packed.size(0), N = w.packed.size(1), K = w.packed.size(2) * 2;
   const torch::Tensor packed = w.packed.contiguous(), scale = w.scale.contiguous();
@@ -396,7 +434,14 @@ namespace {
 torch::Tensor grouped_projection(const torch::Tensor& rows, const ExpertRouting& routing, const Fp4Experts& codes,
                                  const torch::Tensor& dense, int64_t hint) {
   const int64_t E = routing.offsets.size(0) - 1;
-  if (dense.defined()) return at::_grouped_mm(rows, dense.transpose(1, 2), routing.offsets.narrow(0, 1, E));
+  if (dense.defined()) {
+    const bool no_grad = !torch::GradMode::is_enabled() || !(rows.requires_grad() || dense.requires_grad());
+    // (x is copied to an aligned buffer if it needs to be; the experts never are)
+    if (bf16_experts_kernel() == Bf16ExpertsKernel::stream && hint <= 16 && no_grad && dense.is_contiguous() &&
+        bf16_grouped_decode_fits(16, dense.size(2), dense.size(1), dense.data_ptr(), dense.data_ptr()))
+      return bf16_grouped_linear(rows, routing, dense, hint);
+    return at::_grouped_mm(rows, dense.transpose(1, 2), routing.offsets.narrow(0, 1, E));
+  }
   if (hint > decode_rows_max && prefill_path() == PrefillPath::dequantize)
     return at::_grouped_mm(rows, dequantize_experts_bf16(codes).transpose(1, 2), routing.offsets.narrow(0, 1, E));
   return fp4_grouped_linear(rows, routing, codes, hint);

@@ -79,6 +79,18 @@ ExpertRouting sort_by_expert(const torch::Tensor& indices, int64_t experts);
 torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const Fp4Experts& w,
                                  int64_t rows_hint);
 
+// bf16 experts' projection at decode sizes: y = x_sorted · W_eᵀ for each
+// expert's rows, W [E, N, K] bf16, through bf16_grouped_decode_bf16 (no
+// autograd). Which kernel moe_experts_forward gives bf16 experts while
+// they get at most 16 rows on average and no gradient is needed:
+// grouped_mm (LibTorch's _grouped_mm, the default) or stream (this one;
+// QERL_BF16_EXPERTS=stream in the environment selects it at start).
+torch::Tensor bf16_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const torch::Tensor& w,
+                                  int64_t rows_hint);
+enum class Bf16ExpertsKernel { grouped_mm, stream };
+void set_bf16_experts_kernel(Bf16ExpertsKernel kernel);
+Bf16ExpertsKernel bf16_experts_kernel();
+
 // SwiGLU experts with top-k mixing, all on the device: x [T, H] bf16,
 // indices [T, top_k] int64, weights [T, top_k] (fp32 or bf16: bf16
 // weights round each weighted term to bf16, as the CPU path does);

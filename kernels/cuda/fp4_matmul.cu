@@ -287,6 +287,16 @@ cudaError_t fp4_matmul_bf16(const __nv_bfloat16* x, int64_t M, int64_t K, const 
   return global_scale ? launch_mt<true>(a, mt, 1, stream) : launch_mt<false>(a, mt, 1, stream);
 }
 
+cudaError_t bf16_grouped_decode_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
+                                     int64_t rows_per_group, const __nv_bfloat16* w, int64_t N, int64_t K,
+                                     __nv_bfloat16* y, cudaStream_t stream) {
+  return detail::bf16_grouped_decode_matmul(x, offsets, experts, rows_per_group, w, N, K, y, stream);
+}
+
+bool bf16_grouped_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const void* w) {
+  return detail::bf16_grouped_decode_fits(rows_per_group, K, N, x, w);
+}
+
 cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
                                     int64_t rows_hint, int64_t K, const uint8_t* packed, const uint8_t* scales,
                                     const float* global_scale, int64_t N, __nv_bfloat16* y, cudaStream_t stream) {

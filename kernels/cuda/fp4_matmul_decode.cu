@@ -326,6 +326,89 @@ int stream_blocks(int64_t tiles) {
   return static_cast<int>(needed < 2 * n ? (needed > 0 ? needed : 1) : 2 * n);
 }
 
+// The bf16 twin of the stream variant, for bf16 experts at decode sizes:
+// the same persistent warps and (expert, tile) walk, W read as bf16 (no
+// decode, no scales). A step is 64 values of k: a lane loads 16 values of
+// rows g and g + 8 (two 16-byte loads each) and of each x row, and feeds
+// four MMAs; in MMA h of 16-byte load i, k-slots {2q, 2q + 1} hold k =
+// 16q + 8i + 4h + {0, 1} and {2q + 8, 2q + 9} hold + {2, 3} (W and x agree).
+template <int MB, int kRing>
+__global__ void __launch_bounds__(256, 2) bf16_grouped_decode_kernel(const __nv_bfloat16* __restrict__ x,
+                                                                     const int32_t* __restrict__ offsets, int experts,
+                                                                     const __nv_bfloat16* __restrict__ w, int N, int K,
+                                                                     __nv_bfloat16* __restrict__ y) {
+  const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int tiles_n = (N + 15) / 16;
+  const int64_t tiles = static_cast<int64_t>(experts) * tiles_n;
+  const int warps = gridDim.x * (blockDim.x / 32);
+  const int steps = K / 64;
+  for (int64_t t = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; t < tiles; t += warps) {
+    const int e = static_cast<int>(t / tiles_n), n_base = static_cast<int>(t % tiles_n) * 16;
+    const int row_begin = offsets[e], row_end = offsets[e + 1];
+    if (row_begin >= row_end) continue;
+    const __nv_bfloat16* wr[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      wr[r] = w + (static_cast<int64_t>(e) * N + min(n_base + g + 8 * r, N - 1)) * K + 16 * q;
+    for (int m_base = row_begin; m_base < row_end; m_base += 8 * MB) {
+      const __nv_bfloat16* xp[MB];
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb)
+        xp[mb] = x + static_cast<int64_t>(min(m_base + 8 * mb + g, row_end - 1)) * K + 16 * q;
+      const __nv_bfloat16* wp[2] = {wr[0], wr[1]};
+      float acc[MB][4] = {};
+      uint4 ring[kRing][2][2];  // [step][row g, g + 8][16-byte load]
+#pragma unroll
+      for (int d = 0; d < kRing; ++d)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            ring[d][r][i] = make_uint4(0, 0, 0, 0);
+            load_codes_if(ring[d][r][i], wp[r] + d * 64 + 8 * i, d < steps);
+          }
+      for (int base = 0; base < steps; base += kRing) {
+#pragma unroll
+        for (int d = 0; d < kRing; ++d) {
+          const int step = base + d;
+          if (step >= steps) break;
+          uint4 xw[MB][2];
+#pragma unroll
+          for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+            for (int i = 0; i < 2; ++i) xw[mb][i] = __ldg(reinterpret_cast<const uint4*>(xp[mb] + d * 64 + 8 * i));
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            const uint4 &lo = ring[d][0][i], &hi = ring[d][1][i];
+            const uint32_t a0[4] = {lo.x, hi.x, lo.y, hi.y}, a1[4] = {lo.z, hi.z, lo.w, hi.w};
+#pragma unroll
+            for (int mb = 0; mb < MB; ++mb) {
+              mma_bf16_16816(acc[mb], a0, xw[mb][i].x, xw[mb][i].y);
+              mma_bf16_16816(acc[mb], a1, xw[mb][i].z, xw[mb][i].w);
+            }
+          }
+          const bool next = step + kRing < steps;
+#pragma unroll
+          for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int i = 0; i < 2; ++i) load_codes_if(ring[d][r][i], wp[r] + (d + kRing) * 64 + 8 * i, next);
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) wp[r] += kRing * 64;
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb) xp[mb] += kRing * 64;
+      }
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int m = m_base + 8 * mb + 2 * q + (c & 1), n = n_base + g + (c >= 2 ? 8 : 0);
+          if (m < row_end && n < N) y[static_cast<int64_t>(m) * N + n] = __float2bfloat16_rn(acc[mb][c]);
+        }
+    }
+  }
+}
+
 template <int MB>
 cudaError_t launch_stream(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
   const int blocks = stream_blocks(experts * ((a.N + 15) / 16));
@@ -347,6 +430,26 @@ cudaError_t launch(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
 }
 
 }  // namespace
+
+bool bf16_grouped_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const void* w) {
+  constexpr int64_t int_max = 0x7fffffff;
+  return rows_per_group <= 16 && K % 64 == 0 && K < int_max && N < int_max &&
+         reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
+}
+
+cudaError_t bf16_grouped_decode_matmul(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
+                                       int64_t rows_per_group, const __nv_bfloat16* w, int64_t N, int64_t K,
+                                       __nv_bfloat16* y, cudaStream_t stream) {
+  if (!bf16_grouped_decode_fits(rows_per_group, K, N, x, w) || experts > 0x7fffffff) return cudaErrorInvalidValue;
+  if (experts <= 0 || N <= 0) return cudaSuccess;
+  const int blocks = stream_blocks(experts * ((N + 15) / 16));
+  const int e = static_cast<int>(experts), n = static_cast<int>(N), k = static_cast<int>(K);
+  if (rows_per_group <= 8)
+    bf16_grouped_decode_kernel<1, 4><<<blocks, 256, 0, stream>>>(x, offsets, e, w, n, k, y);
+  else
+    bf16_grouped_decode_kernel<2, 4><<<blocks, 256, 0, stream>>>(x, offsets, e, w, n, k, y);
+  return cudaGetLastError();
+}
 
 bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const uint8_t* packed,
                      const uint8_t* scales, bool nvfp4) {

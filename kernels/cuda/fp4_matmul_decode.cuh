@@ -1,6 +1,7 @@
 // Internal to kernels/cuda: the W4A16 kernel for the few-row case (decode,
 // at most 32 rows of x per pass of a group of rows), called by fp4_matmul.cu when
-// fp4_decode_fits says it can take the shapes and pointers.
+// fp4_decode_fits says it can take the shapes and pointers; and its bf16
+// twin for bf16 experts.
 #pragma once
 
 #include <cstdint>
@@ -36,5 +37,13 @@ bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x
 enum class DecodeVariant { narrow, wide, compact, stream };
 cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, DecodeVariant variant,
                               cudaStream_t stream);
+
+// bf16 experts at decode sizes (bf16_grouped_decode_bf16 in fp4_cuda.hpp):
+// the stream variant's persistent warps with W read as bf16. Takes at most
+// 16 rows per pass, K a multiple of 64, 16-byte aligned x and W.
+bool bf16_grouped_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x, const void* w);
+cudaError_t bf16_grouped_decode_matmul(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
+                                       int64_t rows_per_group, const __nv_bfloat16* w, int64_t N, int64_t K,
+                                       __nv_bfloat16* y, cudaStream_t stream);
 
 }  // namespace qerl::kernels::cuda::detail

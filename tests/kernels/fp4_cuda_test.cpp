@@ -409,7 +409,7 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
   }
 }
 
-TEST_CASE("CUDA grouped decode kernels with more tiles than the stream variant's warps, vs fp32 per expert") {
+TEST_CASE("CUDA grouped decode kernels (W4A16 and bf16) with more tiles than the stream variant's warps, vs fp32") {
   if (!gpu()) return;
   // 40 experts x 65 tiles of 16 rows (N = 1040) = 2600 tiles: more than a
   // full grid of the stream variant's persistent warps (2 blocks of 8 per
@@ -440,6 +440,20 @@ TEST_CASE("CUDA grouped decode kernels with more tiles than the stream variant's
       expected.narrow(0, begin, end - begin)
           .copy_(torch::matmul(x.narrow(0, begin, end - begin).to(torch::kFloat), dense.t()).cpu());
     }
+    // The bf16 twin on the same rows, against the bf16 weights in fp32 (K = 448: seven 64-wide steps).
+    torch::Tensor expected_bf16 = torch::zeros({T * top_k, N}, torch::kFloat);
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t begin = offsets[e].item<int64_t>(), end = offsets[e + 1].item<int64_t>();
+      if (begin < end)
+        expected_bf16.narrow(0, begin, end - begin)
+            .copy_(torch::matmul(x.narrow(0, begin, end - begin).to(torch::kFloat), w[e].to(torch::kFloat).t()).cpu());
+    }
+    for (const int64_t hint : {4, 12}) {
+      CAPTURE(hint);
+      const torch::Tensor y = cuda::bf16_grouped_linear(x, routing, w, hint);
+      CHECK(relative_error(y, expected_bf16) < 1e-2);
+      CHECK(worst_error(y, expected_bf16) < 2e-2);
+    }
     using cuda::DecodeKernel;
     for (const DecodeKernel kernel : {DecodeKernel::stream, DecodeKernel::narrow, DecodeKernel::compact}) {
       for (const int64_t hint : {4, 12}) {
@@ -458,7 +472,7 @@ TEST_CASE("CUDA grouped decode kernels with more tiles than the stream variant's
 TEST_CASE("CUDA MoE experts forward (sorted on the device, grouped gate/up and down, top-k mix) vs a per-token loop") {
   if (!gpu()) return;
   uint64_t seed = 950;
-  for (const int mode : {0, 1, 2}) {  // bf16 (_grouped_mm), NVFP4, MXFP4
+  for (const int mode : {0, 1, 2, 3}) {  // bf16 (_grouped_mm), NVFP4, MXFP4, bf16 (stream kernel up to 16 rows)
     for (const int64_t T : {1, 9, 300, 700}) {  // 700: ~233 rows per expert, two prefill tiles each
       CAPTURE(mode);
       CAPTURE(T);
@@ -472,7 +486,7 @@ TEST_CASE("CUDA MoE experts forward (sorted on the device, grouped gate/up and d
       weights = weights / weights.sum(-1, true);
       cuda::MoeExperts experts;
       torch::Tensor gu_ref = gate_up.to(torch::kFloat), down_ref = down.to(torch::kFloat);
-      if (mode == 0) {
+      if (mode == 0 || mode == 3) {
         experts.gate_up_bf16 = gate_up.cuda();
         experts.down_bf16 = down.cuda();
       } else {
@@ -484,7 +498,9 @@ TEST_CASE("CUDA MoE experts forward (sorted on the device, grouped gate/up and d
           down_ref[e] = fp4_dequantize(dn[e], torch::kFloat);
         }
       }
+      if (mode == 3) cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::stream);
       const torch::Tensor out = cuda::moe_experts_forward(x.cuda(), indices.cuda(), weights.cuda(), experts);
+      cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::grouped_mm);
       torch::Tensor expected = torch::zeros({T, H});
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t s = 0; s < top_k; ++s) {
