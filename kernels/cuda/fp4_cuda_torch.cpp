@@ -232,43 +232,36 @@ torch::Tensor mxfp4_dequantize(const torch::Tensor& packed, const torch::Tensor&
 torch::Tensor fp4_dequantize_bf16(const Fp4Weight& w) { return dequantize(w, torch::kBFloat16, "fp4_dequantize_bf16"); }
 
 namespace {
-PrefillPath initial_prefill_path() {
-  const char* v = std::getenv("QERL_FP4_PREFILL");
-  if (v == nullptr || std::string(v).empty() || std::string(v) == "dequantize") return PrefillPath::dequantize;
-  if (std::string(v) == "in_register") return PrefillPath::in_register;
-  throw Error(std::string("QERL_FP4_PREFILL: expected in_register or dequantize, got '") + v + "'");
+// The choice environment variable `var` names (the first when unset or
+// empty); any other name throws, listing the choices.
+template <class T, size_t N>
+T from_environment(const char* var, const std::pair<const char*, T> (&choices)[N]) {
+  const char* v = std::getenv(var);
+  if (v == nullptr || *v == '\0') return choices[0].second;
+  std::string names;
+  for (const auto& [name, choice] : choices) {
+    if (std::string(v) == name) return choice;
+    names += (names.empty() ? "" : ", ") + std::string(name);
+  }
+  throw Error(std::string(var) + ": expected one of " + names + ", got '" + v + "'");
 }
-PrefillPath chosen_prefill_path = initial_prefill_path();
+
+const std::pair<const char*, PrefillPath> prefill_paths[] = {{"dequantize", PrefillPath::dequantize},
+                                                             {"in_register", PrefillPath::in_register}};
+PrefillPath chosen_prefill_path = from_environment("QERL_FP4_PREFILL", prefill_paths);
 
 // QERL_FP4_DECODE picks the decode kernel at start (fp4_select_decode_kernel).
-bool decode_kernel_from_environment() {
-  const char* v = std::getenv("QERL_FP4_DECODE");
-  if (v == nullptr || std::string(v).empty()) return false;
-  const std::string name(v);
-  const std::pair<const char*, DecodeKernel> kernels[] = {{"automatic", DecodeKernel::automatic},
-                                                          {"narrow", DecodeKernel::narrow},
-                                                          {"wide", DecodeKernel::wide},
-                                                          {"compact", DecodeKernel::compact},
-                                                          {"general", DecodeKernel::general},
-                                                          {"stream", DecodeKernel::stream}};
-  for (const auto& [key, kernel] : kernels)
-    if (name == key) {
-      fp4_select_decode_kernel(kernel);
-      return true;
-    }
-  throw Error("QERL_FP4_DECODE: expected automatic, narrow, wide, compact, general or stream, got '" + name + "'");
-}
-const bool decode_kernel_chosen = decode_kernel_from_environment();
-}  // namespace
+const std::pair<const char*, DecodeKernel> decode_kernels[] = {
+    {"automatic", DecodeKernel::automatic}, {"narrow", DecodeKernel::narrow},   {"wide", DecodeKernel::wide},
+    {"compact", DecodeKernel::compact},     {"general", DecodeKernel::general}, {"stream", DecodeKernel::stream}};
+const bool decode_kernel_chosen = [] {
+  fp4_select_decode_kernel(from_environment("QERL_FP4_DECODE", decode_kernels));
+  return true;
+}();
 
-namespace {
-Bf16ExpertsKernel initial_bf16_experts_kernel() {
-  const char* v = std::getenv("QERL_BF16_EXPERTS");
-  if (v == nullptr || std::string(v).empty() || std::string(v) == "grouped_mm") return Bf16ExpertsKernel::grouped_mm;
-  if (std::string(v) == "stream") return Bf16ExpertsKernel::stream;
-  throw Error(std::string("QERL_BF16_EXPERTS: expected grouped_mm or stream, got '") + v + "'");
-}
-Bf16ExpertsKernel chosen_bf16_experts_kernel = initial_bf16_experts_kernel();
+const std::pair<const char*, Bf16ExpertsKernel> bf16_experts_kernels[] = {
+    {"grouped_mm", Bf16ExpertsKernel::grouped_mm}, {"stream", Bf16ExpertsKernel::stream}};
+Bf16ExpertsKernel chosen_bf16_experts_kernel = from_environment("QERL_BF16_EXPERTS", bf16_experts_kernels);
 }  // namespace
 
 void set_bf16_experts_kernel(Bf16ExpertsKernel kernel) { chosen_bf16_experts_kernel = kernel; }
