@@ -9,6 +9,7 @@
 // here. Prints a markdown table. Built in QERL_CUDA builds.
 // usage: engine_bench [--config F] [--batches 32,128] [--prompt 64] [--new 128]
 //                     [--old-new 16] [--hf hf.json] [--profile bf16|nvfp4] [--repack-only 1]
+//                     [--engine-only 1]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -42,6 +43,7 @@ struct Options {
   std::string hf_json;
   std::string profile;  // bf16 or nvfp4: one replayed decode step at the first batch, for ncu
   bool repack_only = false;  // --repack-only 1: the full re-pack figure and nothing else
+  bool engine_only = false;  // --engine-only 1: only the fused engine's rows (no re-pack, no baselines but HF)
 };
 
 Options parse(int argc, char** argv) {
@@ -55,6 +57,7 @@ Options parse(int argc, char** argv) {
     else if (key == "--hf") o.hf_json = value;
     else if (key == "--profile") o.profile = value;
     else if (key == "--repack-only") o.repack_only = value == "1";
+    else if (key == "--engine-only") o.engine_only = value == "1";
     else if (key == "--batches") {
       o.batches.clear();
       std::stringstream list(value);
@@ -222,6 +225,17 @@ void full_update_repack(PackedBase& base, double copy_gbs) {
 
 }  // namespace
 
+// Hugging Face generate's step at this batch (from --hf), as a bf16 row.
+void add_hf_row(std::vector<Row>& rows, const nlohmann::json& hf, const std::string& scheme, int64_t batch,
+                double floor_ms) {
+  if (scheme != "bf16" || !hf.contains(std::to_string(batch))) return;
+  const auto& h = hf[std::to_string(batch)];
+  char note[160];
+  std::snprintf(note, sizeof note, "transformers %s, %lld tokens", hf.value("transformers", "?").c_str(),
+                static_cast<long long>(h.value("new_tokens", 0)));
+  rows.push_back({scheme, "HF generate", batch, h.value("step_ms", 0.0), floor_ms, note});
+}
+
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   if (!o.profile.empty()) return profile(o);
@@ -249,7 +263,7 @@ int main(int argc, char** argv) {
     if (o.repack_only && scheme == "bf16") continue;
     if (scheme == "nvfp4") {
       std::printf("packing NVFP4: %.1f s\n", seconds([&] { base = pack_nvfp4(*lm); }));
-      full_update_repack(*base, copy_gbs);
+      if (!o.engine_only) full_update_repack(*base, copy_gbs);
       if (o.repack_only) return 0;
     }
     auto backend = make_cuda_generation(*lm);
@@ -269,6 +283,10 @@ int main(int argc, char** argv) {
       std::snprintf(note, sizeof note, "prefill %.3f s; %.1f of %lld experts touched per layer", fused.prefill_s,
                     touched, static_cast<long long>(config.num_experts));
       rows.push_back({scheme, "qerl CUDA engine", batch, fused.step_ms, floor_ms, note});
+      if (o.engine_only) {
+        add_hf_row(rows, hf, scheme, batch, floor_ms);
+        continue;
+      }
       // The same engine with the decode-path fusions off (kernels/cuda/
       // decoder_ops_torch.hpp), its own graphs captured that way.
       qerl::kernels::cuda::set_fused_decode(false);
@@ -287,12 +305,7 @@ int main(int argc, char** argv) {
                     static_cast<long long>(o.old_new_tokens), agreement_percent(old, out));
       rows.push_back({scheme, "qerl models::generate", batch,
                       (old_s - old_prefill_s) / static_cast<double>(o.old_new_tokens - 1) * 1e3, floor_ms, note});
-      if (scheme == "bf16" && hf.contains(std::to_string(batch))) {
-        const auto& h = hf[std::to_string(batch)];
-        std::snprintf(note, sizeof note, "transformers %s, %lld tokens", hf.value("transformers", "?").c_str(),
-                      static_cast<long long>(h.value("new_tokens", 0)));
-        rows.push_back({scheme, "HF generate", batch, h.value("step_ms", 0.0), floor_ms, note});
-      }
+      add_hf_row(rows, hf, scheme, batch, floor_ms);
       std::fflush(stdout);
     }
     backend->release();

@@ -82,6 +82,11 @@ for t in kernels_cuda_tests nn_cuda_tests rl_gpu_tests; do
 done
 part engine 150 bash bench/gpu_engine.sh "$debs"
 [ -f "$logs/engine.log" ] && sed -n '/== engine_bench/,$p' "$logs/engine.log"
+# The same at batch 32 with the grouped experts through the stream decode
+# kernels (NVFP4 and bf16; opt-in until this measures them faster).
+QERL_FP4_DECODE=stream QERL_BF16_EXPERTS=stream part engine_stream 60 \
+  build-cuda/bench/engine_bench --hf build-cuda/hf.json --batches 32 --engine-only 1
+[ -f "$logs/engine_stream.log" ] && grep -E '^\||Ceilings|copy' "$logs/engine_stream.log" | head -12
 part fp4_bench 60 build-cuda/bench/fp4_bench
 [ -f "$logs/fp4_bench.log" ] && grep -E '^\| (4096x4096|14336x4096|2816x2048) |^\| [0-9]+ \| [0-9]+ \||^#|Ceilings' "$logs/fp4_bench.log"
 QERL_PIPELINE_TIMEOUT=120 part pipeline 60 bash bench/gpu_pipeline.sh "$debs"
