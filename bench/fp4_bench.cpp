@@ -109,16 +109,20 @@ void matmuls(double copy_gbs, double tflops) {
               "'eager' is the same NVFP4 call timed back to back without a graph (host dispatch included).\n\n");
   std::printf("NVFP4 and MXFP4: the default kernel choice; at M <= 32 the same NVFP4 call also through the "
               "general tile kernel (v4) and the decode kernel's narrow (8 warps, 4 K steps in flight each; at "
-              "M = 32 one pass of four x tiles), wide (M <= 8: 12 warps of <= 85 registers) and compact (M <= 16: "
-              "4 warps, 4 blocks per SM) variants. At M > 64 the "
+              "M = 32 one pass of four x tiles), wide (M <= 8: 12 warps of <= 85 registers), compact (M <= 16: "
+              "4 warps, 4 blocks per SM), pair and quad (narrow's blocks owning 2 / 4 tiles of 16 W rows, "
+              "x shared through L1) variants. At M > 64 the "
               "default is the dequantize path (W written to a bf16 temporary, then cuBLAS); the in-register "
               "prefill kernels, v2 (wgmma) and v1 (mma.sync), are timed beside it.\n\n");
   std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | "
-              "NVFP4 narrow (us) | NVFP4 wide (us) | NVFP4 compact (us) | NVFP4 prefill v2 wgmma (us) | speed-up | "
+              "NVFP4 narrow (us) | NVFP4 wide (us) | NVFP4 compact (us) | NVFP4 pair (us) | NVFP4 quad (us) | "
+              "NVFP4 prefill v2 wgmma (us) | speed-up | "
               "NVFP4 prefill v1 mma.sync (us) | speed-up | "
               "NVFP4 eager (us) | NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {2816, 2048}, {2048, 1408}};
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  // The shapes, then the A2.7B attention projection's.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {4096, 4096}, {14336, 4096}, {4096, 14336}, {2816, 2048}, {2048, 1408}, {2048, 2048}};
   for (const auto& [N, K] : shapes) {
     torch::manual_seed(2);
     const torch::Tensor w = torch::randn({N, K}, bf16_cuda()) * 0.02;
@@ -149,7 +153,8 @@ void matmuls(double copy_gbs, double tflops) {
         return t;
       };
       const double t_v4 = through(cuda::DecodeKernel::general, 32), t_narrow = through(cuda::DecodeKernel::narrow, 32),
-                   t_wide = through(cuda::DecodeKernel::wide, 8), t_compact = through(cuda::DecodeKernel::compact, 16);
+                   t_wide = through(cuda::DecodeKernel::wide, 8), t_compact = through(cuda::DecodeKernel::compact, 16),
+                   t_pair = through(cuda::DecodeKernel::pair, 32), t_quad = through(cuda::DecodeKernel::quad, 32);
       double t_v1 = std::nan(""), t_wgmma = std::nan("");
       if (M > cuda::decode_rows_max) {
         t_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
@@ -158,10 +163,10 @@ void matmuls(double copy_gbs, double tflops) {
       }
       const double floor_us = (static_cast<double>(nv.bytes()) + 2.0 * M * (K + N)) / copy_gbs / 1e3;
       const double flops_us = 2.0 * M * N * K / tflops / 1e6;
-      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.1f | %.1f | %.1f | %.2fx | "
-                  "%.1f | %.2fx | %.1f | %.0f %% | %.0f %% |\n",
+      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | "
+                  "%.1f | %.2fx | %.1f | %.2fx | %.1f | %.0f %% | %.0f %% |\n",
                   (long long)N, (long long)K, (long long)M, t_bf16, t_nv, t_bf16 / t_nv, t_mx, t_bf16 / t_mx, t_v4,
-                  t_narrow, t_wide, t_compact, t_wgmma, t_bf16 / t_wgmma, t_v1, t_bf16 / t_v1, t_eager,
+                  t_narrow, t_wide, t_compact, t_pair, t_quad, t_wgmma, t_bf16 / t_wgmma, t_v1, t_bf16 / t_v1, t_eager,
                   100 * floor_us / t_nv, 100 * flops_us / t_nv);
     }
   }
@@ -176,7 +181,7 @@ void moe(double copy_gbs) {
               "call in a CUDA graph replay.\n\n");
   std::printf("| tokens | experts touched | per-expert loop bf16, eager (us) | grouped bf16, eager | "
               "grouped W4A16 NVFP4, eager | grouped bf16, graph | grouped W4A16, graph | same, decode kernel wide | "
-              "same, decode kernel compact | same, decode kernel stream | grouped bf16, stream kernel (graph) | "
+              "same, decode kernel compact | same, decode kernel narrow | grouped bf16, _grouped_mm (graph) | "
               "same, prefill v2 wgmma | same, prefill v1 mma.sync | loop / grouped bf16 (eager) | "
               "bf16 / W4A16 (graph) | bf16 %% of floor | W4A16 %% of floor |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -251,12 +256,13 @@ void moe(double copy_gbs) {
     const double t_fp4_wide = graph_us([&](int) { grouped_fp4(); }, 5);
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::compact);  // experts' rows <= 16: blocks of 4 warps
     const double t_fp4_compact = graph_us([&](int) { grouped_fp4(); }, 5);
-    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::stream);  // experts' rows <= 16: persistent warps
-    const double t_fp4_stream = graph_us([&](int) { grouped_fp4(); }, 5);
+    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::narrow);  // experts' rows <= 16: the earlier default
+    const double t_fp4_narrow = graph_us([&](int) { grouped_fp4(); }, 5);
     cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
-    cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::stream);  // bf16 experts' rows <= 16: the stream kernel
-    const double t_bf16_stream = graph_us([&](int) { grouped_bf16(); }, 5);
-    cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::grouped_mm);
+    const cuda::Bf16ExpertsKernel chosen = cuda::bf16_experts_kernel();
+    cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::grouped_mm);  // LibTorch's, at every size
+    const double t_bf16_grouped_mm = graph_us([&](int) { grouped_bf16(); }, 5);
+    cuda::set_bf16_experts_kernel(chosen);
     // The in-register prefill kernels change the experts' path past 64 rows per expert.
     const double t_fp4_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int) { grouped_fp4(); }, 5);
     const double t_fp4_wgmma =
@@ -268,7 +274,7 @@ void moe(double copy_gbs) {
     std::printf("| %lld | %lld | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | "
                 "%.0f %% | %.0f %% |\n",
                 (long long)T, (long long)touched, t_loop, t_bf16_eager, t_fp4_eager, t_bf16, t_fp4, t_fp4_wide,
-                t_fp4_compact, t_fp4_stream, t_bf16_stream, t_fp4_wgmma, t_fp4_v1, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
+                t_fp4_compact, t_fp4_narrow, t_bf16_grouped_mm, t_fp4_wgmma, t_fp4_v1, t_loop / t_bf16_eager, t_bf16 / t_fp4, 100 * floor_bf16 / t_bf16,
                 100 * floor_fp4 / t_fp4);
   }
 }
@@ -280,8 +286,8 @@ void expert_projections(double copy_gbs) {
   std::printf("\n## A2.7B grouped expert projections alone (NVFP4, graph), by decode kernel variant\n\n");
   std::printf("gate/up: 60 x (2816 x 2048); down: 60 x (2048 x 1408); tokens x top-4 rows sorted by expert. "
               "Floor: the touched experts' codes and scales / copy bandwidth.\n\n");
-  std::printf("| tokens | experts touched | projection | NVFP4 floor (us) | NVFP4 automatic (narrow) (us) | compact | "
-              "stream | stream %% of floor | automatic %% of floor | bf16 floor (us) | bf16 _grouped_mm (us) | "
+  std::printf("| tokens | experts touched | projection | NVFP4 floor (us) | NVFP4 narrow (us) | compact | "
+              "stream (default) | stream %% of floor | narrow %% of floor | bf16 floor (us) | bf16 _grouped_mm (us) | "
               "bf16 stream kernel (us) | bf16 stream %% of floor | _grouped_mm %% of floor |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const int64_t E = 60, H = 2048, I = 1408, top_k = 4;
@@ -306,7 +312,7 @@ void expert_projections(double copy_gbs) {
         cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
         return us;
       };
-      const double t_auto = time(cuda::DecodeKernel::automatic), t_compact = time(cuda::DecodeKernel::compact),
+      const double t_narrow = time(cuda::DecodeKernel::narrow), t_compact = time(cuda::DecodeKernel::compact),
                    t_stream = time(cuda::DecodeKernel::stream);
       const torch::Tensor ends = routing.offsets.narrow(0, 1, E);
       const double t_grouped_mm = graph_us([&](int) { at::_grouped_mm(x, dense.transpose(1, 2), ends); }, 20);
@@ -315,8 +321,8 @@ void expert_projections(double copy_gbs) {
       const double floor_bf16 = touched * N * K * 2.0 / copy_gbs / 1e3;
       std::printf("| %lld | %lld | %s | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.0f %% | %.1f | %.1f | %.1f | %.0f %% | "
                   "%.0f %% |\n",
-                  (long long)T, (long long)touched, first ? "gate/up" : "down", floor, t_auto, t_compact, t_stream,
-                  100 * floor / t_stream, 100 * floor / t_auto, floor_bf16, t_grouped_mm, t_bf16_stream,
+                  (long long)T, (long long)touched, first ? "gate/up" : "down", floor, t_narrow, t_compact, t_stream,
+                  100 * floor / t_stream, 100 * floor / t_narrow, floor_bf16, t_grouped_mm, t_bf16_stream,
                   100 * floor_bf16 / t_bf16_stream, 100 * floor_bf16 / t_grouped_mm);
     }
   }

@@ -56,17 +56,19 @@ cudaError_t fp4_quant_error(const void* w, bool bf16, const uint8_t* packed, con
 
 // Which kernel fp4_matmul_bf16 / fp4_grouped_matmul_bf16 use for groups of
 // at most 16 rows (for benchmarks and tests comparing them). automatic (the
-// default): the decode kernel (W as the MMA's A operand), in its wide
-// variant (12 warps of <= 85 registers) for a plain Linear of at most 8 rows
-// and its narrow one (8 warps, 4 K steps in flight each) otherwise, as
-// measured fastest (bench/NOTES.md); a plain Linear of 17-32 rows in one
-// pass of four 8-row x tiles. narrow / wide / compact: that variant (wide
-// only up to 8 rows; compact, blocks of 4 warps with 4 per SM, up to 16
-// rows: not measured yet); general: the general tile kernel. stream
-// (grouped experts only, up to 16 rows per pass; plain Linears as
-// automatic): persistent warps that each own whole 16-row tiles of W over
-// all of K, so no barrier and no drain between tiles (not measured yet).
-enum class DecodeKernel { automatic, narrow, wide, compact, general, stream };
+// default): the decode kernel (W as the MMA's A operand); for a plain
+// Linear in its wide variant (12 warps of <= 85 registers) up to 8 rows and
+// its narrow one (8 warps, 4 K steps in flight each) otherwise, 17-32 rows
+// in one pass of four 8-row x tiles; for grouped experts in its stream
+// variant (persistent warps that each own whole 16-row tiles of W over all
+// of K: no barrier, no drain between tiles), as measured fastest
+// (bench/NOTES.md). narrow / wide / compact: that variant (wide only up to
+// 8 rows; compact, blocks of 4 warps with 4 per SM, up to 16 rows);
+// general: the general tile kernel; stream: as automatic does for experts
+// (plain Linears as automatic); pair / quad (plain Linears only, experts
+// as automatic): narrow's blocks owning 2 / 4 tiles of W whose warps share
+// x loads through L1 (not measured yet).
+enum class DecodeKernel { automatic, narrow, wide, compact, general, stream, pair, quad };
 void fp4_select_decode_kernel(DecodeKernel kernel);
 
 // m16 tiles per block pass for `rows` rows of x (1..4).

@@ -253,14 +253,15 @@ PrefillPath chosen_prefill_path = from_environment("QERL_FP4_PREFILL", prefill_p
 // QERL_FP4_DECODE picks the decode kernel at start (fp4_select_decode_kernel).
 const std::pair<const char*, DecodeKernel> decode_kernels[] = {
     {"automatic", DecodeKernel::automatic}, {"narrow", DecodeKernel::narrow},   {"wide", DecodeKernel::wide},
-    {"compact", DecodeKernel::compact},     {"general", DecodeKernel::general}, {"stream", DecodeKernel::stream}};
+    {"compact", DecodeKernel::compact},     {"general", DecodeKernel::general}, {"stream", DecodeKernel::stream},
+    {"pair", DecodeKernel::pair},           {"quad", DecodeKernel::quad}};
 const bool decode_kernel_chosen = [] {
   fp4_select_decode_kernel(from_environment("QERL_FP4_DECODE", decode_kernels));
   return true;
 }();
 
 const std::pair<const char*, Bf16ExpertsKernel> bf16_experts_kernels[] = {
-    {"grouped_mm", Bf16ExpertsKernel::grouped_mm}, {"stream", Bf16ExpertsKernel::stream}};
+    {"stream", Bf16ExpertsKernel::stream}, {"grouped_mm", Bf16ExpertsKernel::grouped_mm}};
 Bf16ExpertsKernel chosen_bf16_experts_kernel = from_environment("QERL_BF16_EXPERTS", bf16_experts_kernels);
 }  // namespace
 

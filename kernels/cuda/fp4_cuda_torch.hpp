@@ -83,8 +83,10 @@ torch::Tensor fp4_grouped_linear(const torch::Tensor& x_sorted, const ExpertRout
 // expert's rows, W [E, N, K] bf16, through bf16_grouped_decode_bf16 (no
 // autograd). Which kernel moe_experts_forward gives bf16 experts while
 // they get at most 16 rows on average and no gradient is needed:
-// grouped_mm (LibTorch's _grouped_mm, the default) or stream (this one;
-// QERL_BF16_EXPERTS=stream in the environment selects it at start).
+// stream (this one, the default: measured faster from 8 tokens of the
+// A2.7B MoE layer up, bench/NOTES.md) or grouped_mm (LibTorch's
+// _grouped_mm; QERL_BF16_EXPERTS=grouped_mm in the environment selects it
+// at start).
 torch::Tensor bf16_grouped_linear(const torch::Tensor& x_sorted, const ExpertRouting& routing, const torch::Tensor& w,
                                   int64_t rows_hint);
 enum class Bf16ExpertsKernel { grouped_mm, stream };

@@ -255,13 +255,16 @@ void fp4_select_decode_kernel(DecodeKernel kernel) { decode_kernel = kernel; }
 
 namespace {
 // The decode kernel's variant for a selection (automatic: the given
-// default; stream only for grouped experts).
+// default; stream only for grouped experts, pair and quad only for plain
+// Linears).
 detail::DecodeVariant variant_of(DecodeKernel kernel, detail::DecodeVariant automatic, bool grouped) {
   switch (kernel) {
     case DecodeKernel::narrow: return detail::DecodeVariant::narrow;
     case DecodeKernel::wide: return detail::DecodeVariant::wide;
     case DecodeKernel::compact: return detail::DecodeVariant::compact;
     case DecodeKernel::stream: return grouped ? detail::DecodeVariant::stream : automatic;
+    case DecodeKernel::pair: return grouped ? automatic : detail::DecodeVariant::pair;
+    case DecodeKernel::quad: return grouped ? automatic : detail::DecodeVariant::quad;
     default: return automatic;
   }
 }
@@ -307,14 +310,16 @@ cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offse
   // decode kernel takes them, in passes of 16 rows whose codes a second
   // pass reads from L2 (the general kernel is slower there: engine_bench,
   // bench/NOTES.md); a pass of 32 would leave most of its x tiles empty
-  // for the experts below the hint.
+  // for the experts below the hint. By default its stream variant
+  // (persistent warps; measured fastest from 8 tokens of the A2.7B MoE
+  // layer up: bench/NOTES.md).
   const int64_t decode_rows = rows_hint <= 32 ? std::min<int64_t>(rows_hint, 16) : rows_hint;
   if (decode_kernel != DecodeKernel::general &&
       detail::fp4_decode_fits(decode_rows, K, N, x, packed, scales, global_scale != nullptr)) {
     const detail::DecodeArgs d{x, static_cast<int>(K), static_cast<int>(N), packed, scales, global_scale,
                                nullptr, offsets, 0, y};
     return detail::fp4_decode_matmul(d, std::max<int64_t>(decode_rows, 1), experts,
-                                     variant_of(decode_kernel, detail::DecodeVariant::narrow, true), stream);
+                                     variant_of(decode_kernel, detail::DecodeVariant::stream, true), stream);
   }
   const MatmulArgs a{x, K, N, packed, scales, global_scale, nullptr, offsets, 0, y};
   const int mt = fp4_mma_tiles(rows_hint);

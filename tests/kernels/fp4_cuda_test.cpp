@@ -184,14 +184,16 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
   for (const bool nvfp4 : {true, false}) {
     for (const int64_t M : {1, 2, 5, 8, 9, 16, 17, 32, 33, 64, 65, 300}) {
       for (const auto& [N, K] : shapes) {
-        // Rows <= 32 go to the decode kernel (both variants at <= 8 rows,
-        // two passes of 16 past 16); the general kernel is checked on rows
-        // <= 16 too; past 64 rows the prefill kernel.
+        // Rows <= 32 go to the decode kernel (its variants; pair and quad
+        // own 2 and 4 tiles of W per block, so N not a multiple of 32 or 64
+        // leaves tiles past N); the general kernel is checked on rows <= 16
+        // too; past 64 rows the prefill kernel.
         using cuda::DecodeKernel;
-        for (const DecodeKernel kernel :
-             {DecodeKernel::narrow, DecodeKernel::wide, DecodeKernel::compact, DecodeKernel::general}) {
+        for (const DecodeKernel kernel : {DecodeKernel::narrow, DecodeKernel::wide, DecodeKernel::compact,
+                                          DecodeKernel::general, DecodeKernel::pair, DecodeKernel::quad}) {
           if ((kernel == DecodeKernel::wide && M > 8) || (kernel == DecodeKernel::general && M > 16) ||
-              (kernel == DecodeKernel::compact && M > 16))
+              (kernel == DecodeKernel::compact && M > 16) ||
+              ((kernel == DecodeKernel::pair || kernel == DecodeKernel::quad) && M > 32))
             continue;
           CAPTURE(nvfp4);
           CAPTURE(M);
@@ -498,9 +500,10 @@ TEST_CASE("CUDA MoE experts forward (sorted on the device, grouped gate/up and d
           down_ref[e] = fp4_dequantize(dn[e], torch::kFloat);
         }
       }
-      if (mode == 3) cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::stream);
+      const cuda::Bf16ExpertsKernel chosen = cuda::bf16_experts_kernel();
+      cuda::set_bf16_experts_kernel(mode == 3 ? cuda::Bf16ExpertsKernel::stream : cuda::Bf16ExpertsKernel::grouped_mm);
       const torch::Tensor out = cuda::moe_experts_forward(x.cuda(), indices.cuda(), weights.cuda(), experts);
-      cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::grouped_mm);
+      cuda::set_bf16_experts_kernel(chosen);
       torch::Tensor expected = torch::zeros({T, H});
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t s = 0; s < top_k; ++s) {
