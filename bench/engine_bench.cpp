@@ -263,8 +263,10 @@ int main(int argc, char** argv) {
     if (o.repack_only && scheme == "bf16") continue;
     if (scheme == "nvfp4") {
       std::printf("packing NVFP4: %.1f s\n", seconds([&] { base = pack_nvfp4(*lm); }));
-      if (!o.engine_only) full_update_repack(*base, copy_gbs);
-      if (o.repack_only) return 0;
+      if (o.repack_only) {
+        full_update_repack(*base, copy_gbs);
+        return 0;
+      }
     }
     auto backend = make_cuda_generation(*lm);
     auto unfused = make_cuda_generation(*lm);
@@ -308,6 +310,10 @@ int main(int argc, char** argv) {
       add_hf_row(rows, hf, scheme, batch, floor_ms);
       std::fflush(stdout);
     }
+    // The re-pack last: its update (one random tensor per shape) replaces
+    // the model's weights, so the rows above and the bf16 ones measure the
+    // same model.
+    if (scheme == "nvfp4" && !o.engine_only) full_update_repack(*base, copy_gbs);
     backend->release();
     unfused->release();
   }

@@ -109,17 +109,15 @@ void matmuls(double copy_gbs, double tflops) {
               "'eager' is the same NVFP4 call timed back to back without a graph (host dispatch included).\n\n");
   std::printf("NVFP4 and MXFP4: the default kernel choice; at M <= 32 the same NVFP4 call also through the "
               "general tile kernel (v4) and the decode kernel's narrow (8 warps, 4 K steps in flight each; at "
-              "M = 32 one pass of four x tiles), wide (M <= 8: 12 warps of <= 85 registers), compact (M <= 16: "
-              "4 warps, 4 blocks per SM), pair and quad (narrow's blocks owning 2 / 4 tiles of 16 W rows, "
-              "x shared through L1) variants. At M > 64 the "
+              "M = 32 one pass of four x tiles), wide (M <= 8: 12 warps of <= 85 registers) and compact (M <= 16: "
+              "4 warps, 4 blocks per SM) variants. At M > 64 the "
               "default is the dequantize path (W written to a bf16 temporary, then cuBLAS); the in-register "
               "prefill kernels, v2 (wgmma) and v1 (mma.sync), are timed beside it.\n\n");
   std::printf("| N x K | M | bf16 (us) | NVFP4 (us) | speed-up | MXFP4 (us) | speed-up | NVFP4 v4 (us) | "
-              "NVFP4 narrow (us) | NVFP4 wide (us) | NVFP4 compact (us) | NVFP4 pair (us) | NVFP4 quad (us) | "
-              "NVFP4 prefill v2 wgmma (us) | speed-up | "
+              "NVFP4 narrow (us) | NVFP4 wide (us) | NVFP4 compact (us) | NVFP4 prefill v2 wgmma (us) | speed-up | "
               "NVFP4 prefill v1 mma.sync (us) | speed-up | "
               "NVFP4 eager (us) | NVFP4 %% of BW floor | NVFP4 %% of bf16 matmul rate |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   // The shapes, then the A2.7B attention projection's.
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
       {4096, 4096}, {14336, 4096}, {4096, 14336}, {2816, 2048}, {2048, 1408}, {2048, 2048}};
@@ -153,8 +151,7 @@ void matmuls(double copy_gbs, double tflops) {
         return t;
       };
       const double t_v4 = through(cuda::DecodeKernel::general, 32), t_narrow = through(cuda::DecodeKernel::narrow, 32),
-                   t_wide = through(cuda::DecodeKernel::wide, 8), t_compact = through(cuda::DecodeKernel::compact, 16),
-                   t_pair = through(cuda::DecodeKernel::pair, 32), t_quad = through(cuda::DecodeKernel::quad, 32);
+                   t_wide = through(cuda::DecodeKernel::wide, 8), t_compact = through(cuda::DecodeKernel::compact, 16);
       double t_v1 = std::nan(""), t_wgmma = std::nan("");
       if (M > cuda::decode_rows_max) {
         t_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
@@ -163,10 +160,10 @@ void matmuls(double copy_gbs, double tflops) {
       }
       const double floor_us = (static_cast<double>(nv.bytes()) + 2.0 * M * (K + N)) / copy_gbs / 1e3;
       const double flops_us = 2.0 * M * N * K / tflops / 1e6;
-      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | "
-                  "%.1f | %.2fx | %.1f | %.2fx | %.1f | %.0f %% | %.0f %% |\n",
+      std::printf("| %lldx%lld | %lld | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.1f | %.1f | %.1f | %.1f | %.2fx | "
+                  "%.1f | %.2fx | %.1f | %.0f %% | %.0f %% |\n",
                   (long long)N, (long long)K, (long long)M, t_bf16, t_nv, t_bf16 / t_nv, t_mx, t_bf16 / t_mx, t_v4,
-                  t_narrow, t_wide, t_compact, t_pair, t_quad, t_wgmma, t_bf16 / t_wgmma, t_v1, t_bf16 / t_v1, t_eager,
+                  t_narrow, t_wide, t_compact, t_wgmma, t_bf16 / t_wgmma, t_v1, t_bf16 / t_v1, t_eager,
                   100 * floor_us / t_nv, 100 * flops_us / t_nv);
     }
   }

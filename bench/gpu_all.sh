@@ -82,13 +82,6 @@ for t in kernels_cuda_tests nn_cuda_tests rl_gpu_tests; do
 done
 part engine 150 bash bench/gpu_engine.sh "$debs"
 [ -f "$logs/engine.log" ] && sed -n '/== engine_bench/,$p' "$logs/engine.log"
-# The same at batch 32 with the plain 4-bit Linears (attention, shared
-# expert) through the decode kernel's pair and quad variants (selectable
-# until this measures them faster; the experts keep their default).
-for v in pair quad; do
-  QERL_FP4_DECODE=$v part engine_$v 40 build-cuda/bench/engine_bench --hf build-cuda/hf.json --batches 32 --engine-only 1
-  [ -f "$logs/engine_$v.log" ] && grep -E '^\| nvfp4' "$logs/engine_$v.log" | sed "s/^/$v: /"
-done
 part fp4_bench 60 build-cuda/bench/fp4_bench
 [ -f "$logs/fp4_bench.log" ] && grep -E '^\| (4096x4096|14336x4096|2816x2048|2048x2048) |^\| [0-9]+ \| [0-9]+ \||^#|Ceilings' "$logs/fp4_bench.log"
 QERL_PIPELINE_TIMEOUT=120 part pipeline 60 bash bench/gpu_pipeline.sh "$debs"

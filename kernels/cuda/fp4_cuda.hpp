@@ -65,10 +65,8 @@ cudaError_t fp4_quant_error(const void* w, bool bf16, const uint8_t* packed, con
 // (bench/NOTES.md). narrow / wide / compact: that variant (wide only up to
 // 8 rows; compact, blocks of 4 warps with 4 per SM, up to 16 rows);
 // general: the general tile kernel; stream: as automatic does for experts
-// (plain Linears as automatic); pair / quad (plain Linears only, experts
-// as automatic): narrow's blocks owning 2 / 4 tiles of W whose warps share
-// x loads through L1 (not measured yet).
-enum class DecodeKernel { automatic, narrow, wide, compact, general, stream, pair, quad };
+// (plain Linears as automatic).
+enum class DecodeKernel { automatic, narrow, wide, compact, general, stream };
 void fp4_select_decode_kernel(DecodeKernel kernel);
 
 // m16 tiles per block pass for `rows` rows of x (1..4).

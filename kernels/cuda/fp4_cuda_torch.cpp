@@ -253,8 +253,7 @@ PrefillPath chosen_prefill_path = from_environment("QERL_FP4_PREFILL", prefill_p
 // QERL_FP4_DECODE picks the decode kernel at start (fp4_select_decode_kernel).
 const std::pair<const char*, DecodeKernel> decode_kernels[] = {
     {"automatic", DecodeKernel::automatic}, {"narrow", DecodeKernel::narrow},   {"wide", DecodeKernel::wide},
-    {"compact", DecodeKernel::compact},     {"general", DecodeKernel::general}, {"stream", DecodeKernel::stream},
-    {"pair", DecodeKernel::pair},           {"quad", DecodeKernel::quad}};
+    {"compact", DecodeKernel::compact},     {"general", DecodeKernel::general}, {"stream", DecodeKernel::stream}};
 const bool decode_kernel_chosen = [] {
   fp4_select_decode_kernel(from_environment("QERL_FP4_DECODE", decode_kernels));
   return true;

@@ -255,16 +255,13 @@ void fp4_select_decode_kernel(DecodeKernel kernel) { decode_kernel = kernel; }
 
 namespace {
 // The decode kernel's variant for a selection (automatic: the given
-// default; stream only for grouped experts, pair and quad only for plain
-// Linears).
+// default; stream only for grouped experts).
 detail::DecodeVariant variant_of(DecodeKernel kernel, detail::DecodeVariant automatic, bool grouped) {
   switch (kernel) {
     case DecodeKernel::narrow: return detail::DecodeVariant::narrow;
     case DecodeKernel::wide: return detail::DecodeVariant::wide;
     case DecodeKernel::compact: return detail::DecodeVariant::compact;
     case DecodeKernel::stream: return grouped ? detail::DecodeVariant::stream : automatic;
-    case DecodeKernel::pair: return grouped ? automatic : detail::DecodeVariant::pair;
-    case DecodeKernel::quad: return grouped ? automatic : detail::DecodeVariant::quad;
     default: return automatic;
   }
 }

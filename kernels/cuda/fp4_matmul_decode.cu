@@ -5,8 +5,7 @@
 // rows no half of any fragment is zero padding (the v4 kernel, x as A, used
 // 1 of the 16 rows at M = 1 and decoded each W value for two MMAs).
 //
-// A block of 8 warps owns 16 rows of W (16 outputs per x row; the pair and
-// quad variants 32 and 64, below); its warps
+// A block of 8 warps owns 16 rows of W (16 outputs per x row); its warps
 // take the 128-wide K steps round robin and are summed through shared
 // memory. Per step a lane reads 16 bytes of codes of W rows g and g + 8,
 // their block scales (16 bits NVFP4, one byte MXFP4) and 16 bytes of x per
@@ -245,46 +244,38 @@ __device__ __forceinline__ void store_output(const DecodeArgs& a, int m, int n, 
   }
 }
 
-// kWarps warps per block (kBlocks blocks per SM) own kTiles 16-row tiles of
-// W: warp w works on tile w % kTiles and takes the K steps w / kTiles,
-// w / kTiles + kWarps / kTiles, ... (kRing of a warp's in flight); the
-// warps of a tile are summed through shared memory. With kTiles > 1 the
-// kTiles warps on the same K steps read the same x at about the same time,
-// so x comes from L1 once per block instead of once per tile: past 8 rows
-// x is most of the bytes a tile's warps load (64 bytes of x per value of k
-// at 32 rows against 8 of codes).
-template <int MB, bool kNvfp4, int kWarps, int kRing, bool kWholeStepX, int kBlocks, int kTiles>
+// kWarps warps per block (kBlocks blocks per SM) share one 16-row tile of
+// W, taking its K steps round robin (kRing of a warp's in flight), and sum
+// through shared memory.
+template <int MB, bool kNvfp4, int kWarps, int kRing, bool kWholeStepX, int kBlocks>
 __global__ void __launch_bounds__(kWarps * 32, kBlocks) fp4_decode_kernel(DecodeArgs a) {
-  static_assert(kWarps % kTiles == 0, "every tile gets the same number of warps");
-  constexpr int kSplit = kWarps / kTiles;  // warps per tile, each a share of K
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int e = blockIdx.y;
   const int row_begin = a.offsets ? a.offsets[e] : 0;
   const int row_end = a.offsets ? a.offsets[e + 1] : a.M;
   if (row_begin >= row_end) return;
-  const int first_n = blockIdx.x * 16 * kTiles;
-  const TilePointers tile = tile_pointers<kNvfp4>(a, e, first_n + 16 * (warp % kTiles), g, q);
+  const int n_base = blockIdx.x * 16;
+  const TilePointers tile = tile_pointers<kNvfp4>(a, e, n_base, g, q);
   const int full = a.K / 128, tail = a.K % 128;
   const float inv_global = kNvfp4 ? 1.0f / a.global_scale[e] : 1.0f;
   __shared__ float partial[kWarps][MB * 4][32];
 
   for (int m_base = row_begin; m_base < row_end; m_base += 8 * MB) {
     float acc[MB][4] = {};
-    accumulate_tile<MB, kNvfp4, kSplit, kRing, kWholeStepX>(a, tile, m_base, row_end, warp / kTiles, full, tail, g,
-                                                            q, acc);
-    // Sum each tile's warps' partial sums.
+    accumulate_tile<MB, kNvfp4, kWarps, kRing, kWholeStepX>(a, tile, m_base, row_end, warp, full, tail, g, q, acc);
+    // Sum the warps' partial sums.
 #pragma unroll
     for (int mb = 0; mb < MB; ++mb)
 #pragma unroll
       for (int c = 0; c < 4; ++c) partial[warp][mb * 4 + c][lane] = acc[mb][c];
     __syncthreads();
-    for (int idx = threadIdx.x; idx < kTiles * MB * 4 * 32; idx += kWarps * 32) {
-      const int t = idx / (MB * 4 * 32), i = idx / 32 % (MB * 4), l = idx % 32, mb = i / 4, c = i % 4;
+    for (int idx = threadIdx.x; idx < MB * 4 * 32; idx += kWarps * 32) {
+      const int i = idx / 32, l = idx % 32, mb = i / 4, c = i % 4;
       float v = 0.f;
 #pragma unroll
-      for (int j = 0; j < kSplit; ++j) v += partial[j * kTiles + t][i][l];
-      store_output(a, m_base + 8 * mb + 2 * (l % 4) + (c & 1), first_n + 16 * t + l / 4 + (c >= 2 ? 8 : 0), row_end,
-                   v, inv_global);
+      for (int w = 0; w < kWarps; ++w) v += partial[w][i][l];
+      store_output(a, m_base + 8 * mb + 2 * (l % 4) + (c & 1), n_base + l / 4 + (c >= 2 ? 8 : 0), row_end, v,
+                   inv_global);
     }
     __syncthreads();
   }
@@ -428,23 +419,14 @@ cudaError_t launch_stream(const DecodeArgs& a, int64_t experts, cudaStream_t str
   return cudaGetLastError();
 }
 
-template <int MB, int kWarps, int kRing, bool kWholeStepX, int kBlocks = 2, int kTiles = 1>
+template <int MB, int kWarps, int kRing, bool kWholeStepX, int kBlocks = 2>
 cudaError_t launch(const DecodeArgs& a, int64_t experts, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((a.N + 16 * kTiles - 1) / (16 * kTiles)), static_cast<unsigned>(experts));
+  const dim3 grid(static_cast<unsigned>((a.N + 15) / 16), static_cast<unsigned>(experts));
   if (a.global_scale)
-    fp4_decode_kernel<MB, true, kWarps, kRing, kWholeStepX, kBlocks, kTiles><<<grid, kWarps * 32, 0, stream>>>(a);
+    fp4_decode_kernel<MB, true, kWarps, kRing, kWholeStepX, kBlocks><<<grid, kWarps * 32, 0, stream>>>(a);
   else
-    fp4_decode_kernel<MB, false, kWarps, kRing, kWholeStepX, kBlocks, kTiles><<<grid, kWarps * 32, 0, stream>>>(a);
+    fp4_decode_kernel<MB, false, kWarps, kRing, kWholeStepX, kBlocks><<<grid, kWarps * 32, 0, stream>>>(a);
   return cudaGetLastError();
-}
-
-// The pair and quad variants: blocks of 8 warps owning kTiles tiles (x
-// shared through L1), the narrow variant's rings and x loads otherwise.
-template <int kTiles>
-cudaError_t launch_shared_x(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, cudaStream_t stream) {
-  if (rows_per_group <= 8) return launch<1, 8, 4, true, 2, kTiles>(a, experts, stream);
-  if (rows_per_group <= 16) return launch<2, 8, 2, true, 2, kTiles>(a, experts, stream);
-  return launch<4, 8, 2, false, 2, kTiles>(a, experts, stream);
 }
 
 }  // namespace
@@ -479,9 +461,6 @@ bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x
 
 cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, DecodeVariant variant,
                               cudaStream_t stream) {
-  // pair / quad: blocks own 2 / 4 tiles, whose warps share x loads.
-  if (variant == DecodeVariant::pair) return launch_shared_x<2>(a, rows_per_group, experts, stream);
-  if (variant == DecodeVariant::quad) return launch_shared_x<4>(a, rows_per_group, experts, stream);
   // stream (at most 16 rows per pass): persistent warps, a whole tile each.
   if (variant == DecodeVariant::stream && rows_per_group <= 16)
     return rows_per_group <= 8 ? launch_stream<1>(a, experts, stream) : launch_stream<2>(a, experts, stream);

@@ -33,9 +33,8 @@ bool fp4_decode_fits(int64_t rows_per_group, int64_t K, int64_t N, const void* x
 // rows loop over W again); wide: more, smaller warps per block for at most
 // 8 rows; compact: blocks of 4 warps, 4 per SM, for at most 16 rows;
 // narrow: blocks of 8 warps, 2 per SM; stream: persistent warps owning
-// whole 16-row tiles of W (all of K), for at most 16 rows; pair / quad:
-// narrow's blocks owning 2 / 4 tiles of W, whose warps share x loads.
-enum class DecodeVariant { narrow, wide, compact, stream, pair, quad };
+// whole 16-row tiles of W (all of K), for at most 16 rows.
+enum class DecodeVariant { narrow, wide, compact, stream };
 cudaError_t fp4_decode_matmul(const DecodeArgs& a, int64_t rows_per_group, int64_t experts, DecodeVariant variant,
                               cudaStream_t stream);
 

@@ -184,16 +184,14 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
   for (const bool nvfp4 : {true, false}) {
     for (const int64_t M : {1, 2, 5, 8, 9, 16, 17, 32, 33, 64, 65, 300}) {
       for (const auto& [N, K] : shapes) {
-        // Rows <= 32 go to the decode kernel (its variants; pair and quad
-        // own 2 and 4 tiles of W per block, so N not a multiple of 32 or 64
-        // leaves tiles past N); the general kernel is checked on rows <= 16
-        // too; past 64 rows the prefill kernel.
+        // Rows <= 32 go to the decode kernel (its variants); the general
+        // kernel is checked on rows <= 16 too; past 64 rows the prefill
+        // kernel.
         using cuda::DecodeKernel;
-        for (const DecodeKernel kernel : {DecodeKernel::narrow, DecodeKernel::wide, DecodeKernel::compact,
-                                          DecodeKernel::general, DecodeKernel::pair, DecodeKernel::quad}) {
+        for (const DecodeKernel kernel :
+             {DecodeKernel::narrow, DecodeKernel::wide, DecodeKernel::compact, DecodeKernel::general}) {
           if ((kernel == DecodeKernel::wide && M > 8) || (kernel == DecodeKernel::general && M > 16) ||
-              (kernel == DecodeKernel::compact && M > 16) ||
-              ((kernel == DecodeKernel::pair || kernel == DecodeKernel::quad) && M > 32))
+              (kernel == DecodeKernel::compact && M > 16))
             continue;
           CAPTURE(nvfp4);
           CAPTURE(M);
