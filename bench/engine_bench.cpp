@@ -269,7 +269,7 @@ int main(int argc, char** argv) {
       }
     }
     auto backend = make_cuda_generation(*lm);
-    auto unfused = make_cuda_generation(*lm);
+    auto unfused = o.engine_only ? nullptr : make_cuda_generation(*lm);
     std::printf("%s: %s\n", scheme.c_str(), backend->describe().c_str());
     for (const int64_t batch : o.batches) {
       const auto prompts = random_prompts(batch, o.prompt, config.vocab_size);
@@ -315,7 +315,7 @@ int main(int argc, char** argv) {
     // same model.
     if (scheme == "nvfp4" && !o.engine_only) full_update_repack(*base, copy_gbs);
     backend->release();
-    unfused->release();
+    if (unfused) unfused->release();
   }
 
   std::printf("\n| scheme | batch | engine | ms / decode step | tokens/s | x floor | HF step / this | notes |\n");
