@@ -10,7 +10,6 @@
 // CPU construction. Skipped, saying so, without a GPU.
 #include "torch_doctest.hpp"  // first: see there
 
-#include <torch/cuda.h>
 
 #include <algorithm>
 #include <cmath>
@@ -23,11 +22,7 @@
 
 namespace {
 
-bool gpu_visible() {
-  if (torch::cuda::is_available()) return true;
-  MESSAGE("SKIPPED: no CUDA device visible; the fused decoder kernels were not run");
-  return false;
-}
+bool gpu_visible() { return qerl::kernels::test::cuda_visible("the fused decoder kernels"); }
 
 // models/nn/rms_norm.cpp's formula.
 torch::Tensor composed_rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
