@@ -223,8 +223,6 @@ void full_update_repack(PackedBase& base, double copy_gbs) {
               base.targets().size(), bytes / 1e9, best, bytes / best / 1e9, bytes / best / 1e9 / copy_gbs * 100);
 }
 
-}  // namespace
-
 // Hugging Face generate's step at this batch (from --hf), as a bf16 row.
 void add_hf_row(std::vector<Row>& rows, const nlohmann::json& hf, const std::string& scheme, int64_t batch,
                 double floor_ms) {
@@ -235,6 +233,8 @@ void add_hf_row(std::vector<Row>& rows, const nlohmann::json& hf, const std::str
                 static_cast<long long>(h.value("new_tokens", 0)));
   rows.push_back({scheme, "HF generate", batch, h.value("step_ms", 0.0), floor_ms, note});
 }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
@@ -291,9 +291,10 @@ int main(int argc, char** argv) {
       }
       // The same engine with the decode-path fusions off (kernels/cuda/
       // decoder_ops_torch.hpp), its own graphs captured that way.
+      const bool fused_on = qerl::kernels::cuda::fused_decode_enabled();  // off with QERL_FUSED_DECODE=0
       qerl::kernels::cuda::set_fused_decode(false);
       const EngineRun plain = time_engine(*unfused, *lm, prompts, gen, o.new_tokens);
-      qerl::kernels::cuda::set_fused_decode(true);
+      qerl::kernels::cuda::set_fused_decode(fused_on);
       std::snprintf(note, sizeof note, "decode fusions off; greedy tokens equal to the fused engine's: %.1f %%",
                     agreement_percent(plain.out, out));
       rows.push_back({scheme, "qerl CUDA engine, fusions off", batch, plain.step_ms, floor_ms, note});
@@ -310,12 +311,12 @@ int main(int argc, char** argv) {
       add_hf_row(rows, hf, scheme, batch, floor_ms);
       std::fflush(stdout);
     }
-    // The re-pack last: its update (one random tensor per shape) replaces
-    // the model's weights, so the rows above and the bf16 ones measure the
-    // same model.
-    if (scheme == "nvfp4" && !o.engine_only) full_update_repack(*base, copy_gbs);
     backend->release();
     if (unfused) unfused->release();
+    // The re-pack last, the engines' buffers released: its update (one
+    // random tensor per shape) replaces the model's weights, so the rows
+    // above and the bf16 ones measure the same model.
+    if (scheme == "nvfp4" && !o.engine_only) full_update_repack(*base, copy_gbs);
   }
 
   std::printf("\n| scheme | batch | engine | ms / decode step | tokens/s | x floor | HF step / this | notes |\n");

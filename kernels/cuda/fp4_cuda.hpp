@@ -61,8 +61,9 @@ cudaError_t fp4_quant_error(const void* w, bool bf16, const uint8_t* packed, con
 // its narrow one (8 warps, 4 K steps in flight each) otherwise, 17-32 rows
 // in one pass of four 8-row x tiles; for grouped experts in its stream
 // variant (persistent warps that each own whole 16-row tiles of W over all
-// of K: no barrier, no drain between tiles), as measured fastest
-// (bench/NOTES.md). narrow / wide / compact: that variant (wide only up to
+// of K: no barrier, no drain between tiles), as measured fastest from 8
+// tokens of the A2.7B MoE layer up (bench/NOTES.md; at 1 token narrow and
+// compact are faster). narrow / wide / compact: that variant (wide only up to
 // 8 rows; compact, blocks of 4 warps with 4 per SM, up to 16 rows);
 // general: the general tile kernel; stream: as automatic does for experts
 // (plain Linears as automatic).

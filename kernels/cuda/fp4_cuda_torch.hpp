@@ -97,7 +97,8 @@ Bf16ExpertsKernel bf16_experts_kernel();
 // indices [T, top_k] int64, weights [T, top_k] (fp32 or bf16: bf16
 // weights round each weighted term to bf16, as the CPU path does);
 // gate_up [E, 2I, H] (gate rows first) and down [E, H, I], as bf16 tensors
-// (grouped through LibTorch's _grouped_mm) or fp4 codes (the grouped W4A16
+// (bf16_experts_kernel's choice at decode sizes, LibTorch's _grouped_mm
+// past them or with a gradient) or fp4 codes (the grouped W4A16
 // kernel while experts get at most decode_rows_max rows on average; past
 // that, prefill-sized batches, the prefill path of set_prefill_path).
 // -> [T, H] bf16.

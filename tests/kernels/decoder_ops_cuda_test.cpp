@@ -10,7 +10,6 @@
 // CPU construction. Skipped, saying so, without a GPU.
 #include "torch_doctest.hpp"  // first: see there
 
-
 #include <algorithm>
 #include <cmath>
 #include <tuple>

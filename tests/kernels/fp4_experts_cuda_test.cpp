@@ -7,8 +7,6 @@
 // loop. Without a visible GPU every case says so.
 #include "torch_doctest.hpp"  // first: see there
 
-#include <torch/autograd.h>
-
 #include <vector>
 
 #include "kernels/cuda/fp4_cuda.hpp"
