@@ -123,13 +123,17 @@ TEST_CASE("staleness 1: rollout(t+1) starts while learner(t) is still running") 
 }
 
 TEST_CASE("colocated stages time-slice their slot; the same stages disaggregated overlap") {
-  // With staleness 1 rollout(t+1) may run during learner(t); the learner
-  // gives it `wait_s` to start (the wait ends early when it does). On a
-  // shared slot the lease forbids that.
+  // With staleness 1 rollout(t+1) may run during learner(t). Each of the two
+  // waits up to `wait_s` for the other to begin (a wait ends early when it
+  // does), so on separate slots they must overlap whatever order the
+  // scheduler picks: rollout(t+1) could otherwise finish before learner(t)
+  // begins. On a shared slot the lease forbids the overlap and the waits
+  // time out.
   auto run_placed = [](std::vector<int64_t> rollout, std::vector<int64_t> learner, double wait_s) {
     auto loop = std::make_shared<ToyLoop>();
     loop->hook = [log = loop->log, wait_s](const std::string& stage, const StepInput& in) {
       if (stage == "learner" && in.step + 1 < 4) log->wait_for_begin("rollout", in.step + 1, wait_s);
+      if (stage == "rollout" && in.step >= 1) log->wait_for_begin("learner", in.step - 1, wait_s);
     };
     StageRegistry registry;
     register_toy_loop(registry, loop);
