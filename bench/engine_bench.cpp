@@ -25,6 +25,7 @@
 
 #include "bench/cuda_timing.hpp"
 #include "kernels/cuda/decoder_ops_torch.hpp"
+#include "kernels/cuda/kernel_choices.hpp"
 #include "models/engine/generation_backend.hpp"
 #include "models/generate/generator.hpp"
 #include "models/nn/model_config.hpp"
@@ -291,10 +292,11 @@ int main(int argc, char** argv) {
       }
       // The same engine with the decode-path fusions off (kernels/cuda/
       // decoder_ops_torch.hpp), its own graphs captured that way.
-      const bool fused_on = qerl::kernels::cuda::fused_decode_enabled();  // off with QERL_FUSED_DECODE=0
-      qerl::kernels::cuda::set_fused_decode(false);
-      const EngineRun plain = time_engine(*unfused, *lm, prompts, gen, o.new_tokens);
-      qerl::kernels::cuda::set_fused_decode(fused_on);
+      const EngineRun plain = [&] {
+        const qerl::kernels::cuda::KernelChoices restore;  // as found (off with QERL_FUSED_DECODE=0)
+        qerl::kernels::cuda::set_fused_decode(false);
+        return time_engine(*unfused, *lm, prompts, gen, o.new_tokens);
+      }();
       std::snprintf(note, sizeof note, "decode fusions off; greedy tokens equal to the fused engine's: %.1f %%",
                     agreement_percent(plain.out, out));
       rows.push_back({scheme, "qerl CUDA engine, fusions off", batch, plain.step_ms, floor_ms, note});

@@ -22,6 +22,7 @@
 #include "bench/cuda_timing.hpp"
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_cuda_torch.hpp"
+#include "kernels/cuda/kernel_choices.hpp"
 #include "kernels/fp4_linear.hpp"
 #include "kernels/quantize_tensor.hpp"
 
@@ -94,13 +95,10 @@ bool wgmma_runs() {
 
 // GPU time of fn (graph replay) with the in-register prefill path and the given kernel.
 double in_register_us(cuda::PrefillKernel kernel, const std::function<void(int)>& fn, int calls = 20) {
-  const cuda::PrefillPath before = cuda::prefill_path();
+  const cuda::KernelChoices restore;
   cuda::set_prefill_path(cuda::PrefillPath::in_register);
   cuda::fp4_select_prefill_kernel(kernel);
-  const double us = graph_us(fn, calls);
-  cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
-  cuda::set_prefill_path(before);
-  return us;
+  return graph_us(fn, calls);
 }
 
 void matmuls(double copy_gbs, double tflops) {
@@ -145,10 +143,9 @@ void matmuls(double copy_gbs, double tflops) {
       // The same call through a given kernel (up to max_rows; "-" beyond).
       auto through = [&](cuda::DecodeKernel kernel, int64_t max_rows) {
         if (M > max_rows) return std::nan("");
+        const cuda::KernelChoices restore;
         cuda::fp4_select_decode_kernel(kernel);
-        const double t = graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
-        cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
-        return t;
+        return graph_us([&](int i) { fp4_linear(x, nvs[i % n_fp4], none); });
       };
       const double t_v4 = through(cuda::DecodeKernel::general, 32), t_narrow = through(cuda::DecodeKernel::narrow, 32),
                    t_wide = through(cuda::DecodeKernel::wide, 8), t_compact = through(cuda::DecodeKernel::compact, 16);
@@ -249,17 +246,19 @@ void moe(double copy_gbs) {
     const double t_fp4_eager = eager_us([&](int) { grouped_fp4(); }, 10);
     const double t_bf16 = graph_us([&](int) { grouped_bf16(); }, 5);
     const double t_fp4 = graph_us([&](int) { grouped_fp4(); }, 5);
-    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::wide);  // experts' rows <= 8: the wide variant
-    const double t_fp4_wide = graph_us([&](int) { grouped_fp4(); }, 5);
-    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::compact);  // experts' rows <= 16: blocks of 4 warps
-    const double t_fp4_compact = graph_us([&](int) { grouped_fp4(); }, 5);
-    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::narrow);  // experts' rows <= 16: the earlier default
-    const double t_fp4_narrow = graph_us([&](int) { grouped_fp4(); }, 5);
-    cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
-    const cuda::Bf16ExpertsKernel chosen = cuda::bf16_experts_kernel();
-    cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::grouped_mm);  // LibTorch's, at every size
-    const double t_bf16_grouped_mm = graph_us([&](int) { grouped_bf16(); }, 5);
-    cuda::set_bf16_experts_kernel(chosen);
+    auto fp4_through = [&](cuda::DecodeKernel kernel) {
+      const cuda::KernelChoices restore;
+      cuda::fp4_select_decode_kernel(kernel);
+      return graph_us([&](int) { grouped_fp4(); }, 5);
+    };
+    const double t_fp4_wide = fp4_through(cuda::DecodeKernel::wide);        // experts' rows <= 8: the wide variant
+    const double t_fp4_compact = fp4_through(cuda::DecodeKernel::compact);  // rows <= 16: blocks of 4 warps
+    const double t_fp4_narrow = fp4_through(cuda::DecodeKernel::narrow);    // rows <= 16: the earlier default
+    const double t_bf16_grouped_mm = [&] {
+      const cuda::KernelChoices restore;
+      cuda::set_bf16_experts_kernel(cuda::Bf16ExpertsKernel::grouped_mm);  // LibTorch's, at every size
+      return graph_us([&](int) { grouped_bf16(); }, 5);
+    }();
     // The in-register prefill kernels change the experts' path past 64 rows per expert.
     const double t_fp4_v1 = in_register_us(cuda::PrefillKernel::mma_sync, [&](int) { grouped_fp4(); }, 5);
     const double t_fp4_wgmma =
@@ -304,10 +303,9 @@ void expert_projections(double copy_gbs) {
       const int64_t N = w.packed.size(1), K = w.packed.size(2) * 2;
       const torch::Tensor x = torch::randn({T * top_k, K}, bf16_cuda());
       auto time = [&](cuda::DecodeKernel kernel) {
+        const cuda::KernelChoices restore;
         cuda::fp4_select_decode_kernel(kernel);
-        const double us = graph_us([&](int) { cuda::fp4_grouped_linear(x, routing, w, hint); }, 20);
-        cuda::fp4_select_decode_kernel(cuda::DecodeKernel::automatic);
-        return us;
+        return graph_us([&](int) { cuda::fp4_grouped_linear(x, routing, w, hint); }, 20);
       };
       const double t_narrow = time(cuda::DecodeKernel::narrow), t_compact = time(cuda::DecodeKernel::compact),
                    t_stream = time(cuda::DecodeKernel::stream);
@@ -332,6 +330,7 @@ void expert_projections(double copy_gbs) {
 int profile() {
   torch::manual_seed(4);
   {  // The two prefill kernels first, once each (ncu --launch-count 2 takes them).
+    const cuda::KernelChoices restore;
     cuda::set_prefill_path(cuda::PrefillPath::in_register);
     const Nvfp4Weight q = nvfp4_quantize(torch::randn({4096, 4096}, bf16_cuda()) * 0.02);
     const Fp4Weight nv{q.packed, q.block_scale, q.global_scale};
@@ -340,8 +339,6 @@ int profile() {
       cuda::fp4_select_prefill_kernel(kernel);
       fp4_linear(x, nv, torch::Tensor());
     }
-    cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
-    cuda::set_prefill_path(cuda::PrefillPath::dequantize);
   }
   const torch::Tensor big = torch::randn({4096, 14336}, bf16_cuda()) * 0.02;
   const float g = nvfp4_global_scale(big);

@@ -69,6 +69,7 @@ cudaError_t fp4_quant_error(const void* w, bool bf16, const uint8_t* packed, con
 // (plain Linears as automatic).
 enum class DecodeKernel { automatic, narrow, wide, compact, general, stream };
 void fp4_select_decode_kernel(DecodeKernel kernel);
+DecodeKernel fp4_decode_kernel();
 
 // m16 tiles per block pass for `rows` rows of x (1..4).
 int fp4_mma_tiles(int64_t rows);
@@ -113,6 +114,7 @@ int fp4_prefill_splits(int64_t rows, int64_t K, int64_t N);
 // faster: bench/NOTES.md).
 enum class PrefillKernel { automatic, mma_sync, wgmma };
 void fp4_select_prefill_kernel(PrefillKernel kernel);
+PrefillKernel fp4_prefill_kernel();
 
 cudaError_t fp4_grouped_matmul_bf16(const __nv_bfloat16* x, const int32_t* offsets, int64_t experts,
                                     int64_t rows_hint, int64_t K, const uint8_t* packed, const uint8_t* scales,

@@ -252,6 +252,7 @@ DecodeKernel decode_kernel = DecodeKernel::automatic;
 }  // namespace
 
 void fp4_select_decode_kernel(DecodeKernel kernel) { decode_kernel = kernel; }
+DecodeKernel fp4_decode_kernel() { return decode_kernel; }
 
 namespace {
 // The decode kernel's variant for a selection (automatic: the given

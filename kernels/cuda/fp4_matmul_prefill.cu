@@ -204,6 +204,7 @@ cudaError_t launch(const PrefillArgs& a, int64_t tiles, cudaStream_t stream) {
 }  // namespace
 
 void fp4_select_prefill_kernel(PrefillKernel kernel) { prefill_kernel = kernel; }
+PrefillKernel fp4_prefill_kernel() { return prefill_kernel; }
 
 int fp4_prefill_splits(int64_t rows, int64_t K, int64_t N) {
   // Split K while the 128 x 128 tiles would fill less than one wave (one

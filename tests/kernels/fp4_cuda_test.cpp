@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_cuda_torch.hpp"
+#include "kernels/cuda/kernel_choices.hpp"
 #include "kernels/fp4_linear.hpp"
 #include "kernels/quantize_tensor.hpp"
 #include "tests/kernels/fp4_weights.hpp"
@@ -181,9 +182,11 @@ TEST_CASE("CUDA W4A16 linear: within bf16 rounding of an fp32 x · dequant(W)^T,
           CAPTURE(K);
           CAPTURE(static_cast<int>(kernel));
           const LinearCase c = linear_case(M, N, K, nvfp4, ++seed);
-          cuda::fp4_select_decode_kernel(kernel);
-          const torch::Tensor y = fp4_linear(c.x.cuda(), c.cpu.to(torch::kCUDA), c.bias.cuda());
-          cuda::fp4_select_decode_kernel(DecodeKernel::automatic);
+          const torch::Tensor y = [&] {
+            const cuda::KernelChoices restore;
+            cuda::fp4_select_decode_kernel(kernel);
+            return fp4_linear(c.x.cuda(), c.cpu.to(torch::kCUDA), c.bias.cuda());
+          }();
           check_against(y, c);
         }
       }
@@ -210,12 +213,12 @@ void check_prefill(cuda::PrefillPath path, cuda::PrefillKernel kernel, uint64_t 
         CAPTURE(N);
         CAPTURE(K);
         const LinearCase c = linear_case(M, N, K, nvfp4, ++seed);
-        const cuda::PrefillPath before = cuda::prefill_path();
-        cuda::set_prefill_path(path);
-        cuda::fp4_select_prefill_kernel(kernel);
-        const torch::Tensor y = fp4_linear(c.x.cuda(), c.cpu.to(torch::kCUDA), c.bias.cuda());
-        cuda::set_prefill_path(before);
-        cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
+        const torch::Tensor y = [&] {
+          const cuda::KernelChoices restore;
+          cuda::set_prefill_path(path);
+          cuda::fp4_select_prefill_kernel(kernel);
+          return fp4_linear(c.x.cuda(), c.cpu.to(torch::kCUDA), c.bias.cuda());
+        }();
         check_against(y, c);
       }
     }
@@ -242,9 +245,11 @@ TEST_CASE("CUDA W4A16 prefill, wgmma kernel (v2): vs fp32 x · dequant(W)^T, rag
     routing.offsets = torch::cat({torch::zeros({1}, torch::kInt), counts.cumsum(0).to(torch::kInt)}).cuda();
     const int64_t rows = counts.sum().item<int64_t>();
     const torch::Tensor x = torch::randn({rows, K}).to(torch::kBFloat16);
-    cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::wgmma);
-    const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, rows / E).cpu();
-    cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::automatic);
+    const torch::Tensor y = [&] {
+      const cuda::KernelChoices restore;
+      cuda::fp4_select_prefill_kernel(cuda::PrefillKernel::wgmma);
+      return cuda::fp4_grouped_linear(x.cuda(), routing, q, rows / E).cpu();
+    }();
     int64_t begin = 0;
     for (int64_t e = 0; e < E; ++e) {
       const int64_t n = counts[e].item<int64_t>();

@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/fp4_cuda.hpp"
 #include "kernels/cuda/fp4_cuda_torch.hpp"
+#include "kernels/cuda/kernel_choices.hpp"
 #include "kernels/fp4_linear.hpp"
 #include "kernels/quantize_tensor.hpp"
 #include "tests/kernels/fp4_weights.hpp"
@@ -84,11 +85,12 @@ TEST_CASE("CUDA experts: stacked packing equals each expert's CPU packing; group
       CAPTURE(static_cast<int>(choice.decode));
       CAPTURE(choice.rows_hint);
       CAPTURE(static_cast<int>(choice.prefill));
-      cuda::fp4_select_decode_kernel(choice.decode);
-      cuda::fp4_select_prefill_kernel(choice.prefill);
-      const torch::Tensor y = cuda::fp4_grouped_linear(x.cuda(), routing, q, choice.rows_hint).cpu();
-      cuda::fp4_select_decode_kernel(DecodeKernel::automatic);
-      cuda::fp4_select_prefill_kernel(PrefillKernel::automatic);
+      const torch::Tensor y = [&] {
+        const cuda::KernelChoices restore;
+        cuda::fp4_select_decode_kernel(choice.decode);
+        cuda::fp4_select_prefill_kernel(choice.prefill);
+        return cuda::fp4_grouped_linear(x.cuda(), routing, q, choice.rows_hint).cpu();
+      }();
       for (int64_t r = 0; r < T * top_k; ++r) {
         const int64_t e = sorted_experts[r].item<int64_t>();
         const torch::Tensor expected =
@@ -155,9 +157,11 @@ TEST_CASE("CUDA grouped decode kernels (W4A16 and bf16) with more tiles than the
       for (const int64_t hint : {4, 12}) {
         CAPTURE(static_cast<int>(kernel));
         CAPTURE(hint);
-        cuda::fp4_select_decode_kernel(kernel);
-        const torch::Tensor y = cuda::fp4_grouped_linear(x, routing, q, hint);
-        cuda::fp4_select_decode_kernel(DecodeKernel::automatic);
+        const torch::Tensor y = [&] {
+          const cuda::KernelChoices restore;
+          cuda::fp4_select_decode_kernel(kernel);
+          return cuda::fp4_grouped_linear(x, routing, q, hint);
+        }();
         CHECK(relative_error(y, expected) < 1e-2);
         CHECK(worst_error(y, expected) < 2e-2);
       }
@@ -194,10 +198,12 @@ TEST_CASE("CUDA MoE experts forward (sorted on the device, grouped gate/up and d
           down_ref[e] = fp4_dequantize(dn[e], torch::kFloat);
         }
       }
-      const cuda::Bf16ExpertsKernel chosen = cuda::bf16_experts_kernel();
-      cuda::set_bf16_experts_kernel(mode == 3 ? cuda::Bf16ExpertsKernel::stream : cuda::Bf16ExpertsKernel::grouped_mm);
-      const torch::Tensor out = cuda::moe_experts_forward(x.cuda(), indices.cuda(), weights.cuda(), experts);
-      cuda::set_bf16_experts_kernel(chosen);
+      const torch::Tensor out = [&] {
+        const cuda::KernelChoices restore;
+        cuda::set_bf16_experts_kernel(mode == 3 ? cuda::Bf16ExpertsKernel::stream
+                                                : cuda::Bf16ExpertsKernel::grouped_mm);
+        return cuda::moe_experts_forward(x.cuda(), indices.cuda(), weights.cuda(), experts);
+      }();
       torch::Tensor expected = torch::zeros({T, H});
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t s = 0; s < top_k; ++s) {
