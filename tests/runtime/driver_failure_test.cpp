@@ -202,14 +202,16 @@ TEST_CASE("a stalled stage is reported by the no-progress guard, not waited on f
     }));
     const auto spec = pipeline({stage("src", "t.src"), stage("stuck", "t.stuck", {input("in", "src")})});
     RunOptions options = quiet_options();
-    options.no_progress_timeout_s = 1.0;
+    // 3 s: long enough that the source has surely reported step 0 by then,
+    // even on a loaded machine (the message would also name it otherwise).
+    options.no_progress_timeout_s = 3.0;
     options.shutdown_timeout_s = 0.5;
     const auto start = std::chrono::steady_clock::now();
     const RunResult result = run_spec(spec, registry, options);
     const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     CHECK_FALSE(result.ok);
     CHECK(result.error ==
-          "no progress for 1 s: step 0 still waits on stuck (raise the no-progress timeout if a "
+          "no progress for 3 s: step 0 still waits on stuck (raise the no-progress timeout if a "
           "step is this slow)");
     CHECK(took < 20);
   }
